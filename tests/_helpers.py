@@ -122,6 +122,27 @@ def nobias_cases(cell: str) -> list[Case]:
     ]
 
 
+def case_strategy(cell: str):
+    """Hypothesis strategy over small random configurations of ``cell``."""
+    from hypothesis import strategies as st
+
+    return st.builds(
+        Case,
+        cell=st.just(cell),
+        T=st.integers(1, 8),
+        B=st.integers(1, 6),
+        I=st.integers(1, 20),
+        H=st.integers(1, 20),
+        L=st.integers(1, 3),
+        bidir=st.booleans(),
+        batch_first=st.booleans(),
+        lengths=st.sampled_from([None, "unsorted", "short"]),
+        dtype=st.sampled_from(DTYPES),
+        nonlinearity=st.sampled_from(variants(cell)),
+        bias=st.booleans(),
+    )
+
+
 def params(cases: Iterable[Case]) -> list[Any]:
     return [pytest.param(c, id=str(c)) for c in cases]
 

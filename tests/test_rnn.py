@@ -15,6 +15,7 @@ import rnnkit as rk
 from _helpers import (
     Case,
     assert_results_equal,
+    case_strategy,
     check_accumulates,
     check_call_is_forward,
     check_chunks,
@@ -73,6 +74,22 @@ def test_parity_no_bias(case, rng):
 def test_same_seed_same_params(nl):
     check_same_seed(small(nl, L=2, bidir=True))
     check_same_seed(small(nl, dtype="float32"))
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # optional: the core suite needs only pytest
+    given = None
+
+
+if given is not None:
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(case=case_strategy(CELL), seed=st.integers(0, 2**32 - 1))
+    def test_parity_random_configs(case, seed):
+        """Kernel vs reference on random small configurations (reproducible draws)."""
+        check_parity(case, np.random.default_rng(seed))
 
 
 # ------------------------------------------------- chunks and single steps
