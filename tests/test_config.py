@@ -100,6 +100,16 @@ def test_num_threads_round_trip(n, restore_config):
     assert rk.get_num_threads() == n
 
 
+@pytest.mark.parametrize(
+    "bad, exc", [(0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError)]
+)
+def test_num_threads_bad(bad, exc, restore_config):
+    before = rk.get_num_threads()
+    with pytest.raises(exc, match=re.escape(repr(bad)) + "|" + type(bad).__name__):
+        rk.set_num_threads(bad)
+    assert rk.get_num_threads() == before
+
+
 def test_num_threads_default_positive():
     assert isinstance(rk.get_num_threads(), int) and rk.get_num_threads() >= 1
 
