@@ -1,0 +1,34 @@
+// gemm.h: C = A B (or C += A B) for the large products of the recurrent
+// kernels: the input projection of all steps, dx, and the weight gradients.
+//
+// A is M x K with element (i, k) at A[i*rsa + k*csa]; B is K x N with (k, j) at
+// B[k*rsb + j*csb]; C is M x N row-major with leading dimension ldc. Strides
+// express transposes, so one routine serves X W^T, dG W and dG^T X.
+//
+// Called by every thread of an OpenMP team (tid, nth) or by one thread
+// outside a region (0, 1). pack is shared scratch of gemm_pack_size(nth)
+// elements. Each element of C is computed by exactly one thread in a fixed
+// order over K, so results are bitwise identical for any thread count.
+#pragma once
+
+#include <stdint.h>
+
+#include "simd/vec.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+template <class T>
+int64_t gemm_pack_size(int nth);
+
+template <class T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
+          const T* B, int64_t rsb, int64_t csb, T* C, int64_t ldc, bool accumulate,
+          T* pack, int tid, int nth);
+
+// FLOPs/s of a register-resident FMA loop on nth threads for this ISA: the
+// machine's peak as this build can reach it (benchmarks report % of it).
+double fma_peak_gflops(double seconds, int nth);
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

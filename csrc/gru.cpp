@@ -1,0 +1,71 @@
+// gru.cpp: the GRU cell, PyTorch's gate order r, z, n, reset after the product.
+//
+//   r = σ(W_ir x + b_ir + W_hr h + b_hr)       z = σ(... z rows ...)
+//   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+//   h' = (1 - z) * n + z * h
+//
+// G = 3. The hidden-side gradient of the n rows differs from the input side
+// (it is scaled by r), so a training forward keeps hn = W_hn h + b_hn (aux,
+// T x B x H) next to the activations r, z, n (in XP); backward overwrites XP
+// with the input-side dG and aux with the hidden-side dG of the n rows.
+#include "kernels.h"
+#include "recurrent.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+template <class T>
+struct GruCell {
+  using V = vec_t<T>;
+  static constexpr int64_t G = 3;
+  static constexpr bool kHasC = false, kSplitN = true;
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 7 : 3;
+
+  template <bool kTrain>
+  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,
+                                    int) {
+    const int64_t H = r.H;
+    const V rg = vsigmoid(loadn(r.xp + j, n) + loadn(r.bx + j, n) + acc[0]);
+    const V z = vsigmoid(loadn(r.xp + H + j, n) + loadn(r.bx + H + j, n) + acc[1]);
+    const V hn = acc[2] + loadn(r.bhn + j, n);
+    // n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    const V nn = vtanh(loadn(r.xp + 2 * H + j, n) + loadn(r.bx + 2 * H + j, n) + rg * hn);
+    // h' = (1 - z) * n + z * h
+    const V h = (T(1) - z) * nn + z * loadn(r.hprev + j, n);
+    storen(r.hnext + j, h, n);
+    storen(r.y + j, h, n);
+    if (kTrain) {
+      storen(r.xp + j, rg, n);
+      storen(r.xp + H + j, z, n);
+      storen(r.xp + 2 * H + j, nn, n);
+      storen(r.hnstore + j, hn, n);
+    }
+  }
+
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<T>& r, int64_t j, int64_t n, int) {
+    const int64_t H = r.H;
+    const V rg = loadn(r.xp + j, n), z = loadn(r.xp + H + j, n);
+    const V nn = loadn(r.xp + 2 * H + j, n), hn = loadn(r.hn + j, n);
+    // h' = (1 - z) * n + z * h
+    const V dn = dh * (T(1) - z);
+    const V dz = dh * (loadn(r.hprev + j, n) - nn);
+    storen(r.dhd + j, dh * z, n);
+    // n = tanh(a_n + r * hn)
+    const V dnp = dn * (T(1) - nn * nn);
+    const V dr = dnp * hn, dhn = dnp * rg;
+    const V drp = dr * rg * (T(1) - rg), dzp = dz * z * (T(1) - z);
+    storen(r.xp + j, drp, n);
+    storen(r.xp + H + j, dzp, n);
+    storen(r.xp + 2 * H + j, dnp, n);
+    storen(r.dg + j, drp, n);
+    storen(r.dg + H + j, dzp, n);
+    storen(r.dg + 2 * H + j, dhn, n);
+    storen(r.hn + j, dhn, n);
+  }
+};
+
+#include "cell_entry.h"
+RNNKIT_DEFINE_CELL(gru, GruCell)
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

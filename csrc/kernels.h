@@ -1,0 +1,33 @@
+// kernels.h: the entry points each instruction-set build provides, declared in
+// namespace rnnkit::RNNKIT_NS. No include guard on purpose: dispatch.cpp
+// includes it once per ISA with RNNKIT_NS redefined.
+//
+//   <cell>_workspace_size(desc, mode)  bytes of reserve (kept from a training
+//                                      forward to its backward) and scratch
+//   <cell>_forward(desc, args)         inference (args.train false) or training
+//   <cell>_backward(desc, args)        BPTT for the last training forward whose
+//                                      reserve is passed; adds into dweights
+//
+// mode: 0 inference forward, 1 training forward, 2 backward.
+#include "common.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+#define RNNKIT_DECLARE_CELL(cell)                                          \
+  template <class T>                                                       \
+  WorkspaceSize cell##_workspace_size(const RnnDesc& desc, int mode);      \
+  template <class T>                                                       \
+  void cell##_forward(const RnnDesc& desc, const RnnArgs<T>& args);        \
+  template <class T>                                                       \
+  void cell##_backward(const RnnDesc& desc, const RnnArgs<T>& args);
+
+RNNKIT_DECLARE_CELL(rnn)
+RNNKIT_DECLARE_CELL(lstm)
+RNNKIT_DECLARE_CELL(gru)
+#undef RNNKIT_DECLARE_CELL
+
+double fma_peak_gflops(double seconds, int nth);
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

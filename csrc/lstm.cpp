@@ -1,0 +1,72 @@
+// lstm.cpp: the LSTM cell, PyTorch's gate order i, f, g, o.
+//
+//   i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(... f rows ...)
+//   g = tanh(... g rows ...)                   o = σ(... o rows ...)
+//   c' = f * c + i * g                         h' = o * tanh(c')
+//
+// G = 4: XP rows are [i | f | g | o], each H wide. A training forward stores
+// the four activations (in XP) and c' (aux, T x B x H); backward recomputes
+// tanh(c') rather than storing it. b_ih + b_hh are folded into one bias.
+#include "kernels.h"
+#include "recurrent.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+template <class T>
+struct LstmCell {
+  using V = vec_t<T>;
+  static constexpr int64_t G = 4;
+  static constexpr bool kHasC = true, kSplitN = false;
+  // rows per fused tile: MR x 4 accumulators + 4 weight vectors in registers
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 5 : 2;
+
+  template <bool kTrain>
+  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,
+                                    int) {
+    const int64_t H = r.H;
+    V gate[4];
+    for (int g = 0; g < 4; ++g)
+      gate[g] = loadn(r.xp + g * H + j, n) + loadn(r.bx + g * H + j, n) + acc[g];
+    const V i = vsigmoid(gate[0]), f = vsigmoid(gate[1]);
+    const V g = vtanh(gate[2]), o = vsigmoid(gate[3]);
+    const V c = f * loadn(r.cprev + j, n) + i * g;  // c' = f * c + i * g
+    const V h = o * vtanh(c);                       // h' = o * tanh(c')
+    storen(r.hnext + j, h, n);
+    storen(r.y + j, h, n);
+    storen(r.cnext + j, c, n);
+    if (kTrain) {
+      storen(r.xp + j, i, n);
+      storen(r.xp + H + j, f, n);
+      storen(r.xp + 2 * H + j, g, n);
+      storen(r.xp + 3 * H + j, o, n);
+      storen(r.cstore + j, c, n);
+    }
+  }
+
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<T>& r, int64_t j, int64_t n, int) {
+    const int64_t H = r.H;
+    const V i = loadn(r.xp + j, n), f = loadn(r.xp + H + j, n);
+    const V g = loadn(r.xp + 2 * H + j, n), o = loadn(r.xp + 3 * H + j, n);
+    const V tc = vtanh(loadn(r.c + j, n));
+    // h' = o * tanh(c')
+    const V dout = dh * tc;
+    const V dc = loadn(r.dc + j, n) + dh * o * (T(1) - tc * tc);
+    // c' = f * c + i * g
+    const V di = dc * g, dg = dc * i, df = dc * loadn(r.cprev + j, n);
+    storen(r.dc + j, dc * f, n);
+    // through the nonlinearities: σ' = s (1 - s), tanh' = 1 - t^2
+    const V dpre[4] = {di * i * (T(1) - i), df * f * (T(1) - f), dg * (T(1) - g * g),
+                       dout * o * (T(1) - o)};
+    for (int k = 0; k < 4; ++k) {
+      storen(r.xp + k * H + j, dpre[k], n);
+      storen(r.dg + k * H + j, dpre[k], n);
+    }
+  }
+};
+
+#include "cell_entry.h"
+RNNKIT_DEFINE_CELL(lstm, LstmCell)
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

@@ -1,0 +1,60 @@
+"""The compiled backend: runs a layer's forward/backward on rnnkit._core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .layers import _scratch
+
+
+@dataclass
+class _Ctx:
+    """What a training forward leaves for its backward."""
+
+    T: int
+    B: int
+    lengths: np.ndarray | None
+    reserve: np.ndarray
+
+
+def _desc(layer: Any, T: int, B: int) -> tuple:
+    return (layer.cell, layer.dtype.name, T, B, layer.input_size, layer.hidden_size,
+            layer.num_layers, layer.bidirectional, layer.bias)
+
+
+class CoreBackend:
+    """Adapter between the layer protocol and the kernels' argument lists."""
+
+    def forward(self, layer: Any, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+                lengths: np.ndarray | None, train: bool):
+        T, B = x.shape[0], x.shape[1]
+        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B),
+                                                            1 if train else 0)
+        reserve = None
+        if train:
+            # reused across calls: a new training forward ends the previous one
+            reserve = layer._reserve
+            if reserve is None or reserve.nbytes < reserve_bytes:
+                reserve = np.empty(reserve_bytes, dtype=np.uint8)
+                layer._reserve = reserve
+        scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
+        y, hn, cn = _core.forward(layer.cell, layer.nonlinearity, layer.num_layers,
+                                  layer.bidirectional, x, h0, c0,
+                                  layer._weight_list(layer.params), lengths, reserve,
+                                  scratch, train)
+        ctx = _Ctx(T, B, lengths, reserve) if train else None
+        return y, hn, cn, ctx
+
+    def backward(self, layer: Any, ctx: _Ctx, dy: np.ndarray, dhn: np.ndarray,
+                 dcn: np.ndarray | None):
+        _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)
+        scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
+        return _core.backward(layer.cell, layer.nonlinearity, layer.num_layers,
+                              layer.bidirectional, layer.input_size, dy, dhn, dcn,
+                              layer._weight_list(layer.params),
+                              layer._weight_list(layer.grads), ctx.lengths,
+                              ctx.reserve, scratch)

@@ -1,0 +1,260 @@
+"""Stacked, bidirectional, variable-length layers built from the single-layer cells.
+
+Shared by all three cells (:mod:`.rnn`, :mod:`.lstm`, :mod:`.gru`), which each run one
+layer in one direction. This module adds, exactly as ``torch.nn.RNN/LSTM/GRU`` do:
+
+* Stacking: layer k's input is layer k-1's output, (T, B, D*H), with the forward
+  direction in ``[..., :H]`` and the reverse direction in ``[..., H:]``.
+* Bidirectional (D = 2): the reverse direction runs from the end of each sequence
+  to its start. It is the same cell fed a time-reversed copy of its input; its
+  outputs (and, in backward, ``dy`` and ``dx``) are reversed the same way.
+* Lengths: row b has ``lengths[b]`` real steps, any order. The cells take a mask
+  ``mask[t, b] = t < lengths[b]`` and carry the state unchanged through padding, so
+  ``h_n`` is the state at each row's own last step and outputs there are zero. The
+  reverse direction reverses each row within its own length, ``s -> lengths[b]-1-s``
+  for ``s < lengths[b]`` (padding stays in place), which maps real steps onto real
+  steps: the same mask serves both directions, and the reversal is its own inverse.
+  Padding entries of ``x`` are zeroed once, so whatever they hold never reaches a
+  gradient.
+* States ``h0, c0, h_n, c_n`` are (L*D, B, H) with index ``l*D + d``.
+
+Parameters use PyTorch's names: ``weight_ih_l{k}``, ``weight_hh_l{k}``,
+``bias_ih_l{k}``, ``bias_hh_l{k}``, with suffix ``_reverse`` for d = 1; without bias
+the bias keys are absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .gru import gru_backward, gru_forward
+from .lstm import lstm_backward, lstm_forward
+from .rnn import rnn_backward, rnn_forward
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+"""Gate blocks G per cell: weights have G*H rows."""
+
+
+@dataclass
+class StackCache:
+    """What :func:`backward` needs from a training :func:`forward`."""
+
+    cell: str
+    T: int
+    B: int
+    H: int
+    input_size: int
+    num_layers: int
+    num_directions: int
+    dtype: np.dtype
+    mask: np.ndarray | None  # (T, B) bool, True = real step; None = no lengths
+    rev: np.ndarray | None  # (T, B) time index of reverse step s; None = T-1-s
+    cells: list[Any] = field(default_factory=list)  # cell caches, index l*D + d
+
+
+def _suffix(layer: int, direction: int) -> str:
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
+def _reverse_time(a: np.ndarray, rev: np.ndarray | None) -> np.ndarray:
+    """Reverses each row of ``a`` (T, B, ...) in time within its own length.
+
+    ``rev`` (T, B) holds the source time index of each step; None means full
+    length, a plain ``a[::-1]`` (a view). The map is an involution, so the same
+    call undoes it.
+    """
+    if rev is None:
+        return a[::-1]
+    return a[rev, np.arange(a.shape[1])]
+
+
+def forward(
+    cell: str,
+    x: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray | None,
+    params: Mapping[str, np.ndarray],
+    *,
+    num_layers: int,
+    bidirectional: bool,
+    nonlinearity: str = "tanh",
+    lengths: np.ndarray | None = None,
+    train: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, StackCache | None]:
+    """Runs a stacked, optionally bidirectional RNN / LSTM / GRU over ``x``.
+
+    Parameters
+    ----------
+    cell : ``"rnn"``, ``"lstm"`` or ``"gru"``.
+    x : input, time-major, float32 or float64; its dtype is the compute dtype
+        (states and parameters are converted to it).
+    h0 : initial hidden state; ``c0`` the initial cell state for ``"lstm"``, else None.
+    params : PyTorch-named weights (see the module docstring).
+    num_layers, bidirectional : the stack's shape, L and D = 1 + bidirectional.
+    nonlinearity : ``"tanh"``, ``"relu"`` or ``"sigmoid"`` (``"rnn"`` only).
+    lengths : optional int (B,), 1 <= lengths[b] <= T, any order.
+    train : keep what :func:`backward` needs; ``cache`` is None otherwise.
+
+    Returns
+    -------
+    y, h_n, c_n, cache : ``c_n`` is None unless ``cell == "lstm"``.
+
+    Shapes
+    ------
+    x (T, B, I), h0/c0 (L*D, B, H), lengths (B,)
+    -> y (T, B, D*H), h_n/c_n (L*D, B, H).
+
+    Examples
+    --------
+    >>> from rnnkit.reference import LSTM, forward
+    >>> layer = LSTM(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=0)
+    >>> x, h0 = np.ones((5, 2, 3)), np.zeros((4, 2, 4))
+    >>> y, h_n, c_n, cache = forward("lstm", x, h0, h0, layer.params,
+    ...                              num_layers=2, bidirectional=True)
+    >>> y.shape, h_n.shape
+    ((5, 2, 8), (4, 2, 4))
+    """
+    if cell not in GATES:
+        raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+    x = np.asarray(x)
+    if x.ndim != 3 or x.dtype not in (np.float32, np.float64):
+        raise ValueError(
+            f"x must be a 3-D float32/float64 array, got {x.dtype} {x.shape}"
+        )
+    dtype = x.dtype
+    T, B, I = x.shape
+    L, D = num_layers, 2 if bidirectional else 1
+    H = params["weight_hh_l0"].shape[1]
+    h0 = _state("h0", h0, (L * D, B, H), dtype)
+    c0 = _state("c0", c0, (L * D, B, H), dtype) if cell == "lstm" else None
+    mask = rev = None
+    if lengths is not None:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.shape != (B,) or np.any((lengths < 1) | (lengths > T)):
+            raise ValueError(f"lengths must have shape ({B},) and values in [1, {T}]")
+        t = np.arange(T)[:, None]
+        mask = t < lengths  # (T, B)
+        rev = np.where(mask, lengths - 1 - t, t)
+        x = np.where(mask[:, :, None], x, 0)  # padding never reaches a GEMM
+
+    cache = StackCache(cell, T, B, H, I, L, D, dtype, mask, rev)
+    h_n = np.empty((L * D, B, H), dtype=dtype)
+    c_n = np.empty((L * D, B, H), dtype=dtype) if cell == "lstm" else None
+    layer_in = x
+    for k in range(L):
+        y = np.empty((T, B, D * H), dtype=dtype)
+        for d in range(D):
+            j, s = k * D + d, _suffix(k, d)
+            cc: Any  # the cell's cache
+            W_ih, W_hh, b_ih, b_hh = _weights(params, s, dtype)
+            if d == 0:
+                xd = layer_in
+            else:
+                xd = np.ascontiguousarray(_reverse_time(layer_in, rev))
+            if cell == "lstm":
+                assert c0 is not None and c_n is not None
+                yd, h_n[j], c_n[j], cc = lstm_forward(
+                    xd, h0[j], c0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train
+                )
+            elif cell == "gru":
+                yd, h_n[j], cc = gru_forward(
+                    xd, h0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train
+                )
+            else:
+                yd, h_n[j], cc = rnn_forward(
+                    xd, h0[j], W_ih, W_hh, b_ih, b_hh,
+                    nonlinearity=nonlinearity, mask=mask, train=train,
+                )
+            y[:, :, d * H : (d + 1) * H] = yd if d == 0 else _reverse_time(yd, rev)
+            cache.cells.append(cc)
+        layer_in = y
+    return layer_in, h_n, c_n, (cache if train else None)
+
+
+def backward(
+    cache: StackCache,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray | None,
+    grads: Mapping[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Backpropagation through time for :func:`forward`.
+
+    Adds every parameter gradient into ``grads[name]`` in place (same names and
+    shapes as ``params``; zeroing them is the caller's job) and returns
+    ``(dx, dh0, dc0)``, ``dc0`` None unless the cell is ``"lstm"``. ``dy`` at
+    padding steps is ignored; ``dx`` there is zero.
+
+    Shapes
+    ------
+    dy (T, B, D*H), dh_n/dc_n (L*D, B, H) -> dx (T, B, I), dh0/dc0 (L*D, B, H).
+
+    Examples
+    --------
+    >>> from rnnkit.reference import GRU, forward, backward
+    >>> layer = GRU(3, 4, dtype="float64", seed=0)
+    >>> x, h0 = np.ones((5, 2, 3)), np.zeros((1, 2, 4))
+    >>> y, h_n, _, cache = forward("gru", x, h0, None, layer.params,
+    ...                            num_layers=1, bidirectional=False)
+    >>> dx, dh0, _ = backward(cache, np.ones_like(y), np.zeros_like(h_n), None,
+    ...                       layer.grads)
+    >>> dx.shape, float(abs(layer.grads["weight_ih_l0"]).sum()) > 0
+    ((5, 2, 3), True)
+    """
+    T, B, H, dtype = cache.T, cache.B, cache.H, cache.dtype
+    L, D, rev = cache.num_layers, cache.num_directions, cache.rev
+    lstm = cache.cell == "lstm"
+    state_shape = (L * D, B, H)
+    dout = np.asarray(dy, dtype=dtype)
+    if dout.shape != (T, B, D * H):
+        raise ValueError(f"dy must have shape {(T, B, D * H)}, got {dout.shape}")
+    dh_n = _state("dh_n", dh_n, state_shape, dtype)
+    dc_n = _state("dc_n", dc_n, state_shape, dtype) if lstm else None
+    dh0 = np.empty(state_shape, dtype=dtype)
+    dc0 = np.empty(state_shape, dtype=dtype) if lstm else None
+    for k in reversed(range(L)):
+        dxs = []
+        for d in range(D):
+            j, s = k * D + d, _suffix(k, d)
+            cc = cache.cells[j]
+            dyd = dout[:, :, d * H : (d + 1) * H]
+            if d == 1:
+                dyd = _reverse_time(dyd, rev)
+            dW = (grads["weight_ih" + s], grads["weight_hh" + s],
+                  grads.get("bias_ih" + s), grads.get("bias_hh" + s))
+            if lstm:
+                assert dc_n is not None and dc0 is not None
+                dxd, dh0[j], dc0[j] = lstm_backward(cc, dyd, dh_n[j], dc_n[j], *dW)
+            elif cache.cell == "gru":
+                dxd, dh0[j] = gru_backward(cc, dyd, dh_n[j], *dW)
+            else:
+                dxd, dh0[j] = rnn_backward(cc, dyd, dh_n[j], *dW)
+            dxs.append(dxd if d == 0 else _reverse_time(dxd, rev))
+        dout = dxs[0]  # layer k's dx: the sum over both directions
+        for dxd in dxs[1:]:
+            dout += dxd
+    return dout, dh0, dc0
+
+
+def _weights(
+    params: Mapping[str, np.ndarray], suffix: str, dtype: np.dtype
+) -> list[Any]:
+    """[W_ih, W_hh, b_ih, b_hh] of one layer and direction as ``dtype``, or None."""
+    out: list[Any] = []
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        p = params.get(name + suffix)
+        out.append(None if p is None else np.asarray(p, dtype=dtype))
+    return out
+
+
+def _state(name: str, s: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if s is None:
+        raise ValueError(f"{name} must be an array of shape {shape}, got None")
+    arr = np.asarray(s, dtype=dtype)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return arr
