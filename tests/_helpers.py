@@ -109,8 +109,23 @@ def large_cases(cell: str) -> list[Case]:
         Case(cell, 7, 16, 33, 64, 1, False, False, None, "float32"),
         Case(cell, 9, 17, 40, 96, 1, True, True, "unsorted", "float32"),
         Case(cell, 5, 33, 8, 31, 3, False, False, "short", "float64"),
+        *blocking_cases(cell),
     ]
     return cases
+
+
+# Gate rows G*H of each cell, and an H that makes G*H just exceed 4096.
+_WIDE_H = {"rnn": 4099, "lstm": 1025, "gru": 1366}
+
+
+def blocking_cases(cell: str) -> list[Case]:
+    """Sizes past the GEMM's cache blocking: every reduction (I=300, D*H=260 into
+    layer 1, T*B=297 in the weight gradients, G*H in dx) longer than one 256-deep
+    K block, and G*H past a 4096-wide N panel."""
+    return [
+        Case(cell, 9, 33, 300, 130, 2, True, False, "unsorted", "float32"),
+        Case(cell, 2, 3, 5, _WIDE_H[cell], 1, False, False, None, "float32"),
+    ]
 
 
 def nobias_cases(cell: str) -> list[Case]:

@@ -15,6 +15,7 @@ import rnnkit as rk
 from _helpers import (
     Case,
     assert_results_equal,
+    blocking_cases,
     case_strategy,
     check_accumulates,
     check_call_is_forward,
@@ -164,6 +165,7 @@ SIMD_CASES = [
 SIMD_CASES += [
     Case(CELL, 11, 9, 20, 67, 1, False, True, None, "float64"),
     Case(CELL, 3, 1, 7, 13, 2, True, False, None, "float32"),
+    blocking_cases(CELL)[0],
 ]
 
 
