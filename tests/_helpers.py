@@ -480,10 +480,10 @@ def check_simd_threads(
     rng: np.random.Generator,
     rk: Any,
     simd: str,
-    threads: Iterable[int] = (1, 2, 3),
+    threads: Iterable[int] = (1, 2, 3, 8),
 ) -> None:
-    """On one SIMD path: bitwise identical results for every thread count, and
-    within tolerance of the reference."""
+    """On one SIMD path: bitwise identical results for every thread count (including
+    more threads than cores or work items), and within tolerance of the reference."""
     kern, ref = make_pair(case)
     inputs = make_inputs(case, rng)
     want = run_case(ref, inputs)
@@ -663,3 +663,52 @@ def check_y_matches_h_n(case: Case, rng: np.random.Generator) -> None:
         assert np.array_equal(res["h_n"][top + 1], y[0, :, H:]), (
             "h_n[top, reverse] != y[0]"
         )
+
+
+def check_interleaved(case: Case, rng: np.random.Generator) -> None:
+    """Two layers' forwards and backwards interleaved (A fwd, B fwd, A bwd, B bwd)
+    give exactly what each gives alone: nothing a backward needs lives in shared
+    scratch space."""
+    a, b = make_layer(case, seed=1), make_layer(case, seed=2)
+    ia, ib = make_inputs(case, rng), make_inputs(case, rng)
+    want_a, want_b = run_case(a, ia), run_case(b, ib)
+    a.zero_grad()
+    b.zero_grad()
+    got_a, got_b = {}, {}
+    got_a["y"] = np.array(a.forward(ia["x"], ia["hx"], lengths=ia["lengths"])[0])
+    got_b["y"] = np.array(b.forward(ib["x"], ib["hx"], lengths=ib["lengths"])[0])
+    got_a["dx"] = np.array(a.backward(ia["dy"], ia["dhx"])[0])
+    got_b["dx"] = np.array(b.backward(ib["dy"], ib["dhx"])[0])
+    for got, want, layer, name in ((got_a, want_a, a, "A"), (got_b, want_b, b, "B")):
+        got.update({"d" + k: np.array(g) for k, g in layer.grads.items()})
+        want = {k: want[k] for k in got}
+        assert_results_equal(got, want, f"layer {name} interleaved vs alone")
+
+
+def check_concurrent(case: Case, rng: np.random.Generator, workers: int = 3) -> None:
+    """Layers driven from several Python threads at once (the GIL is released
+    around the kernels) compute exactly what they compute one at a time."""
+    import threading
+
+    layers = [make_layer(case, seed=s) for s in range(workers)]
+    inputs = [make_inputs(case, rng) for _ in range(workers)]
+    want = [run_case(m, i) for m, i in zip(layers, inputs)]
+    got: list[list[Results]] = [[] for _ in range(workers)]
+    errors: list[BaseException] = []
+
+    def work(j: int) -> None:
+        try:
+            for _ in range(5):
+                got[j].append(run_case(layers[j], inputs[j]))
+        except BaseException as e:  # noqa: BLE001 (re-raised in the test thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(workers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for j in range(workers):
+        for k, res in enumerate(got[j]):
+            assert_results_equal(res, want[j], f"worker {j}, call {k} vs sequential")

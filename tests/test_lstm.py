@@ -20,7 +20,9 @@ from _helpers import (
     check_accumulates,
     check_call_is_forward,
     check_chunks,
+    check_concurrent,
     check_inference,
+    check_interleaved,
     check_lengths_alone,
     check_no_side_effects,
     check_none_defaults,
@@ -207,6 +209,21 @@ def test_shape_changes_between_calls(case, rng):
 @pytest.mark.parametrize("case", params(PROTOCOL_CASES))
 def test_none_means_zeros(case, rng):
     check_none_defaults(case, rng)
+
+
+def test_interleaved_layers(rng):
+    check_interleaved(small(L=2, bidir=True, lengths="unsorted", dtype="float32"), rng)
+
+
+def test_concurrent_python_threads(rng):
+    check_concurrent(
+        Case(CELL, 11, 9, 20, 67, 2, True, False, "unsorted", "float32"), rng
+    )
+
+
+def test_long_sequence(rng):
+    """T=150: long time loops, large reserve buffers, state carried many steps."""
+    check_parity(small(T=150, B=2, I=3, H=5, L=2, bidir=True, lengths="unsorted"), rng)
 
 
 def test_call_is_forward(rng):
