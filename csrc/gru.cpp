@@ -19,7 +19,8 @@ struct GruCell {
   using V = vec_t<T>;
   static constexpr int64_t G = 3;
   static constexpr bool kHasC = false, kSplitN = true;
-  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 7 : 3;
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 8 : 4;
+  static constexpr int64_t NV = 1;
 
   template <bool kTrain>
   static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,

@@ -18,8 +18,9 @@ struct LstmCell {
   using V = vec_t<T>;
   static constexpr int64_t G = 4;
   static constexpr bool kHasC = true, kSplitN = false;
-  // rows per fused tile: MR x 4 accumulators + 4 weight vectors in registers
-  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 5 : 2;
+  // rows per fused tile: MR x NV x 4 accumulators in registers
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 6 : 3;
+  static constexpr int64_t NV = 1;
 
   template <bool kTrain>
   static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,

@@ -88,8 +88,16 @@ struct Recurrent {
   using V = vec_t<T>;
   static constexpr int64_t L = Vec<T>::L;
   static constexpr int64_t G = Cell::G;
+  // Register tiles. Forward: MR rows x NV vectors of units x G gates of
+  // accumulators; backward: MRB rows x NVB vectors of units. Sized so the
+  // accumulators fill most of the register file (16 vector registers below
+  // AVX-512, 32 with it); the weights come from L1/L2 as memory operands.
   static constexpr int64_t MR = Cell::MR;
-  static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 8;  // rows, backward
+  static constexpr int64_t NV = Cell::NV;
+  static constexpr int64_t TU = NV * L;  // units per forward tile
+  static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 6;
+  static constexpr int64_t NVB = 2;
+  static constexpr int64_t TUB = NVB * L;  // units per backward tile
 
   // reserve: what a training forward keeps for backward.
   struct Reserve {
@@ -132,9 +140,10 @@ struct Recurrent {
   static Scratch scratch_layout(const RnnDesc& d, int mode, char* base, size_t* size) {
     Carver c(base);
     Scratch s;
-    const int64_t B = d.B, H = d.H, GH = G * d.H, Hp = (H + L - 1) / L * L;
+    const int64_t B = d.B, H = d.H, GH = G * d.H;
+    const int64_t Hp = (H + TU - 1) / TU * TU, Hpb = (H + TUB - 1) / TUB * TUB;
     s.pack = c.take<T>(gemm_pack_size<T>(d.threads));
-    s.wp = c.take<T>(Hp * G * H);
+    s.wp = c.take<T>((Hp > Hpb ? Hp : Hpb) * G * H);
     s.bx = c.take<T>(GH);
     s.bhn = c.take<T>(H);
     for (int i = 0; i < 2; ++i) s.h[i] = c.take<T>(B * H);
@@ -196,35 +205,38 @@ struct Recurrent {
   }
 
   // ------------------------------------------------------------------ packing
-  // Forward: tile u (L units) as [k][g][L] = W_hh[g*H + u*L + l][k].
+  // Forward: tile u (TU units) as [k][v][g][L] = W_hh[g*H + u*TU + v*L + l][k].
   static void pack_forward(const RnnDesc& d, const T* whh, T* wp, int tid, int nth) {
-    const int64_t H = d.H, ntiles = (H + L - 1) / L;
+    const int64_t H = d.H, ntiles = (H + TU - 1) / TU;
     for (int64_t u = tid; u < ntiles; u += nth) {
-      T* out = wp + u * H * G * L;
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t j = u * L + l;
-          const T* w = whh + (g * H + j) * H;
-          for (int64_t k = 0; k < H; ++k) out[(k * G + g) * L + l] = j < H ? w[k] : T(0);
-        }
+      T* out = wp + u * H * G * TU;
+      for (int64_t v = 0; v < NV; ++v)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t l = 0; l < L; ++l) {
+            const int64_t j = u * TU + v * L + l;
+            const T* w = whh + (g * H + j) * H;
+            T* o = out + (v * G + g) * L + l;
+            for (int64_t k = 0; k < H; ++k) o[k * G * TU] = j < H ? w[k] : T(0);
+          }
     }
   }
 
-  // Backward: tile u as [gk][L] = W_hh[gk][u*L + l] (dh = dG W_hh).
+  // Backward: tile u (TUB units) as [gk][TUB] = W_hh[gk][u*TUB + l] (dh = dG W_hh).
   static void pack_backward(const RnnDesc& d, const T* whh, T* wp, int tid, int nth) {
-    const int64_t H = d.H, GH = G * H, ntiles = (H + L - 1) / L;
+    const int64_t H = d.H, GH = G * H, ntiles = (H + TUB - 1) / TUB;
     for (int64_t u = tid; u < ntiles; u += nth) {
-      T* out = wp + u * GH * L;
+      T* out = wp + u * GH * TUB;
       for (int64_t k = 0; k < GH; ++k)
-        for (int64_t l = 0; l < L; ++l) {
-          const int64_t j = u * L + l;
-          out[k * L + l] = j < H ? whh[k * H + j] : T(0);
+        for (int64_t l = 0; l < TUB; ++l) {
+          const int64_t j = u * TUB + l;
+          out[k * TUB + l] = j < H ? whh[k * H + j] : T(0);
         }
     }
   }
 
-  static void tile_range(const RnnDesc& d, int tid, int nth, int64_t* u0, int64_t* u1) {
-    const int64_t ntiles = (d.H + L - 1) / L;
+  // Tiles of tu units split across threads: [*u0, *u1) for thread tid.
+  static void tile_range(int64_t H, int64_t tu, int tid, int nth, int64_t* u0, int64_t* u1) {
+    const int64_t ntiles = (H + tu - 1) / tu;
     *u0 = ntiles * tid / nth;
     *u1 = ntiles * (tid + 1) / nth;
   }
@@ -298,7 +310,7 @@ struct Recurrent {
                                 bool train, int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
     int64_t u0, u1;
-    tile_range(d, tid, nth, &u0, &u1);
+    tile_range(H, TU, tid, nth, &u0, &u1);
     T *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
     FwdRow<T> row;
     row.bx = S.bx;
@@ -307,13 +319,12 @@ struct Recurrent {
     row.cstore = row.hnstore = nullptr;
     for (int64_t s = 0; s < smax; ++s) {
       const int64_t nact = S.nact[s];
-      if (s > 0) save_final(d, a, S, hcur, ccur, nact, S.nact[s - 1], ld, u0, u1);
+      if (s > 0) save_final(d, a, S, hcur, ccur, nact, S.nact[s - 1], ld, u0 * TU, u1 * TU);
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t j = u * L, n = min64(L, H - j);
-        const T* w = S.wp + u * H * G * L;
+        const T* w = S.wp + u * H * G * TU;
         for (int64_t r0 = 0; r0 < nact; r0 += MR) {
           const int64_t mr = min64(MR, nact - r0);
-          V acc[MR][G];
+          V acc[MR][NV][G];
           fused_product(w, hcur, H, r0, mr, acc);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
@@ -323,11 +334,14 @@ struct Recurrent {
             row.hnext = hnext + r * H;
             row.cnext = cnext + r * H;
             row.y = yl + (t * B + b) * DH + dir * H;
-            if (train) {
-              row.cstore = row.hnstore = aux + (t * B + b) * H;
-              Cell::template forward<true>(acc[i], row, j, n, d.act);
-            } else {
-              Cell::template forward<false>(acc[i], row, j, n, d.act);
+            if (train) row.cstore = row.hnstore = aux + (t * B + b) * H;
+            for (int64_t v = 0; v < NV; ++v) {
+              const int64_t j = u * TU + v * L, n = min64(L, H - j);
+              if (n <= 0) break;
+              if (train)
+                Cell::template forward<true>(acc[i][v], row, j, n, d.act);
+              else
+                Cell::template forward<false>(acc[i][v], row, j, n, d.act);
             }
           }
         }
@@ -336,14 +350,15 @@ struct Recurrent {
       T* tmp = hcur; hcur = hnext; hnext = tmp;
       tmp = ccur; ccur = cnext; cnext = tmp;
     }
-    save_final(d, a, S, hcur, ccur, 0, S.nact[smax - 1], ld, u0, u1);
+    save_final(d, a, S, hcur, ccur, 0, S.nact[smax - 1], ld, u0 * TU, u1 * TU);
   }
 
   // h_n (and c_n) of sorted rows [r0, r1), which have just finished.
   static void save_final(const RnnDesc& d, const RnnArgs<T>& a, const Scratch& S,
                          const T* hcur, const T* ccur, int64_t r0, int64_t r1, int64_t ld,
-                         int64_t u0, int64_t u1) {
-    const int64_t B = d.B, H = d.H, j0 = u0 * L, j1 = min64(u1 * L, H);
+                         int64_t j0, int64_t j1) {
+    const int64_t B = d.B, H = d.H;
+    j1 = min64(j1, H);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = S.perm[r];
       for (int64_t j = j0; j < j1; ++j) {
@@ -353,27 +368,29 @@ struct Recurrent {
     }
   }
 
-  // acc[i][g] = sum_k h[r0+i][k] W_hh[g*H + tile][k] for mr <= MR rows; rows
-  // past mr repeat row r0 (in bounds, discarded) so the loop is branch-free.
+  // acc[i][v][g] = sum_k h[r0+i][k] W_hh[g*H + tile unit v*L..][k] for mr <= MR
+  // rows; rows past mr repeat row r0 (in bounds, discarded): no branches inside.
   static RNNKIT_INLINE void fused_product(const T* w, const T* h, int64_t H, int64_t r0,
-                                          int64_t mr, V (&acc)[MR][G]) {
+                                          int64_t mr, V (&acc)[MR][NV][G]) {
     const T* hr[MR];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MR; ++i) {
       hr[i] = h + (r0 + (i < mr ? i : 0)) * H;
 #pragma GCC unroll 4
-      for (int64_t g = 0; g < G; ++g) acc[i][g] = V{};
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) acc[i][v][g] = V{};
     }
     for (int64_t k = 0; k < H; ++k) {
-      V wv[G];
+      const T* wk = w + k * G * TU;
 #pragma GCC unroll 4
-      for (int64_t g = 0; g < G; ++g) wv[g] = load(w + (k * G + g) * L);
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) {
+          const V wv = load(wk + (v * G + g) * L);
 #pragma GCC unroll 16
-      for (int64_t i = 0; i < MR; ++i) {
-        const T hk = hr[i][k];
-#pragma GCC unroll 4
-        for (int64_t g = 0; g < G; ++g) acc[i][g] += hk * wv[g];
-      }
+          for (int64_t i = 0; i < MR; ++i) acc[i][v][g] += hr[i][k] * wv;
+        }
     }
   }
 
@@ -428,7 +445,7 @@ struct Recurrent {
                                  int64_t ld, bool rev, int64_t smax, int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
     int64_t u0, u1;
-    tile_range(d, tid, nth, &u0, &u1);
+    tile_range(H, TUB, tid, nth, &u0, &u1);
     T *dgprev = S.dg[0], *dgcur = S.dg[1];
     BwdRow<T> row;
     row.H = H;
@@ -442,45 +459,54 @@ struct Recurrent {
       const int64_t nact = step >= 0 ? S.nact[step] : B;
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t j = u * L, n = min64(L, H - j);
-        const T* w = S.wp + u * GH * L;
+        const T* w = S.wp + u * GH * TUB;
         for (int64_t r0 = 0; r0 < nact; r0 += MRB) {
           const int64_t mr = min64(MRB, nact - r0);
-          V prod[MRB];
+          V prod[MRB][NVB];
           if (r0 < nprev) backward_product(w, dgprev, GH, r0, min64(mr, nprev - r0), prod);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r];
-            const int64_t hidx = (ld * B + b) * H + j;
-            V dh;
-            if (r < nprev) {
-              dh = prod[i];
-              if (Cell::kSplitN) dh += loadn(S.dhd + r * H + j, n);
-            } else {
-              dh = loadn(a.dhn + hidx, n);
-              if (Cell::kHasC) storen(S.dc + r * H + j, loadn(a.dcn + hidx, n), n);
+            const bool carried = r < nprev;
+            int64_t t = 0, tb = 0, tp = 0;
+            if (step >= 0) {
+              t = time_of(S, r, step, rev);
+              tb = t * B + b;
+              tp = rev ? t + 1 : t - 1;
+              const bool first = step == 0;
+              row.xp = xp + tb * GH;
+              row.dg = dgcur + r * GH;
+              row.dc = S.dc + r * H;
+              row.dhd = S.dhd + r * H;
+              if (Cell::kHasC) {
+                row.c = aux + tb * H;
+                row.cprev = first ? R.c0 + (ld * B + b) * H : aux + (tp * B + b) * H;
+              }
+              if (Cell::kSplitN) {
+                row.hn = aux + tb * H;
+                row.hprev =
+                    first ? R.h0 + (ld * B + b) * H : yl + (tp * B + b) * DH + dir * H;
+              }
             }
-            if (step < 0) {  // dh0, dc0
-              storen(a.dh0 + hidx, dh, n);
-              if (Cell::kHasC) storen(a.dc0 + hidx, loadn(S.dc + r * H + j, n), n);
-              continue;
+            for (int64_t v = 0; v < NVB; ++v) {
+              const int64_t j = u * TUB + v * L, n = min64(L, H - j);
+              if (n <= 0) break;
+              const int64_t hidx = (ld * B + b) * H + j;
+              V dh;
+              if (carried) {
+                dh = prod[i][v];
+                if (Cell::kSplitN) dh += loadn(S.dhd + r * H + j, n);
+              } else {
+                dh = loadn(a.dhn + hidx, n);
+                if (Cell::kHasC) storen(S.dc + r * H + j, loadn(a.dcn + hidx, n), n);
+              }
+              if (step < 0) {  // dh0, dc0
+                storen(a.dh0 + hidx, dh, n);
+                if (Cell::kHasC) storen(a.dc0 + hidx, loadn(S.dc + r * H + j, n), n);
+                continue;
+              }
+              dh += loadn(dyl + tb * DH + dir * H + j, n);
+              Cell::backward(dh, row, j, n, d.act);
             }
-            const int64_t t = time_of(S, r, step, rev), tb = t * B + b;
-            dh += loadn(dyl + tb * DH + dir * H + j, n);
-            const bool first = step == 0;
-            const int64_t tp = rev ? t + 1 : t - 1;
-            row.xp = xp + tb * GH;
-            row.dg = dgcur + r * GH;
-            row.dc = S.dc + r * H;
-            row.dhd = S.dhd + r * H;
-            if (Cell::kHasC) {
-              row.c = aux + tb * H;
-              row.cprev = first ? R.c0 + (ld * B + b) * H : aux + (tp * B + b) * H;
-            }
-            if (Cell::kSplitN) {
-              row.hn = aux + tb * H;
-              row.hprev = first ? R.h0 + (ld * B + b) * H : yl + (tp * B + b) * DH + dir * H;
-            }
-            Cell::backward(dh, row, j, n, d.act);
           }
         }
       }
@@ -492,19 +518,23 @@ struct Recurrent {
     return dgprev;  // dG of step 0, compact rows
   }
 
-  // prod[i] = sum_k dG[r0+i][k] W_hh[k][tile] over k < G*H.
+  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*L..] over k < G*H.
   static RNNKIT_INLINE void backward_product(const T* w, const T* dg, int64_t GH, int64_t r0,
-                                             int64_t mr, V (&prod)[MRB]) {
+                                             int64_t mr, V (&prod)[MRB][NVB]) {
     const T* dr[MRB];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MRB; ++i) {
       dr[i] = dg + (r0 + (i < mr ? i : 0)) * GH;
-      prod[i] = V{};
+#pragma GCC unroll 2
+      for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
     }
     for (int64_t k = 0; k < GH; ++k) {
-      const V wv = load(w + k * L);
+#pragma GCC unroll 2
+      for (int64_t v = 0; v < NVB; ++v) {
+        const V wv = load(w + k * TUB + v * L);
 #pragma GCC unroll 16
-      for (int64_t i = 0; i < MRB; ++i) prod[i] += dr[i][k] * wv;
+        for (int64_t i = 0; i < MRB; ++i) prod[i][v] += dr[i][k] * wv;
+      }
     }
   }
 

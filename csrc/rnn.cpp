@@ -14,7 +14,8 @@ struct RnnCell {
   using V = vec_t<T>;
   static constexpr int64_t G = 1;
   static constexpr bool kHasC = false, kSplitN = false;
-  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 12 : 8;
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 12 : 6;
+  static constexpr int64_t NV = 2;
 
   template <bool kTrain>
   static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,
