@@ -6,6 +6,7 @@
 >>> dx, (dh0, dc0) = lstm.backward(dy)         # adds into lstm.grads
 """
 
+from . import losses, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -15,15 +16,56 @@ from ._config import (
     show_config,
     simd_paths,
 )
+from .io import CheckpointError, load, save
 from .layers import GRU, LSTM, RNN
+from .models import EncoderDecoder, Sequential
+from .modules import Dropout, Embedding, Linear
+from .optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    CosineDecay,
+    ExponentialDecay,
+    LinearWarmup,
+    RMSprop,
+    StepDecay,
+    clip_grad_norm,
+    clip_grad_value,
+)
+from .train import EarlyStopping, evaluate, fit
 
 __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "CheckpointError",
+    "CosineDecay",
+    "Dropout",
+    "EarlyStopping",
+    "Embedding",
+    "EncoderDecoder",
+    "ExponentialDecay",
+    "Linear",
+    "LinearWarmup",
+    "RMSprop",
+    "Sequential",
+    "StepDecay",
     "__version__",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "evaluate",
+    "fit",
     "get_num_threads",
     "get_simd",
+    "load",
+    "losses",
+    "optim",
+    "save",
     "set_num_threads",
     "set_simd",
     "show_config",

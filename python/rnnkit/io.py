@@ -1,0 +1,340 @@
+"""Checkpoints: one file with a model's architecture, weights, optimizer state,
+step count, vocabularies and metadata.
+
+    model.save("model.npz")                # or rnnkit.save(path, model, optimizer)
+    model = rnnkit.load("model.npz")       # model.optimizer, .vocab, .meta restored
+
+Format (version 1)
+------------------
+An uncompressed ``.npz`` (a ZIP of ``.npy`` files, as written by ``np.savez``)
+holding exactly these members, nothing else:
+
+``__rnnkit__.npy``
+    uint8, 1-D: a UTF-8 JSON object (the *header*)::
+
+        {"format": "rnnkit-checkpoint", "version": 1, "rnnkit_version": "0.1.0",
+         "model": <Model.config()>,          # architecture: types + constructor args
+         "dtype": "float32",                 # of every parameter
+         "optimizer": null | {"config": <Optimizer.config()>, "step_count": int,
+                              "slots": {"<slot>": <number of arrays>}},
+         "step": int,                        # optimizer steps taken (0 without one)
+         "vocab": {"<name>": ["<token>", ...]},
+         "meta": {...}}                      # free JSON (e.g. normalisation)
+
+``param/<key>.npy``
+    one per entry of ``model.state_dict()`` (keys like ``1.weight_ih_l0`` or
+    ``encoder.0.weight``), C order, the model's dtype, shape as the architecture
+    implies.
+``optim/<slot>/<j>.npy``
+    optimizer state: slot ``<slot>`` (e.g. ``exp_avg``) of parameter pair ``j``.
+
+Any other reader can open it with ``np.load(path)`` (no pickle needed).
+
+Safety
+------
+Loading never unpickles (``allow_pickle=False`` semantics; object dtypes are
+refused) and checks before it allocates: every member must be stored
+uncompressed, have a plain little-endian dtype of the expected kind, the shape
+the header's architecture implies, and a byte size that matches both its
+declared shape and the real file (so a hostile header cannot make it allocate
+more than the file holds); CRCs are verified; members must be exactly those
+listed above. Anything else raises :class:`CheckpointError` (a ``ValueError``)
+saying what was wrong. Versions other than 1 are refused with a message naming
+both versions.
+
+Writes are atomic: the file is written to a temporary file in the same
+directory, flushed to disk, then renamed over ``path`` (``os.replace``), so a
+crash leaves either the old checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+FORMAT = "rnnkit-checkpoint"
+VERSION = 1
+HEADER = "__rnnkit__"
+
+_ALLOWED_DTYPES = {np.dtype("<f4"), np.dtype("<f8")}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, corrupt, of another version or hostile."""
+
+
+# ---------------------------------------------------------------------- save
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_json(name: str, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be JSON-serialisable: {e}") from None
+
+
+def save(path: Any, model: Any, optimizer: Any = None) -> None:
+    """Writes ``model`` (and ``optimizer``, default ``model.optimizer``) to ``path``.
+
+    See the module docstring for the format. The write is atomic.
+    """
+    from .models import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
+                        f"got {type(model).__name__}")
+    if optimizer is None:
+        optimizer = getattr(model, "optimizer", None)
+    vocab = {str(k): [str(t) for t in v] for k, v in (model.vocab or {}).items()}
+    meta = dict(model.meta or {})
+    _check_json("model.meta", meta)
+    arrays: dict[str, np.ndarray] = {}
+    for prefix, m in model.named_modules():
+        for name, p in m.params.items():
+            arrays[f"param/{prefix}.{name}"] = p
+    opt_header = None
+    if optimizer is not None:
+        mine = [p for p, _ in model.parameters()]
+        if not all(any(np.may_share_memory(p, q) for q in mine)
+                   for p, _ in optimizer.pairs):
+            raise ValueError("optimizer does not update this model's parameters")
+        cfg = optimizer.config()
+        _check_json("optimizer.config()", cfg)
+        for slot, arrs in optimizer.state.items():
+            for j, a in enumerate(arrs):
+                arrays[f"optim/{slot}/{j}"] = a
+        opt_header = {"config": cfg, "step_count": int(optimizer.step_count),
+                      "slots": {s: len(a) for s, a in optimizer.state.items()}}
+    from ._config import __version__
+
+    header = {
+        "format": FORMAT, "version": VERSION, "rnnkit_version": __version__,
+        "model": model.config(), "dtype": model.dtype.name, "optimizer": opt_header,
+        "step": 0 if optimizer is None else int(optimizer.step_count),
+        "vocab": vocab, "meta": meta,
+    }
+    blob = json.dumps(header, allow_nan=True).encode("utf-8")
+    arrays[HEADER] = np.frombuffer(blob, dtype=np.uint8)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable (best effort; not on every platform)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------- load
+class _Reader:
+    """Validating reader of the ``.npy`` members of an open checkpoint zip."""
+
+    def __init__(self, zf: zipfile.ZipFile, file_size: int, path: str) -> None:
+        self.zf, self.path = zf, path
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise CheckpointError(f"{path}: duplicate members in the archive")
+        self.infos = {i.filename: i for i in infos}
+        for i in infos:
+            if i.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(
+                    f"{path}: member {i.filename!r} is compressed; rnnkit checkpoints "
+                    "are stored uncompressed (np.savez, not savez_compressed)"
+                )
+            if i.file_size > file_size:
+                raise CheckpointError(
+                    f"{path}: member {i.filename!r} declares {i.file_size} bytes but the "
+                    f"file has only {file_size}"
+                )
+        self.read: set[str] = set()
+
+    def array(self, key: str, shape: tuple[int, ...] | None,
+              dtypes: set[np.dtype]) -> np.ndarray:
+        name = key + ".npy"
+        info = self.infos.get(name)
+        if info is None:
+            raise CheckpointError(f"{self.path}: missing array {key!r}")
+        self.read.add(name)
+        where = f"{self.path}: array {key!r}"
+        with self.zf.open(info) as fp:
+            try:
+                version = np.lib.format.read_magic(fp)
+                if version == (1, 0):
+                    got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+                elif version in ((2, 0), (3, 0)):
+                    got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+                else:
+                    raise CheckpointError(f"{where}: unsupported .npy version {version}")
+            except CheckpointError:
+                raise
+            except (ValueError, EOFError, SyntaxError, TypeError) as e:
+                raise CheckpointError(f"{where}: bad .npy header ({e})") from None
+            if dtype.hasobject or dtype not in dtypes:
+                raise CheckpointError(
+                    f"{where} must have dtype "
+                    f"{' or '.join(sorted(str(d) for d in dtypes))}, got {dtype}"
+                )
+            if fortran and len(got_shape) > 1:
+                raise CheckpointError(f"{where}: Fortran order is not supported")
+            if shape is not None and tuple(got_shape) != tuple(shape):
+                raise CheckpointError(
+                    f"{where} must have shape {tuple(shape)} (from the architecture), "
+                    f"got {tuple(got_shape)}"
+                )
+            nbytes = math.prod(got_shape) * dtype.itemsize
+            if fp.tell() + nbytes != info.file_size:
+                raise CheckpointError(
+                    f"{where}: declared shape {tuple(got_shape)} needs {nbytes} bytes, "
+                    f"the member holds {info.file_size - fp.tell()}"
+                )
+            data = fp.read(nbytes)
+            if len(data) != nbytes or fp.read(1):
+                raise CheckpointError(f"{where}: truncated")
+        return np.frombuffer(data, dtype=dtype).reshape(got_shape).astype(
+            dtype.newbyteorder("="))
+
+    def check_all_read(self) -> None:
+        extra = sorted(set(self.infos) - self.read)
+        if extra:
+            raise CheckpointError(f"{self.path}: unexpected members {extra[:5]}"
+                                  + (" ..." if len(extra) > 5 else ""))
+
+
+def _header(reader: _Reader) -> dict[str, Any]:
+    raw = reader.array(HEADER, None, {np.dtype("u1")})
+    if raw.ndim != 1:
+        raise CheckpointError(f"{reader.path}: header must be a 1-D uint8 array")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{reader.path}: header is not valid JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{reader.path}: not an rnnkit checkpoint (format "
+                              f"{header.get('format') if isinstance(header, dict) else None!r})")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{reader.path}: invalid format version {version!r}")
+    if version != VERSION:
+        raise CheckpointError(
+            f"{reader.path}: checkpoint format version {version} (written by rnnkit "
+            f"{header.get('rnnkit_version')!r}) is not supported; this rnnkit reads "
+            f"version {VERSION}"
+        )
+    for key, kind in (("model", dict), ("vocab", dict), ("meta", dict),
+                      ("dtype", str), ("step", int)):
+        if not isinstance(header.get(key), kind):
+            raise CheckpointError(f"{reader.path}: header field {key!r} must be a "
+                                  f"{kind.__name__}, got {header.get(key)!r}")
+    for name, tokens in header["vocab"].items():
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise CheckpointError(f"{reader.path}: vocab[{name!r}] must be a list of str")
+    if header["dtype"] not in ("float32", "float64"):
+        raise CheckpointError(f"{reader.path}: dtype must be float32 or float64, got "
+                              f"{header['dtype']!r}")
+    return header
+
+
+def load(path: Any) -> Any:
+    """Reads a checkpoint written by :func:`save` / ``Model.save``.
+
+    Returns the model with its weights, ``vocab``, ``meta`` and (when saved)
+    ``model.optimizer`` restored, including the optimizer's step count and state.
+    Raises :class:`CheckpointError` for anything that is not a valid checkpoint.
+    """
+    from .models import model_from_config, model_param_shapes
+    from .optim import optimizer_from_config
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            zf = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as e:
+            raise CheckpointError(f"{path}: not a checkpoint, or truncated/corrupt "
+                                  f"({e})") from None
+        try:
+            with zf:
+                return _load(zf, size, path, model_from_config, model_param_shapes,
+                             optimizer_from_config)
+        except CheckpointError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError,
+                TypeError, RecursionError, OverflowError) as e:
+            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
+                                  f"{e})") from None
+
+
+def _load(zf: zipfile.ZipFile, size: int, path: str, model_from_config: Any,
+          model_param_shapes: Any, optimizer_from_config: Any) -> Any:
+    reader = _Reader(zf, size, path)
+    header = _header(reader)
+    dtype = np.dtype(header["dtype"]).newbyteorder("<")
+    try:
+        shapes = model_param_shapes(header["model"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid architecture ({e})") from None
+    state = {k: reader.array(f"param/{k}", s, {dtype}) for k, s in shapes.items()}
+    try:
+        model = model_from_config(header["model"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: invalid architecture ({e})") from None
+    if model.dtype != np.dtype(header["dtype"]):
+        raise CheckpointError(f"{path}: header dtype {header['dtype']} does not match "
+                              f"the architecture's {model.dtype}")
+    model.load_state_dict(state)
+    opt = header.get("optimizer")
+    if opt is not None:
+        if not isinstance(opt, dict) or not isinstance(opt.get("config"), dict) \
+                or not isinstance(opt.get("slots"), dict):
+            raise CheckpointError(f"{path}: invalid optimizer header {opt!r}")
+        try:
+            optimizer = optimizer_from_config(model, opt["config"])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: invalid optimizer config ({e})") from None
+        if sorted(opt["slots"]) != sorted(optimizer.state):
+            raise CheckpointError(f"{path}: optimizer slots {sorted(opt['slots'])} do "
+                                  f"not match {type(optimizer).__name__}'s "
+                                  f"{sorted(optimizer.state)}")
+        slots = {
+            s: [reader.array(f"optim/{s}/{j}", a.shape, {dtype})
+                for j, a in enumerate(arrs)]
+            for s, arrs in optimizer.state.items()
+        }
+        optimizer.load_state_dict({"slots": slots, "step_count": opt.get("step_count")})
+        model.optimizer = optimizer
+    reader.check_all_read()
+    model.vocab = header["vocab"]
+    model.meta = header["meta"]
+    return model
+
+
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "load", "save"]

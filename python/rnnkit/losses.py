@@ -1,0 +1,319 @@
+"""Losses with their gradients: ``loss, doutput = fn(output, target, ...)``.
+
+Each function returns the scalar loss (a Python float, accumulated in float64)
+and the gradient of that loss with respect to ``output`` (same shape and dtype
+as ``output``), ready for ``model.backward``. Padding is left out with ``mask``
+(True = counts) and, for cross-entropy, also with ``ignore_index``.
+``reduction="mean"`` divides by the number of entries that count (PyTorch's
+convention), ``"sum"`` does not; a batch in which nothing counts has loss 0 and
+a zero gradient.
+
+================================  =============================================
+:func:`cross_entropy`             softmax cross-entropy over the last axis
+                                  (fused, stable log-softmax), integer targets
+:func:`binary_cross_entropy_with_logits`  sigmoid + BCE, stable for any logit
+:func:`mse`                       mean squared error
+================================  =============================================
+
+The classes :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss` and
+:class:`MSELoss` hold the options, are called the same way, and are what
+:func:`rnnkit.fit` takes.
+
+Shapes
+------
+cross_entropy: output (..., C) logits, target (...) ints in [0, C), mask (...).
+bce / mse: output (...), target (...) same shape, mask (...) or a prefix of it
+(e.g. (B, T) for a (B, T, F) output), broadcast over the trailing axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def _float(name: str, x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+    return arr
+
+
+def _mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``mask`` as a bool array broadcastable to ``shape`` (prefix shapes allowed)."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        if m.dtype.kind not in "iuf":
+            raise TypeError(f"mask must be a boolean array, got dtype {m.dtype}")
+        m = m != 0
+    if m.shape != shape[:m.ndim]:
+        raise ValueError(f"mask must have shape {shape} or a prefix of it, got {m.shape}")
+    return m.reshape(m.shape + (1,) * (len(shape) - m.ndim))
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def length_mask(lengths: Any, T: int) -> np.ndarray:
+    """(B, T) bool mask, True at the real steps ``t < lengths[b]`` (batch-first)."""
+    lengths = np.asarray(lengths)
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
+def cross_entropy(
+    logits: Any,
+    targets: Any,
+    *,
+    mask: Any = None,
+    ignore_index: int | None = -100,
+    reduction: str = "mean",
+) -> tuple[float, np.ndarray]:
+    """Softmax cross-entropy ``-log softmax(logits)[target]`` with its gradient.
+
+    Parameters
+    ----------
+    logits : float array (..., C), unnormalised scores.
+    targets : int array (...), class ids in [0, C) (or ``ignore_index``).
+    mask : optional bool array (...), False = padding, left out.
+    ignore_index : targets equal to it are left out (PyTorch's -100); None = none.
+    reduction : ``"mean"`` over the entries that count, or ``"sum"``.
+
+    Returns
+    -------
+    loss : float; dlogits : (..., C), ``(softmax - onehot) / n`` on entries that
+    count, zero elsewhere.
+
+    The log-softmax is fused and shifted by the row maximum, so any finite
+    logits give a finite loss. A target outside [0, C) raises ``IndexError``.
+
+    Examples
+    --------
+    >>> loss, d = cross_entropy(np.zeros((2, 3)), np.array([0, 2]))
+    >>> round(loss, 4), d.shape       # log(3)
+    (1.0986, (2, 3))
+    """
+    _check_reduction(reduction)
+    z = _float("logits", logits)
+    if z.ndim < 1:
+        raise ValueError(f"logits must have a class axis, got shape {z.shape}")
+    C = z.shape[-1]
+    t = np.asarray(targets.detach().cpu().numpy() if hasattr(targets, "detach")
+                   else targets)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"targets must be an integer array, got dtype {t.dtype}")
+    if t.shape != z.shape[:-1]:
+        raise ValueError(f"targets must have shape {z.shape[:-1]}, got {t.shape}")
+    t = t.astype(np.int64, copy=False)
+    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    m = _mask(mask, t.shape)
+    if m is not None:
+        valid &= m
+    bad = valid & ((t < 0) | (t >= C))
+    if bad.any():
+        pos = np.unravel_index(int(np.argmax(bad)), t.shape)
+        raise IndexError(
+            f"targets contains class {int(t[pos])} at position "
+            f"{tuple(int(i) for i in pos)}, outside [0, {C}) for logits with C={C}"
+        )
+    n = int(valid.sum())
+    z2 = z.reshape(-1, C)
+    t1 = np.where(valid, t, 0).reshape(-1)
+    v1 = valid.reshape(-1)
+    rows = np.arange(z2.shape[0])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # log softmax(z)_c = (z_c - max z) - log sum_k exp(z_k - max z)
+        p = z2 - z2.max(axis=1, keepdims=True)
+        shifted_t = p[rows, t1]
+        np.exp(p, out=p)
+        s = p.sum(axis=1)
+        nll = np.log(s) - shifted_t  # -log softmax(z)[t]
+        total = float(np.sum(nll[v1], dtype=np.float64))
+        # dL/dz = softmax(z) - onehot(t), on the entries that count
+        p /= s[:, None]
+        p[rows, t1] -= 1
+        p *= v1[:, None]
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    if scale != 1.0:
+        p *= z.dtype.type(scale)
+    loss = total * scale if n else 0.0
+    return loss, p.reshape(z.shape)
+
+
+def binary_cross_entropy_with_logits(
+    logits: Any,
+    targets: Any,
+    *,
+    mask: Any = None,
+    reduction: str = "mean",
+) -> tuple[float, np.ndarray]:
+    """``-(y log σ(x) + (1 - y) log(1 - σ(x)))`` with its gradient ``σ(x) - y``.
+
+    Written as ``max(x, 0) - x y + log1p(exp(-|x|))``, finite for every finite
+    ``x``. ``targets`` are floats in [0, 1] (soft labels allowed).
+
+    Shapes
+    ------
+    logits (...), targets (...) same shape, mask (...) or a prefix -> dlogits (...).
+
+    Examples
+    --------
+    >>> loss, d = binary_cross_entropy_with_logits(np.zeros(4), np.ones(4))
+    >>> round(loss, 4), d.tolist()    # log(2), (0.5 - 1) / 4
+    (0.6931, [-0.125, -0.125, -0.125, -0.125])
+    """
+    _check_reduction(reduction)
+    x = _float("logits", logits)
+    y = _float("targets", targets)
+    if y.shape != x.shape:
+        raise ValueError(f"targets must have shape {x.shape}, got {y.shape}")
+    m = _mask(mask, x.shape)
+    with np.errstate(over="ignore"):
+        per = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+        d = 1.0 / (1.0 + np.exp(-x)) - y
+    d = d.astype(x.dtype, copy=False)
+    return _reduce(per, d, m, reduction)
+
+
+def mse(
+    output: Any,
+    target: Any,
+    *,
+    mask: Any = None,
+    reduction: str = "mean",
+) -> tuple[float, np.ndarray]:
+    """Mean squared error ``(output - target)^2`` with its gradient ``2 (output - target)``.
+
+    Shapes
+    ------
+    output (...), target (...) same shape, mask (...) or a prefix -> doutput (...).
+
+    Examples
+    --------
+    >>> loss, d = mse(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
+    >>> loss, d.tolist()
+    (5.0, [1.0, 3.0])
+    """
+    _check_reduction(reduction)
+    x = _float("output", output)
+    y = _float("target", target)
+    if y.shape != x.shape:
+        raise ValueError(f"target must have shape {x.shape}, got {y.shape}")
+    r = x - y.astype(x.dtype, copy=False)
+    m = _mask(mask, x.shape)
+    return _reduce(r * r, 2 * r, m, reduction)
+
+
+def _reduce(per: np.ndarray, d: np.ndarray, m: np.ndarray | None,
+            reduction: str) -> tuple[float, np.ndarray]:
+    """Masks and reduces an elementwise loss ``per`` and its gradient ``d``."""
+    if m is None:
+        n = per.size
+        total = float(np.sum(per, dtype=np.float64))
+    else:
+        w = np.broadcast_to(m, per.shape)
+        n = int(w.sum())
+        total = float(np.sum(per, where=w, dtype=np.float64))
+        d = d * m
+    if reduction == "mean" and n:
+        d *= d.dtype.type(1.0 / n)
+        total /= n
+    return (total if n else 0.0), d
+
+
+class _Loss:
+    name = ""
+
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class CrossEntropyLoss(_Loss):
+    """:func:`cross_entropy` with its options bound: ``loss, d = ce(logits, targets, mask)``."""
+
+    name = "cross_entropy"
+
+    def __init__(self, ignore_index: int | None = -100, reduction: str = "mean") -> None:
+        _check_reduction(reduction)
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def config(self) -> dict[str, Any]:
+        return {"ignore_index": self.ignore_index, "reduction": self.reduction}
+
+    def __call__(self, logits: Any, targets: Any, mask: Any = None
+                 ) -> tuple[float, np.ndarray]:
+        return cross_entropy(logits, targets, mask=mask, ignore_index=self.ignore_index,
+                             reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """:func:`binary_cross_entropy_with_logits` with its options bound."""
+
+    name = "bce_with_logits"
+
+    def __init__(self, reduction: str = "mean") -> None:
+        _check_reduction(reduction)
+        self.reduction = reduction
+
+    def __call__(self, logits: Any, targets: Any, mask: Any = None
+                 ) -> tuple[float, np.ndarray]:
+        return binary_cross_entropy_with_logits(logits, targets, mask=mask,
+                                                reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """:func:`mse` with its options bound."""
+
+    name = "mse"
+
+    def __init__(self, reduction: str = "mean") -> None:
+        _check_reduction(reduction)
+        self.reduction = reduction
+
+    def __call__(self, output: Any, target: Any, mask: Any = None
+                 ) -> tuple[float, np.ndarray]:
+        return mse(output, target, mask=mask, reduction=self.reduction)
+
+
+LOSSES: dict[str, type[_Loss]] = {
+    "cross_entropy": CrossEntropyLoss,
+    "bce_with_logits": BCEWithLogitsLoss,
+    "mse": MSELoss,
+}
+
+
+def get_loss(loss: Any) -> Any:
+    """A loss object from a name in :data:`LOSSES` or a callable (returned as is)."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)} or a callable, "
+                             f"got {loss!r}")
+        return LOSSES[loss]()
+    if not callable(loss):
+        raise TypeError(f"loss must be a name or a callable, got {type(loss).__name__}")
+    return loss
+
+
+__all__ = [
+    "LOSSES",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "MSELoss",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "get_loss",
+    "length_mask",
+    "mse",
+]

@@ -1,0 +1,659 @@
+"""Models: layers composed so that ``backward`` is written once, here.
+
+:class:`Sequential` chains modules (``Embedding``, ``Linear``, ``Dropout`` and the
+recurrent layers) into the common RNN shapes, chosen by two arguments:
+
+==================  ======================  =========================================
+shape               arguments               output
+==================  ======================  =========================================
+many-to-many        (defaults)              (B, T, O): every step
+many-to-one         ``output="last"``       (B, O): the top recurrent layer's state
+                                            at each row's last valid step
+                                            (``lengths``), both directions
+one-to-many         ``input="vector"``,     (B, T, O): the input vector (after the
+                    ``steps=T``             layers before the first recurrent one)
+                                            is fed at each of the T steps
+one-to-one          ``input="vector"``,     (B, O)
+                    ``output="last"``,
+                    ``steps=1``
+==================  ======================  =========================================
+
+:class:`EncoderDecoder` joins two ``Sequential`` models: the encoder's final
+state starts the decoder (teacher forcing in training, :meth:`greedy_decode`
+for inference).
+
+Protocol (the layers' one)::
+
+    out = model.forward(x, lengths=None, train=True)   # batch-first (B, T, ...)
+    dx = model.backward(dout)                          # adds into every layer's grads
+    model.zero_grad(); model.parameters()              # one flat (param, grad) pair
+
+Escape hatch: ``model.layers`` are ordinary layers; a custom loop may call each
+``forward`` / ``backward`` itself and still use one optimizer on ``model``.
+
+Models are batch-first at their boundary (inputs ``(B, T, ...)`` or ``(B, ...)``,
+token ids ``(B, T)``); inside, sequences are time-major ``(T, B, ...)`` as the
+kernels want. All parameters of a model live in one flat buffer (and the
+gradients in a second one): the model re-points each layer's named views into it,
+so an optimizer update or a gradient-norm is one pass over all parameters.
+
+Shapes
+------
+B batch, T steps, I input features, H hidden, D directions, O outputs, V vocab.
+``lengths`` (B,) ints in [1, T]; states as the layers have them, (L*D, B, H).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import layers as _layers
+from .modules import Dropout, Embedding, Linear
+
+Recurrent = _layers._Recurrent
+_RECURRENT_TYPES: dict[str, type] = {"RNN": _layers.RNN, "LSTM": _layers.LSTM,
+                                     "GRU": _layers.GRU}
+_MODULE_TYPES: dict[str, type] = {"Linear": Linear, "Embedding": Embedding,
+                                  "Dropout": Dropout}
+
+
+# ----------------------------------------------------------- configurations
+def _is_reference(m: Any) -> bool:
+    return type(m).__module__.startswith("rnnkit.reference")
+
+
+def module_config(m: Any) -> dict[str, Any]:
+    """``{"type": name, **constructor arguments}`` of a module (JSON)."""
+    if isinstance(m, Recurrent):
+        kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[m.cell]
+        cfg: dict[str, Any] = {
+            "type": kind, "input_size": m.input_size, "hidden_size": m.hidden_size,
+            "num_layers": m.num_layers, "bias": m.bias, "batch_first": m.batch_first,
+            "bidirectional": m.bidirectional, "dtype": m.dtype.name,
+        }
+        if kind == "RNN":
+            cfg["nonlinearity"] = m.nonlinearity
+        if _is_reference(m):
+            cfg["reference"] = True
+        return cfg
+    if type(m) in _MODULE_TYPES.values():
+        return {"type": type(m).__name__, **m.config()}
+    raise TypeError(f"cannot describe module of type {type(m).__name__}")
+
+
+def module_from_config(cfg: Mapping[str, Any]) -> Any:
+    """Builds a module (fresh parameters) from :func:`module_config` output."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind in _RECURRENT_TYPES:
+        cls = _RECURRENT_TYPES[kind]
+        if cfg.pop("reference", False):
+            from . import reference
+
+            cls = getattr(reference, kind)
+        return cls(**cfg)
+    if kind in _MODULE_TYPES:
+        return _MODULE_TYPES[kind](**cfg)
+    raise ValueError(f"unknown module type {kind!r}; known: "
+                     f"{sorted(_RECURRENT_TYPES) + sorted(_MODULE_TYPES)}")
+
+
+def _int(cfg: Mapping[str, Any], key: str) -> int:
+    v = cfg.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{key} must be a positive integer, got {v!r}")
+    return v
+
+
+def module_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes a module config describes, without allocating.
+
+    Used by checkpoint loading to check declared sizes before building anything.
+    """
+    kind = cfg.get("type")
+    if kind in _RECURRENT_TYPES:
+        G = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
+        I, H, L = _int(cfg, "input_size"), _int(cfg, "hidden_size"), \
+            _int(cfg, "num_layers")
+        D = 2 if cfg.get("bidirectional") else 1
+        shapes: dict[str, tuple[int, ...]] = {}
+        for k in range(L):
+            for d in range(D):
+                s = f"_l{k}" + ("_reverse" if d else "")
+                shapes["weight_ih" + s] = (G * H, I if k == 0 else D * H)
+                shapes["weight_hh" + s] = (G * H, H)
+                if cfg.get("bias", True):
+                    shapes["bias_ih" + s] = (G * H,)
+                    shapes["bias_hh" + s] = (G * H,)
+        return shapes
+    if kind == "Linear":
+        I, O = _int(cfg, "in_features"), _int(cfg, "out_features")
+        return {"weight": (O, I), **({"bias": (O,)} if cfg.get("bias", True) else {})}
+    if kind == "Embedding":
+        return {"weight": (_int(cfg, "num_embeddings"), _int(cfg, "embedding_dim"))}
+    if kind == "Dropout":
+        return {}
+    raise ValueError(f"unknown module type {kind!r}")
+
+
+def model_from_config(cfg: Mapping[str, Any]) -> Model:
+    """Builds a model (fresh parameters) from :meth:`Model.config` output."""
+    kind = cfg.get("type")
+    if kind == "Sequential":
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise TypeError("Sequential config must have a list 'layers'")
+        return Sequential(*[module_from_config(c) for c in layers],
+                          input=cfg.get("input", "sequence"),
+                          output=cfg.get("output", "sequence"), steps=cfg.get("steps"))
+    if kind == "EncoderDecoder":
+        enc, dec = cfg.get("encoder"), cfg.get("decoder")
+        if not isinstance(enc, Mapping) or not isinstance(dec, Mapping):
+            raise TypeError("EncoderDecoder config must have 'encoder' and 'decoder'")
+        return EncoderDecoder(model_from_config(enc), model_from_config(dec))
+    raise ValueError(f"unknown model type {kind!r}; known: ['EncoderDecoder', "
+                     "'Sequential']")
+
+
+def model_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """``state_dict`` keys and shapes of the model a config describes (no allocation)."""
+    kind = cfg.get("type")
+    out: dict[str, tuple[int, ...]] = {}
+    if kind == "Sequential":
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise TypeError("Sequential config must have a list 'layers'")
+        for i, c in enumerate(layers):
+            if not isinstance(c, Mapping):
+                raise TypeError(f"layer {i} config must be an object")
+            for name, shape in module_param_shapes(c).items():
+                out[f"{i}.{name}"] = shape
+        return out
+    if kind == "EncoderDecoder":
+        for part in ("encoder", "decoder"):
+            sub = cfg.get(part)
+            if not isinstance(sub, Mapping):
+                raise TypeError(f"EncoderDecoder config must have an object {part!r}")
+            for name, shape in model_param_shapes(sub).items():
+                out[f"{part}.{name}"] = shape
+        return out
+    raise ValueError(f"unknown model type {kind!r}")
+
+
+# -------------------------------------------------------------- flat buffers
+def _offset(view: np.ndarray, base: np.ndarray) -> int:
+    """Element offset of a C-contiguous ``view`` inside the 1-D ``base``."""
+    off, rem = divmod(view.ctypes.data - base.ctypes.data, base.itemsize)
+    if rem or off < 0 or off + view.size > base.size or not view.flags.c_contiguous:
+        raise RuntimeError("parameter view is not a contiguous slice of its flat buffer")
+    return off
+
+
+def _adopt(m: Any, P: np.ndarray, G: np.ndarray) -> None:
+    """Moves module ``m``'s flat buffers into ``P`` / ``G`` (same size), copying the
+    values and re-pointing its named views ``params`` / ``grads``."""
+    old_p, old_g = m._flat_params, m._flat_grads
+    P[...] = old_p
+    G[...] = old_g
+    for views, old, new in ((m.params, old_p, P), (m.grads, old_g, G)):
+        offsets = {name: _offset(v, old) for name, v in views.items()}
+        for name, v in list(views.items()):
+            off = offsets[name]
+            views[name] = new[off:off + v.size].reshape(v.shape)
+    m._flat_params, m._flat_grads = P, G
+
+
+def _leaves(m: Any) -> list[Any]:
+    return m._leaves() if isinstance(m, Model) else [m]
+
+
+class Model:
+    """Base of :class:`Sequential` and :class:`EncoderDecoder`: one flat parameter
+    buffer, the layer protocol, ``state_dict``, ``config`` and ``save``.
+
+    Attributes
+    ----------
+    vocab : dict of named vocabularies (lists of str) saved with the model.
+    meta : JSON-serialisable dict saved with the model (e.g. normalisation).
+    optimizer : the optimizer :func:`rnnkit.fit` or :func:`rnnkit.load` attached;
+        :meth:`save` stores its state too.
+    """
+
+    vocab: dict[str, list[str]]
+    meta: dict[str, Any]
+    optimizer: Any
+    _flat_params: np.ndarray
+    _flat_grads: np.ndarray
+
+    def _children(self) -> list[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _leaves(self) -> list[Any]:
+        return [leaf for c in self._children() for leaf in _leaves(c)]
+
+    def _init_common(self) -> None:
+        self.vocab, self.meta, self.optimizer = {}, {}, None
+        leaves = self._leaves()
+        ids = [id(m) for m in leaves]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a module appears twice in the model; share it explicitly "
+                             "in a custom loop instead")
+        dtypes = {m.dtype for m in leaves if hasattr(m, "dtype")}
+        if len(dtypes) > 1:
+            raise TypeError(f"all layers of a model must have one dtype, got "
+                            f"{sorted(d.name for d in dtypes)}")
+        self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+        self._bind()
+
+    def _bind(self) -> None:
+        """One flat parameter buffer and one gradient buffer for every leaf."""
+        owners = [m for m in self._leaves() if getattr(m, "params", None)]
+        total = sum(m._flat_params.size for m in owners)
+        P = np.empty(total, dtype=self.dtype)
+        G = np.empty(total, dtype=self.dtype)
+        off = 0
+        spans: dict[int, tuple[int, int]] = {}
+        for m in owners:
+            n = m._flat_params.size
+            _adopt(m, P[off:off + n], G[off:off + n])
+            spans[id(m)] = (off, off + n)
+            off += n
+        self._flat_params, self._flat_grads = P, G
+        # nested models (EncoderDecoder's parts) see their own slice
+        for c in self._children():
+            if isinstance(c, Model):
+                span = [spans[id(m)] for m in c._leaves() if id(m) in spans]
+                a, b = (span[0][0], span[-1][1]) if span else (0, 0)
+                c._flat_params, c._flat_grads = P[a:b], G[a:b]
+
+    # ----------------------------------------------------------- protocol
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One (parameter, gradient) pair covering every parameter of the model."""
+        return [(self._flat_params, self._flat_grads)]
+
+    def zero_grad(self) -> None:
+        self._flat_grads.fill(0)
+
+    @property
+    def num_parameters(self) -> int:
+        return int(self._flat_params.size)
+
+    def named_modules(self) -> list[tuple[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``{"<module>.<param>": copy}`` (e.g. ``"1.weight_ih_l0"``)."""
+        return {f"{prefix}.{name}": p.copy()
+                for prefix, m in self.named_modules() for name, p in m.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copies ``state`` in by name; keys, shapes and kinds are all checked first."""
+        mine = self.state_dict()
+        missing = [k for k in mine if k not in state]
+        extra = [k for k in state if k not in mine]
+        if missing or extra:
+            raise KeyError(f"state_dict does not match the model: missing keys "
+                           f"{missing}, unexpected keys {extra}")
+        staged = {}
+        for k, ref in mine.items():
+            arr = _layers._as_float_array(f"state_dict[{k!r}]", state[k], self.dtype)
+            _layers._check_shape(f"state_dict[{k!r}]", arr, ref.shape)
+            staged[k] = arr
+        for prefix, m in self.named_modules():
+            for name in m.params:
+                m.params[name][...] = staged[f"{prefix}.{name}"]
+
+    def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def save(self, path: Any, optimizer: Any = None) -> None:
+        """Writes a checkpoint (see :mod:`rnnkit.io`): architecture, weights,
+        ``vocab``, ``meta`` and the optimizer's state (``optimizer`` or, if None,
+        ``self.optimizer``). Atomic: the file is complete or untouched."""
+        from .io import save
+
+        save(path, self, optimizer=optimizer)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def _top_state(m: Any, hn: Any) -> np.ndarray:
+    """(B, D*H): the top layer's final state of both directions (h for LSTM)."""
+    h = hn[0] if m.cell == "lstm" else hn
+    D, top = m.num_directions, (m.num_layers - 1) * m.num_directions
+    return h[top] if D == 1 else np.concatenate([h[top + d] for d in range(D)], axis=-1)
+
+
+class Sequential(Model):
+    """Modules applied in order, with the RNN shape chosen by ``input`` / ``output``.
+
+    Parameters
+    ----------
+    *layers : modules: ``Embedding`` (first only), ``Linear``, ``Dropout``,
+        ``RNN``/``LSTM``/``GRU`` (from :mod:`rnnkit` or :mod:`rnnkit.reference`).
+    input : ``"sequence"`` (x is (B, T, I) or token ids (B, T)) or ``"vector"``
+        (x is (B, I) or ids (B,), fed at every step of the first recurrent layer).
+    output : ``"sequence"`` (every step) or ``"last"`` (the last recurrent layer's
+        final state, i.e. its output at each row's last valid step; with
+        ``bidirectional`` the forward and reverse final states, concatenated).
+    steps : default number of steps for ``input="vector"``.
+
+    Shapes
+    ------
+    sequence in: x (B, T, I) float or (B, T) ids, lengths (B,)
+    vector in: x (B, I) float or (B,) ids
+    -> (B, T, O) for ``output="sequence"``, (B, O) for ``output="last"``.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> model = rk.Sequential(rk.Embedding(20, 8, seed=0), rk.LSTM(8, 16, seed=1),
+    ...                       rk.Linear(16, 2, seed=2), output="last")
+    >>> ids, lengths = np.ones((4, 7), dtype=np.int64), np.array([7, 3, 5, 1])
+    >>> logits = model.forward(ids, lengths=lengths)            # (4, 2)
+    >>> loss, dlogits = rk.losses.cross_entropy(logits, np.array([0, 1, 1, 0]))
+    >>> _ = model.backward(dlogits)                             # fills the grads
+    """
+
+    def __init__(self, *layers: Any, input: str = "sequence", output: str = "sequence",
+                 steps: int | None = None) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        if input not in ("sequence", "vector"):
+            raise ValueError(f"input must be 'sequence' or 'vector', got {input!r}")
+        if output not in ("sequence", "last"):
+            raise ValueError(f"output must be 'sequence' or 'last', got {output!r}")
+        for i, m in enumerate(layers):
+            if not isinstance(m, (Recurrent, Linear, Embedding, Dropout)):
+                raise TypeError(f"layer {i} must be an rnnkit module, got "
+                                f"{type(m).__name__}")
+            if isinstance(m, Embedding) and i != 0:
+                raise ValueError(f"Embedding must be the first layer, found at {i}")
+        self.layers = list(layers)
+        self._rec = [i for i, m in enumerate(self.layers) if isinstance(m, Recurrent)]
+        if output == "last" and not self._rec:
+            raise ValueError("output='last' needs a recurrent layer")
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+        self.input, self.output, self.steps = input, output, steps
+        self._init_common()
+        self.final_state: list[Any] = []
+        self.initial_state_grad: list[Any] = []
+        self._trace: dict[str, Any] | None = None
+
+    def _children(self) -> list[Any]:
+        return self.layers
+
+    def named_modules(self) -> list[tuple[str, Any]]:
+        return [(str(i), m) for i, m in enumerate(self.layers)]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Sequential", "layers": [module_config(m) for m in self.layers],
+                "input": self.input, "output": self.output, "steps": self.steps}
+
+    @property
+    def recurrent_layers(self) -> list[Any]:
+        return [self.layers[i] for i in self._rec]
+
+    def forward(self, x: Any, lengths: Any = None, state: Sequence[Any] | None = None,
+                steps: int | None = None, train: bool = True) -> np.ndarray:
+        """Runs every layer; keeps what :meth:`backward` needs when ``train``.
+
+        Parameters
+        ----------
+        x : batch-first input (see the class docstring).
+        lengths : optional (B,) valid steps per row (sequence input only).
+        state : optional list, one initial state per recurrent layer (None = zeros).
+        steps : number of steps for ``input="vector"`` (default ``self.steps``).
+        train : training (keep caches, dropout on) or inference.
+
+        After the call ``self.final_state`` holds each recurrent layer's final
+        state, ready to pass as ``state`` to continue the sequence.
+        """
+        seq = self.input == "sequence"
+        h = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if seq:
+            if h.ndim < 2:
+                raise ValueError(f"x must be batch-first (B, T, ...), got shape {h.shape}")
+            h = h.swapaxes(0, 1)  # time-major (T, B, ...)
+        elif lengths is not None:
+            raise ValueError("lengths applies to input='sequence' only")
+        T = steps if steps is not None else self.steps
+        if state is not None and len(state) != len(self._rec):
+            raise ValueError(f"state must have {len(self._rec)} entries (one per "
+                             f"recurrent layer), got {len(state)}")
+        final: list[Any] = []
+        expand_at = None
+        for i, m in enumerate(self.layers):
+            if isinstance(m, Recurrent):
+                k = len(final)
+                if not seq:
+                    if T is None:
+                        raise ValueError("input='vector' needs steps (argument or "
+                                         "Sequential(steps=...))")
+                    h = np.broadcast_to(h, (T,) + h.shape)  # the vector at every step
+                    seq, expand_at = True, i
+                hx = None if state is None else state[k]
+                y, hn = m.forward(h.swapaxes(0, 1) if m.batch_first else h, hx,
+                                  lengths=lengths, train=train)
+                final.append(hn)
+                if i == self._rec[-1] and self.output == "last":
+                    h, seq = _top_state(m, hn), False
+                else:
+                    h = y.swapaxes(0, 1) if m.batch_first else y
+            else:
+                h = m.forward(h, train=train)
+        self.final_state = final
+        out = np.ascontiguousarray(h.swapaxes(0, 1)) if seq else np.asarray(h)
+        self._trace = {"expand_at": expand_at, "seq_out": seq, "out_shape": out.shape,
+                       "out_dtype": out.dtype} if train else None
+        return out
+
+    def backward(self, dout: Any, dstate: Sequence[Any] | None = None) -> Any:
+        """Backpropagates through every layer of the last training forward.
+
+        Parameters
+        ----------
+        dout : gradient of the loss w.r.t. the output (None = zeros).
+        dstate : optional list, one gradient per recurrent layer's final state.
+
+        Returns ``dx`` (batch-first, like ``x``; None for token ids). The gradients
+        w.r.t. the initial states are left in ``self.initial_state_grad``.
+        """
+        tr = self._trace
+        if tr is None:
+            raise RuntimeError("backward() needs a preceding forward(..., train=True)")
+        self._trace = None
+        if dout is None:
+            d = np.zeros(tr["out_shape"], dtype=tr["out_dtype"])
+        else:
+            d = _layers._as_float_array("dout", dout, self.dtype)
+            _layers._check_shape("dout", d, tr["out_shape"])
+        if tr["seq_out"]:
+            d = d.swapaxes(0, 1)
+        if dstate is not None and len(dstate) != len(self._rec):
+            raise ValueError(f"dstate must have {len(self._rec)} entries, "
+                             f"got {len(dstate)}")
+        dinit: list[Any] = [None] * len(self._rec)
+        k = len(self._rec)
+        for i in reversed(range(len(self.layers))):
+            m = self.layers[i]
+            if isinstance(m, Recurrent):
+                k -= 1
+                dhx = None if dstate is None else dstate[k]
+                if i == self._rec[-1] and self.output == "last":
+                    dhx, dy = self._dstate_from_top(m, d, dhx), None
+                else:
+                    dy = d.swapaxes(0, 1) if m.batch_first else d
+                dx, dinit[k] = m.backward(dy, dhx)
+                d = dx.swapaxes(0, 1) if m.batch_first else dx
+                if i == tr["expand_at"]:
+                    d = d.sum(axis=0)  # the vector was fed at every step
+            else:
+                d = m.backward(d)
+        self.initial_state_grad = dinit
+        if d is None:
+            return None
+        return d.swapaxes(0, 1) if self.input == "sequence" else d
+
+    def _dstate_from_top(self, m: Any, d: np.ndarray, dhx: Any) -> Any:
+        """Gradient w.r.t. the layer's final state from that of its top state."""
+        L, D, H = m.num_layers, m.num_directions, m.hidden_size
+        B = d.shape[0]
+        lstm = m.cell == "lstm"
+        given = (dhx[0] if lstm else dhx) if dhx is not None else None
+        dh = np.zeros((L * D, B, H), dtype=self.dtype)
+        if given is not None:
+            dh += given
+        top = (L - 1) * D
+        for j in range(D):
+            dh[top + j] += d[:, j * H:(j + 1) * H]
+        if lstm:
+            return (dh, None if dhx is None else dhx[1])
+        return dh
+
+    def predict(self, x: Any, lengths: Any = None, batch_size: int = 256,
+                **kw: Any) -> np.ndarray:
+        """Inference forward in batches of ``batch_size`` rows; outputs concatenated."""
+        x = np.asarray(x)
+        outs = []
+        for a in range(0, x.shape[0], batch_size):
+            lb = None if lengths is None else np.asarray(lengths)[a:a + batch_size]
+            xb = x[a:a + batch_size]
+            if lb is not None and self.input == "sequence":
+                xb = xb[:, :int(lb.max())]  # trim padding past the longest row
+            out = self.forward(xb, lengths=lb, train=False, **kw)
+            if self.output == "sequence" and lb is not None and out.ndim >= 2 \
+                    and out.shape[1] < x.shape[1]:
+                pad = np.zeros((out.shape[0], x.shape[1] - out.shape[1])
+                               + out.shape[2:], dtype=out.dtype)
+                out = np.concatenate([out, pad], axis=1)
+            outs.append(out)
+        return np.concatenate(outs, axis=0)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
+        return (f"Sequential(input={self.input!r}, output={self.output!r}, "
+                f"steps={self.steps!r}){inner}")
+
+
+class EncoderDecoder(Model):
+    """Sequence-to-sequence: the encoder's final state starts the decoder.
+
+    Parameters
+    ----------
+    encoder : ``Sequential`` over the source (usually Embedding + recurrent layers);
+        its last recurrent layer's final state is handed over.
+    decoder : ``Sequential`` over the target, ``output="sequence"``, whose first
+        recurrent layer has the same cell, hidden size and layers x directions.
+
+    Shapes
+    ------
+    src (B, S) ids, tgt_in (B, T) ids (target shifted right, starting with BOS),
+    lengths (B,) source lengths -> logits (B, T, V).
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> enc = rk.Sequential(rk.Embedding(30, 8, seed=0), rk.GRU(8, 32, seed=1))
+    >>> dec = rk.Sequential(rk.Embedding(12, 8, seed=2), rk.GRU(8, 32, seed=3),
+    ...                     rk.Linear(32, 12, seed=4))
+    >>> model = rk.EncoderDecoder(enc, dec)
+    >>> logits = model.forward(np.ones((2, 5), int), np.ones((2, 4), int))
+    >>> logits.shape
+    (2, 4, 12)
+    """
+
+    def __init__(self, encoder: Sequential, decoder: Sequential) -> None:
+        if not isinstance(encoder, Sequential) or not isinstance(decoder, Sequential):
+            raise TypeError("encoder and decoder must be Sequential models")
+        if not encoder._rec or not decoder._rec:
+            raise ValueError("encoder and decoder each need a recurrent layer")
+        if decoder.output != "sequence" or decoder.input != "sequence":
+            raise ValueError("the decoder must have input='sequence', output='sequence'")
+        e, d = encoder.layers[encoder._rec[-1]], decoder.layers[decoder._rec[0]]
+        es = (e.cell == "lstm", e.num_layers * e.num_directions, e.hidden_size)
+        ds = (d.cell == "lstm", d.num_layers * d.num_directions, d.hidden_size)
+        if es != ds:
+            raise ValueError(
+                f"the encoder's final state ({e!r}) must fit the decoder's initial state "
+                f"({d!r}): same LSTM-ness, layers x directions and hidden size"
+            )
+        self.encoder, self.decoder = encoder, decoder
+        self._init_common()
+
+    def _children(self) -> list[Any]:
+        return [self.encoder, self.decoder]
+
+    def named_modules(self) -> list[tuple[str, Any]]:
+        return [(f"{part}.{name}", m)
+                for part, sub in (("encoder", self.encoder), ("decoder", self.decoder))
+                for name, m in sub.named_modules()]
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "EncoderDecoder", "encoder": self.encoder.config(),
+                "decoder": self.decoder.config()}
+
+    def _dec_state(self, s: Any) -> list[Any]:
+        return [s] + [None] * (len(self.decoder._rec) - 1)
+
+    def forward(self, src: Any, tgt_in: Any, lengths: Any = None,
+                train: bool = True) -> np.ndarray:
+        """Teacher-forced decoder logits (B, T, V) given the source and target prefix."""
+        self.encoder.forward(src, lengths=lengths, train=train)
+        return self.decoder.forward(tgt_in, state=self._dec_state(
+            self.encoder.final_state[-1]), train=train)
+
+    def backward(self, dlogits: Any) -> None:
+        """Backpropagates through the decoder, then the encoder via the handed state."""
+        self.decoder.backward(dlogits)
+        ds = self.decoder.initial_state_grad[0]
+        dstate = [None] * (len(self.encoder._rec) - 1) + [ds]
+        self.encoder.backward(None, dstate=dstate)
+
+    def greedy_decode(self, src: Any, bos: int, eos: int, max_len: int,
+                      lengths: Any = None) -> np.ndarray:
+        """Greedy decoding: feed BOS, then each step's argmax, until EOS or ``max_len``.
+
+        Returns int64 ids (B, n), n <= max_len, without BOS; after a row's EOS
+        its remaining entries are EOS.
+        """
+        src = np.asarray(src)
+        self.encoder.forward(src, lengths=lengths, train=False)
+        state = self._dec_state(self.encoder.final_state[-1])
+        B = src.shape[0]
+        ids = np.full((B, 1), bos, dtype=np.int64)
+        done = np.zeros(B, dtype=bool)
+        out = []
+        for _ in range(max_len):
+            logits = self.decoder.forward(ids, state=state, train=False)
+            state = self.decoder.final_state
+            nxt = np.argmax(logits[:, -1], axis=-1).astype(np.int64)
+            nxt[done] = eos
+            out.append(nxt)
+            done |= nxt == eos
+            ids = nxt[:, None]
+            if done.all():
+                break
+        return np.stack(out, axis=1) if out else np.zeros((B, 0), dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"EncoderDecoder(\n encoder={self.encoder!r},\n decoder={self.decoder!r})"
+
+
+__all__ = [
+    "EncoderDecoder",
+    "Model",
+    "Sequential",
+    "model_from_config",
+    "model_param_shapes",
+    "module_config",
+    "module_from_config",
+    "module_param_shapes",
+]

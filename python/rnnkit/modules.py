@@ -1,0 +1,379 @@
+"""Building blocks around the recurrent layers: Linear, Embedding, Dropout.
+
+Every module follows the protocol of :mod:`rnnkit.layers`::
+
+    y = module.forward(x, train=True)     # keeps what backward needs when train
+    dx = module.backward(dy)              # adds into module.grads, returns dL/dx
+    module.zero_grad()
+
+and owns one flat parameter buffer ``_flat_params`` and one flat gradient buffer
+``_flat_grads`` with named views ``params`` / ``grads`` (PyTorch's names:
+``weight``, ``bias``), so :meth:`parameters` is one ``(param, grad)`` pair and an
+optimizer updates everything in one pass. ``state_dict`` / ``load_state_dict``
+copy in and out by name; ``config()`` returns the constructor arguments (JSON),
+which is how checkpoints record the architecture.
+
+All three act on the last axis and accept any leading shape, so the same
+``Linear`` serves every time step of a (T, B, H) sequence or one (B, H) vector.
+
+Shapes
+------
+Linear    x (..., I)  -> y (..., O)       weight (O, I), bias (O,)
+Embedding ids (...)   -> y (..., E)       weight (V, E); ids are integers in [0, V)
+Dropout   x (...)     -> y (...)          no parameters
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .layers import _as_float_array, _check_shape
+from .reference._ops import ACTIVATIONS, activation_grad
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _float_dtype(dtype: str | np.dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class Module:
+    """Base of the parameterised building blocks: flat buffers and named views.
+
+    Subclasses call :meth:`_allocate` with ``{name: shape}`` in storage order.
+    """
+
+    dtype: np.dtype
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+    _flat_params: np.ndarray
+    _flat_grads: np.ndarray
+
+    def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        total = sum(int(np.prod(s)) for s in shapes.values())
+        self._flat_params = np.zeros(total, dtype=self.dtype)
+        self._flat_grads = np.zeros(total, dtype=self.dtype)
+        self.params, self.grads = {}, {}
+        offset = 0
+        for name, shape in shapes.items():
+            n = int(np.prod(shape))
+            self.params[name] = self._flat_params[offset:offset + n].reshape(shape)
+            self.grads[name] = self._flat_grads[offset:offset + n].reshape(shape)
+            offset += n
+
+    def zero_grad(self) -> None:
+        self._flat_grads.fill(0)
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(parameter, gradient) pairs: one flat pair covering every tensor."""
+        return [(self._flat_params, self._flat_grads)]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copies ``state`` into the parameters; checks everything before writing.
+
+        Missing or unexpected keys raise ``KeyError``, wrong shapes ``ValueError``,
+        non-float values ``TypeError``; on error the module is unchanged.
+        """
+        missing = [k for k in self.params if k not in state]
+        extra = [k for k in state if k not in self.params]
+        if missing or extra:
+            raise KeyError(
+                f"state_dict does not match {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {extra}"
+            )
+        staged = {}
+        for name, p in self.params.items():
+            arr = _as_float_array(f"state_dict[{name!r}]", state[name], self.dtype)
+            _check_shape(f"state_dict[{name!r}]", arr, p.shape)
+            staged[name] = arr
+        for name, arr in staged.items():
+            self.params[name][...] = arr
+
+    def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+class Linear(Module):
+    """Dense layer ``y = act(x W^T + b)`` over the last axis.
+
+    Parameters
+    ----------
+    in_features, out_features : I and O.
+    bias : add ``b`` (default True).
+    activation : None (identity, for logits), ``"tanh"``, ``"relu"`` or ``"sigmoid"``.
+    dtype : float32 (default) or float64.
+    seed : int or ``np.random.Generator`` for the initial weights, which are
+        U(-1/sqrt(I), 1/sqrt(I)) like ``torch.nn.Linear``.
+
+    Shapes
+    ------
+    x (..., I) -> y (..., O); weight (O, I), bias (O,).
+
+    Examples
+    --------
+    >>> fc = Linear(4, 3, seed=0)
+    >>> y = fc.forward(np.ones((5, 2, 4), dtype=np.float32))   # every time step
+    >>> dx = fc.backward(np.ones_like(y))                       # adds into fc.grads
+    >>> y.shape, dx.shape
+    ((5, 2, 3), (5, 2, 4))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation: str | None = None, dtype: str | np.dtype = "float32",
+                 seed: int | np.random.Generator | None = None) -> None:
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        if activation is not None and activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be None or one of {tuple(ACTIVATIONS)}, "
+                f"got {activation!r}"
+            )
+        self.activation = activation
+        self.bias = bool(bias)
+        self.dtype = _float_dtype(dtype)
+        shapes: dict[str, tuple[int, ...]] = {"weight": (self.out_features,
+                                                         self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        self._allocate(shapes)
+        self.reset_parameters(seed)
+        self._x: np.ndarray | None = None  # input (N, I), for dW and dx
+        self._y: np.ndarray | None = None  # output (N, O), for the activation's grad
+        self._lead: tuple[int, ...] = ()  # leading shape of the last input
+
+    def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        rng = _rng(seed)
+        k = 1.0 / np.sqrt(self.in_features)
+        for p in self.params.values():
+            p[...] = rng.uniform(-k, k, size=p.shape)
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias, "activation": self.activation,
+                "dtype": self.dtype.name}
+
+    def forward(self, x: Any, train: bool = True) -> np.ndarray:
+        """``y = act(x W^T + b)``; keeps ``x`` (and ``y``) for backward when ``train``."""
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x must have {self.in_features} features in its last axis, "
+                f"got shape {x.shape}"
+            )
+        x2 = x.reshape(-1, self.in_features)
+        # y = x W^T + b
+        y2 = x2 @ self.params["weight"].T
+        if self.bias:
+            y2 += self.params["bias"]
+        if self.activation is not None:
+            with np.errstate(over="ignore"):
+                ACTIVATIONS[self.activation](y2, out=y2)
+        y = y2.reshape(x.shape[:-1] + (self.out_features,))
+        self._x, self._y = (x2, y2) if train else (None, None)
+        self._lead = x.shape[:-1]
+        return y
+
+    def backward(self, dy: Any) -> np.ndarray:
+        """Adds ``dW``, ``db`` into ``grads``; returns ``dx`` shaped like ``x``."""
+        x2, y2 = self._x, self._y
+        if x2 is None or y2 is None:
+            raise RuntimeError("Linear.backward() needs a preceding forward(x, train=True)")
+        lead = self._lead
+        dy = _as_float_array("dy", dy, self.dtype)
+        _check_shape("dy", dy, lead + (self.out_features,))
+        da = dy.reshape(y2.shape)
+        if self.activation is not None:
+            # y = act(a)
+            da = activation_grad(da, y2, self.activation, out=np.empty_like(y2))
+        # y = x W^T + b
+        self.grads["weight"] += da.T @ x2
+        if self.bias:
+            self.grads["bias"] += da.sum(axis=0)
+        self._x = self._y = None
+        return (da @ self.params["weight"]).reshape(lead + (self.in_features,))
+
+
+class Embedding(Module):
+    """Lookup table: token id ``v`` -> row ``weight[v]``; gradient by scatter-add.
+
+    Parameters
+    ----------
+    num_embeddings, embedding_dim : V and E.
+    padding_idx : optional id whose row starts at zero and receives no gradient
+        (as in ``torch.nn.Embedding``).
+    dtype : float32 (default) or float64.
+    seed : int or ``np.random.Generator``; rows start N(0, 1) like torch.
+
+    Shapes
+    ------
+    ids (...) integers in [0, V) -> y (..., E); weight (V, E).
+    An id outside [0, V) raises ``IndexError`` naming the id, its position and V.
+
+    Examples
+    --------
+    >>> emb = Embedding(10, 4, seed=0)
+    >>> y = emb.forward(np.array([[1, 2, 3], [4, 5, 9]]))
+    >>> emb.backward(np.ones_like(y))      # adds into emb.grads["weight"]
+    >>> y.shape
+    (2, 3, 4)
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int,
+                 padding_idx: int | None = None, dtype: str | np.dtype = "float32",
+                 seed: int | np.random.Generator | None = None) -> None:
+        self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if not isinstance(padding_idx, (int, np.integer)) or isinstance(
+                    padding_idx, bool) or not 0 <= padding_idx < self.num_embeddings:
+                raise ValueError(
+                    f"padding_idx must be None or an int in [0, {self.num_embeddings}),"
+                    f" got {padding_idx!r}"
+                )
+            padding_idx = int(padding_idx)
+        self.padding_idx = padding_idx
+        self.dtype = _float_dtype(dtype)
+        self._allocate({"weight": (self.num_embeddings, self.embedding_dim)})
+        self.reset_parameters(seed)
+        self._ids: np.ndarray | None = None
+
+    def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        w = self.params["weight"]
+        w[...] = _rng(seed).standard_normal(w.shape)
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0
+
+    def config(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings,
+                "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "dtype": self.dtype.name}
+
+    def check_ids(self, ids: Any, name: str = "ids") -> np.ndarray:
+        """Returns ``ids`` as an int64 array; ``TypeError`` / ``IndexError`` otherwise."""
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64, copy=False)
+        bad = (arr < 0) | (arr >= self.num_embeddings)
+        if bad.any():
+            pos = np.unravel_index(int(np.argmax(bad)), arr.shape)
+            raise IndexError(
+                f"{name} contains token id {int(arr[pos])} at position "
+                f"{tuple(int(i) for i in pos)}, outside the vocabulary of size "
+                f"{self.num_embeddings}"
+            )
+        return arr
+
+    def forward(self, ids: Any, train: bool = True) -> np.ndarray:
+        """Gathers rows: ``y[...] = weight[ids[...]]``."""
+        ids = self.check_ids(ids)
+        self._ids = ids if train else None
+        return self.params["weight"][ids]
+
+    def backward(self, dy: Any) -> None:
+        """Scatter-adds ``dy`` into ``grads["weight"]`` (ids are not differentiable)."""
+        ids = self._ids
+        if ids is None:
+            raise RuntimeError(
+                "Embedding.backward() needs a preceding forward(ids, train=True)"
+            )
+        dy = _as_float_array("dy", dy, self.dtype)
+        _check_shape("dy", dy, ids.shape + (self.embedding_dim,))
+        flat = ids.reshape(-1)
+        rows = dy.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat != self.padding_idx
+            flat, rows = flat[keep], rows[keep]
+        # y = weight[ids]  ->  dweight[v] += sum of dy over positions holding v
+        np.add.at(self.grads["weight"], flat, rows)
+        self._ids = None
+
+
+class Dropout:
+    """Inverted dropout: in training zero each entry with probability ``p`` and
+    scale the survivors by ``1 / (1 - p)``; identity in inference (``train=False``).
+
+    Parameters
+    ----------
+    p : drop probability in [0, 1).
+    seed : int or ``np.random.Generator`` for the masks (explicit, so runs reproduce).
+
+    Shapes
+    ------
+    x (...) -> y (...). No parameters.
+    """
+
+    def __init__(self, p: float = 0.5,
+                 seed: int | np.random.Generator | None = None) -> None:
+        p = float(p)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = _rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._mask: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def forward(self, x: Any, train: bool = True) -> np.ndarray:
+        x = np.asarray(x)
+        if not train or self.p == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64
+                               else np.float32) >= self.p
+        self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self._mask
+
+    def backward(self, dy: Any) -> np.ndarray:
+        dy = np.asarray(dy)
+        return dy if self._mask is None else dy * self._mask
+
+    def zero_grad(self) -> None:
+        pass
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return []
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if len(state):
+            raise KeyError(f"Dropout has no parameters, got keys {list(state)}")
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"
+
+    __call__ = forward
+
+
+__all__ = ["Dropout", "Embedding", "Linear", "Module"]

@@ -1,0 +1,600 @@
+"""Optimizers, gradient clipping and learning-rate schedules, in place over flat buffers.
+
+Ordered by complexity, as in micrograd/tinygrad: :class:`SGD` (momentum, Nesterov,
+weight decay), :class:`Adagrad`, :class:`RMSprop`, :class:`Adam`, :class:`AdamW`.
+Each follows its published update with PyTorch's conventions (``torch.optim``),
+and the tests check each one step by step against a plain NumPy transcription of
+the paper's equations and, when it is importable, against ``torch.optim``.
+
+Protocol (micrograd's)::
+
+    opt = Adam(model, lr=1e-3)        # anything with .parameters(), or a list of
+    opt.zero_grad()                   #   (param, grad) array pairs
+    ...backward...
+    clip_grad_norm(model, 1.0)        # optional
+    opt.step()
+
+No step allocates: every optimizer keeps its state (``slots``: moments,
+momentum buffers) and two scratch buffers in the layout of the parameters it
+was given, and an update is a handful of NumPy calls with ``out=``, each one
+pass over the whole flat parameter buffer of a model (one pair).
+
+Learning rate: ``opt.lr`` is the base rate; a ``schedule`` maps the number of
+steps taken so far (0 on the first step) to a factor, and ``opt.last_lr`` is
+the rate the last step used. Schedules are pure functions of the step count, so
+saving ``step_count`` with the optimizer state restores them exactly.
+
+Shapes
+------
+Every ``(param, grad)`` pair: two C-contiguous, writeable float arrays of one
+shape and dtype; state arrays have the same shape and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _pairs(params: Any) -> Pairs:
+    """(param, grad) pairs from a model/layer (``.parameters()``) or a list of pairs."""
+    if hasattr(params, "parameters"):
+        params = params.parameters()
+    try:
+        pairs = [tuple(pg) for pg in params]
+    except TypeError:
+        raise TypeError(
+            "params must have .parameters() or be a list of (param, grad) pairs, "
+            f"got {type(params).__name__}"
+        ) from None
+    out: Pairs = []
+    for i, pg in enumerate(pairs):
+        if len(pg) != 2:
+            raise TypeError(f"params[{i}] must be a (param, grad) pair")
+        p, g = pg
+        for name, a in (("param", p), ("grad", g)):
+            if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                raise TypeError(f"params[{i}] {name} must be a float numpy array")
+            if not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError(
+                    f"params[{i}] {name} must be C-contiguous and writeable "
+                    "(the update is done in place)"
+                )
+        if p.shape != g.shape or p.dtype != g.dtype:
+            raise ValueError(
+                f"params[{i}]: param {p.dtype}{p.shape} and grad {g.dtype}{g.shape} "
+                "must have the same shape and dtype"
+            )
+        out.append((p.reshape(-1), g.reshape(-1)))
+    return out
+
+
+# ------------------------------------------------------------------ schedules
+class Schedule:
+    """A learning-rate factor as a pure function of the step count (0-based)."""
+
+    def factor(self, step: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, step: int) -> float:
+        return self.factor(step)
+
+    def config(self) -> dict[str, Any]:
+        """``{"type": name, **arguments}`` (JSON), see :func:`schedule_from_config`."""
+        return _schedule_config(self) or {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class StepDecay(Schedule):
+    """``gamma ** (step // step_size)`` (``torch.optim.lr_scheduler.StepLR``)."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        if int(step_size) < 1:
+            raise ValueError(f"step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def factor(self, step: int) -> float:
+        return self.gamma ** (step // self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """``gamma ** step`` (``ExponentialLR``)."""
+
+    def __init__(self, gamma: float) -> None:
+        self.gamma = float(gamma)
+
+    def factor(self, step: int) -> float:
+        return self.gamma ** step
+
+
+class CosineDecay(Schedule):
+    """Half a cosine from 1 down to ``min_factor`` over ``total_steps``, then flat
+    (``CosineAnnealingLR`` with ``eta_min = min_factor * lr``)."""
+
+    def __init__(self, total_steps: int, min_factor: float = 0.0) -> None:
+        if int(total_steps) < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.total_steps, self.min_factor = int(total_steps), float(min_factor)
+
+    def factor(self, step: int) -> float:
+        s = min(step, self.total_steps)
+        cos = (1.0 + math.cos(math.pi * s / self.total_steps)) / 2.0
+        return self.min_factor + (1.0 - self.min_factor) * cos
+
+
+class LinearWarmup(Schedule):
+    """``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
+    ``after`` (another schedule, counted from the end of the warm-up) or 1."""
+
+    def __init__(self, warmup_steps: int, after: Schedule | None = None) -> None:
+        if int(warmup_steps) < 1:
+            raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+        if after is not None and not isinstance(after, Schedule):
+            raise TypeError(f"after must be a Schedule or None, got {type(after).__name__}")
+        self.warmup_steps, self.after = int(warmup_steps), after
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return 1.0 if self.after is None else self.after.factor(step - self.warmup_steps)
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    c.__name__: c for c in (StepDecay, ExponentialDecay, CosineDecay, LinearWarmup)
+}
+
+
+def schedule_from_config(cfg: Mapping[str, Any] | None) -> Schedule | None:
+    """Rebuilds a schedule from ``{"type": name, **arguments}`` (checkpoints)."""
+    if cfg is None:
+        return None
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule type {kind!r}; known: {sorted(SCHEDULES)}")
+    if "after" in cfg:
+        cfg["after"] = schedule_from_config(cfg["after"])
+    return SCHEDULES[kind](**cfg)
+
+
+def _schedule_config(s: Any) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    if not isinstance(s, Schedule):
+        return None
+    cfg = {"type": type(s).__name__}
+    for k, v in vars(s).items():
+        cfg[k] = _schedule_config(v) if isinstance(v, Schedule) or k == "after" else v
+    return cfg
+
+
+# ----------------------------------------------------------------- optimizers
+class Optimizer:
+    """Base class: parameter pairs, state slots, scratch buffers, the step count.
+
+    Subclasses set ``slots`` (names of per-parameter state arrays) and implement
+    ``_update(i, p, g, lr)`` for the flat pair ``i``.
+    """
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, lr: float,
+                 schedule: Schedule | Callable[[int], float] | None = None) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        self.pairs = _pairs(params)
+        self.lr = float(lr)
+        self.schedule = schedule
+        self.step_count = 0
+        self.last_lr = self.lr
+        self.state: dict[str, list[np.ndarray]] = {
+            s: [np.zeros_like(p) for p, _ in self.pairs] for s in self.slots
+        }
+        # two scratch buffers per pair: no allocation in step()
+        self._a = [np.empty_like(p) for p, _ in self.pairs]
+        self._b = [np.empty_like(p) for p, _ in self.pairs]
+
+    def get_lr(self, step: int | None = None) -> float:
+        """The learning rate of step ``step`` (default: the next one)."""
+        step = self.step_count if step is None else step
+        return self.lr if self.schedule is None else self.lr * float(self.schedule(step))
+
+    def step(self) -> None:
+        """One update of every parameter from its gradient, in place."""
+        lr = self.get_lr()
+        self.last_lr = lr
+        self.step_count += 1
+        for i, (p, g) in enumerate(self.pairs):
+            self._update(i, p, g, lr)
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray,
+                lr: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        for _, g in self.pairs:
+            g.fill(0)
+
+    # ---------------------------------------------------------------- state
+    def config(self) -> dict[str, Any]:
+        """Type, constructor arguments and schedule (JSON), for checkpoints."""
+        cfg = {"type": type(self).__name__, "lr": self.lr, **self._hparams()}
+        cfg["schedule"] = _schedule_config(self.schedule)
+        if self.schedule is not None and cfg["schedule"] is None:
+            warnings.warn(
+                f"{type(self).__name__}.config(): the schedule {self.schedule!r} is not "
+                "one of rnnkit.optim.SCHEDULES and is not saved", stacklevel=2,
+            )
+        return cfg
+
+    def _hparams(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"config": ..., "step_count": int, "slots": {name: [arrays]}}`` (copies)."""
+        return {"config": self.config(), "step_count": self.step_count,
+                "slots": {s: [a.copy() for a in arrs] for s, arrs in self.state.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores the step count and state slots (hyperparameters are kept).
+
+        Checks slot names, counts, shapes and dtypes before writing anything.
+        """
+        slots = state.get("slots", {})
+        if sorted(slots) != sorted(self.slots):
+            raise KeyError(
+                f"{type(self).__name__} state must have slots {sorted(self.slots)}, "
+                f"got {sorted(slots)}"
+            )
+        for s in self.slots:
+            arrs = slots[s]
+            if len(arrs) != len(self.pairs):
+                raise ValueError(f"slot {s!r} must have {len(self.pairs)} arrays, "
+                                 f"got {len(arrs)}")
+            for j, (a, mine) in enumerate(zip(arrs, self.state[s])):
+                a = np.asarray(a)
+                if a.dtype != mine.dtype or a.size != mine.size:
+                    raise ValueError(
+                        f"slot {s!r}[{j}] must be {mine.dtype} with {mine.size} "
+                        f"elements, got {a.dtype} with {a.size}"
+                    )
+        step = state.get("step_count", 0)
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"step_count must be a non-negative int, got {step!r}")
+        for s in self.slots:
+            for a, mine in zip(slots[s], self.state[s]):
+                mine[...] = np.asarray(a).reshape(mine.shape)
+        self.step_count = int(step)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in {"lr": self.lr, **self._hparams()}.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _decayed(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.ndarray:
+    """``g + wd * p`` into ``out`` (L2 penalty folded into the gradient), or ``g``."""
+    if wd == 0.0:
+        return g
+    np.multiply(p, wd, out=out)
+    out += g
+    return out
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+    Update (PyTorch's; Sutskever et al. 2013 for Nesterov), with ``g`` the gradient::
+
+        g = g + weight_decay * p
+        b = g                                  (first step)
+        b = momentum * b + (1 - dampening) * g (later steps)
+        d = g + momentum * b  if nesterov  else  b       (d = g without momentum)
+        p = p - lr * d
+
+    Examples
+    --------
+    >>> p, g = np.ones(3), np.full(3, 0.5)
+    >>> SGD([(p, g)], lr=0.1).step()
+    >>> p.tolist()
+    [0.95, 0.95, 0.95]
+    """
+
+    def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, schedule: Any = None) -> None:
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError("momentum and weight_decay must be >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening = float(momentum), float(dampening)
+        self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
+        self.slots = ("momentum_buffer",) if self.momentum else ()
+        super().__init__(params, lr, schedule)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        a, b = self._a[i], self._b[i]
+        d = _decayed(p, g, self.weight_decay, a)
+        mu = self.momentum
+        if mu:
+            buf = self.state["momentum_buffer"][i]
+            if self.step_count == 1:
+                np.copyto(buf, d)
+            else:
+                buf *= mu
+                if self.dampening:
+                    np.multiply(d, 1.0 - self.dampening, out=b)
+                    buf += b
+                else:
+                    buf += d
+            if self.nesterov:
+                np.multiply(buf, mu, out=b)
+                b += d
+                d = b
+            else:
+                d = buf
+        np.multiply(d, -lr, out=b)
+        p += b
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011)::
+
+        g = g + weight_decay * p
+        s = s + g^2                           (s starts at initial_accumulator_value)
+        p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+    """
+
+    slots = ("sum",)
+
+    def __init__(self, params: Any, lr: float = 0.01, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, schedule: Any = None) -> None:
+        self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
+        self.initial_accumulator_value, self.eps = float(initial_accumulator_value), \
+            float(eps)
+        super().__init__(params, lr, schedule)
+        for s in self.state["sum"]:
+            s.fill(self.initial_accumulator_value)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "eps": self.eps}
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        a, b, s = self._a[i], self._b[i], self.state["sum"][i]
+        d = _decayed(p, g, self.weight_decay, a)
+        clr = lr / (1.0 + (self.step_count - 1) * self.lr_decay)
+        # s = s + g^2
+        np.multiply(d, d, out=b)
+        s += b
+        # p = p - clr * g / (sqrt(s) + eps)
+        np.sqrt(s, out=b)
+        b += self.eps
+        np.divide(d, b, out=b)
+        b *= -clr
+        p += b
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, lecture 6e; centered variant of Graves 2013)::
+
+        g = g + weight_decay * p
+        v = alpha v + (1 - alpha) g^2
+        m = alpha m + (1 - alpha) g                  (centered only)
+        r = sqrt(v - m^2) + eps  if centered  else  sqrt(v) + eps
+        b = momentum b + g / r;  p = p - lr b        (momentum > 0)
+        p = p - lr g / r                             (momentum = 0)
+    """
+
+    def __init__(self, params: Any, lr: float = 0.01, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, schedule: Any = None) -> None:
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.weight_decay, self.momentum = float(weight_decay), float(momentum)
+        self.centered = bool(centered)
+        self.slots = ("square_avg",) + (("momentum_buffer",) if self.momentum else ()) \
+            + (("grad_avg",) if self.centered else ())
+        super().__init__(params, lr, schedule)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
+                "momentum": self.momentum, "centered": self.centered}
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        a, b = self._a[i], self._b[i]
+        v = self.state["square_avg"][i]
+        d = _decayed(p, g, self.weight_decay, a)
+        alpha = self.alpha
+        # v = alpha v + (1 - alpha) g^2
+        v *= alpha
+        np.multiply(d, d, out=b)
+        b *= 1.0 - alpha
+        v += b
+        if self.centered:
+            m = self.state["grad_avg"][i]
+            # m = alpha m + (1 - alpha) g ;  r = sqrt(v - m^2) + eps
+            m *= alpha
+            np.multiply(d, 1.0 - alpha, out=b)
+            m += b
+            np.multiply(m, m, out=b)
+            np.subtract(v, b, out=b)
+            np.sqrt(b, out=b)
+        else:
+            np.sqrt(v, out=b)
+        b += self.eps
+        np.divide(d, b, out=b)  # g / r
+        if self.momentum:
+            buf = self.state["momentum_buffer"][i]
+            buf *= self.momentum
+            buf += b
+            np.multiply(buf, -lr, out=b)
+        else:
+            b *= -lr
+        p += b
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), with an L2 penalty ``weight_decay`` added to the
+    gradient (``torch.optim.Adam``; see :class:`AdamW` for decoupled decay)::
+
+        g = g + weight_decay * p
+        m = beta1 m + (1 - beta1) g
+        v = beta2 v + (1 - beta2) g^2
+        v_max = max(v_max, v)                              (amsgrad only)
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+
+    _decoupled = False
+
+    def __init__(self, params: Any, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False,
+                 schedule: Any = None) -> None:
+        b1, b2 = (float(x) for x in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.betas, self.eps = (b1, b2), float(eps)
+        self.weight_decay, self.amsgrad = float(weight_decay), bool(amsgrad)
+        self.slots = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        super().__init__(params, lr, schedule)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        a, b = self._a[i], self._b[i]
+        m, v = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
+        b1, b2 = self.betas
+        t = self.step_count
+        if self._decoupled:
+            p *= 1.0 - lr * self.weight_decay  # p = p - lr wd p
+            d = g
+        else:
+            d = _decayed(p, g, self.weight_decay, a)
+        # m = beta1 m + (1 - beta1) g
+        m *= b1
+        np.multiply(d, 1.0 - b1, out=b)
+        m += b
+        # v = beta2 v + (1 - beta2) g^2
+        v *= b2
+        np.multiply(d, d, out=b)
+        b *= 1.0 - b2
+        v += b
+        if self.amsgrad:
+            vmax = self.state["max_exp_avg_sq"][i]
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        # p = p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+        bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        np.sqrt(v, out=b)
+        b *= 1.0 / math.sqrt(bc2)
+        b += self.eps
+        np.divide(m, b, out=b)
+        b *= -lr / bc1
+        p += b
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)::
+
+        p = p - lr * weight_decay * p,  then the Adam update without L2 in g.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params: Any, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, amsgrad: bool = False,
+                 schedule: Any = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, schedule)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    c.__name__: c for c in (SGD, Adagrad, RMSprop, Adam, AdamW)
+}
+
+
+def optimizer_from_config(params: Any, cfg: Mapping[str, Any]) -> Optimizer:
+    """Rebuilds an optimizer on ``params`` from :meth:`Optimizer.config` output."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer type {kind!r}; known: {sorted(OPTIMIZERS)}")
+    cfg["schedule"] = schedule_from_config(cfg.get("schedule"))
+    if "betas" in cfg:
+        cfg["betas"] = tuple(cfg["betas"])
+    return OPTIMIZERS[kind](params, **cfg)
+
+
+# ------------------------------------------------------------------- clipping
+def grad_norm(params: Any) -> float:
+    """Global L2 norm of all gradients (one pass per pair, no allocation)."""
+    total = 0.0
+    pairs = _pairs(params)
+    for _, g in pairs:
+        total += float(np.dot(g, g))
+    if math.isinf(total):  # the squares overflowed: rescale by the largest entry
+        m = max(float(np.max(np.abs(g))) for _, g in pairs)
+        if math.isfinite(m):
+            total = m * m * sum(float(np.sum(np.square(g / m), dtype=np.float64))
+                                for _, g in pairs)
+    return math.sqrt(total)
+
+
+def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
+    """Scales all gradients by ``max_norm / (norm + eps)`` when their global norm
+    exceeds ``max_norm`` (``torch.nn.utils.clip_grad_norm_``); returns the norm
+    before clipping. A NaN norm leaves the gradients as they are."""
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    norm = grad_norm(params)
+    coef = max_norm / (norm + eps)
+    if coef < 1.0:
+        for _, g in _pairs(params):
+            g *= coef
+    return norm
+
+
+def clip_grad_value(params: Any, clip_value: float) -> None:
+    """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place."""
+    if not clip_value > 0:
+        raise ValueError(f"clip_value must be > 0, got {clip_value}")
+    for _, g in _pairs(params):
+        np.clip(g, -clip_value, clip_value, out=g)
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "CosineDecay",
+    "ExponentialDecay",
+    "LinearWarmup",
+    "Optimizer",
+    "RMSprop",
+    "Schedule",
+    "StepDecay",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "grad_norm",
+    "optimizer_from_config",
+    "schedule_from_config",
+]
