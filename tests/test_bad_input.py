@@ -178,6 +178,29 @@ def test_non_contiguous_inputs(cell, impl, layout, batch_first, rng):
     assert_results_equal(got, want, f"{layout} inputs vs contiguous")
 
 
+def test_read_only_and_broadcast_inputs(cell, impl, rng):
+    """Read-only arrays and zero-stride broadcasts are fine as inputs."""
+    case = case_for(cell, lengths="unsorted")
+    layer = make_layer(case, impl)
+    inp = make_inputs(case, rng)
+    inp["x"][:] = inp["x"][:, :1]  # every sequence gets sequence 0's input
+    want = run_case(layer, inp)
+
+    def frozen(a):
+        if isinstance(a, tuple):
+            return tuple(frozen(v) for v in a)
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+
+    ro = {k: frozen(v) for k, v in inp.items()}
+    assert_results_equal(run_case(layer, ro), want, "read-only inputs")
+    x = np.broadcast_to(inp["x"][:, :1], inp["x"].shape)
+    assert x.strides[1] == 0
+    got = run(layer, x, inp["hx"], inp["dy"], inp["dhx"], lengths=inp["lengths"])
+    assert_results_equal(got, want, "broadcast x")
+
+
 def _relayout(a, layout):
     if a is None:
         return None
