@@ -234,11 +234,39 @@ struct Recurrent {
     }
   }
 
-  // Tiles of tu units split across threads: [*u0, *u1) for thread tid.
-  static void tile_range(int64_t H, int64_t tu, int tid, int nth, int64_t* u0, int64_t* u1) {
-    const int64_t ntiles = (H + tu - 1) / tu;
-    *u0 = ntiles * tid / nth;
-    *u1 = ntiles * (tid + 1) / nth;
+  // How a thread shares a time loop. Hidden-parallel: threads own tiles of
+  // units (and that slice of W_hh stays in their cache), one barrier per step.
+  // Batch-parallel: threads own blocks of rows, which never interact, so no
+  // barrier at all; chosen when W_hh fits in a core's L2 and there are rows
+  // enough. Solo: thread 0 alone, for steps too small to pay for a barrier.
+  // The choice changes who computes an element, never how: results are the
+  // same bitwise for every thread count.
+  struct Part {
+    int64_t u0, u1;      // tiles of units [u0, u1)
+    int64_t qmod, qrem;  // row blocks q with q % qmod == qrem
+    int64_t rows;        // rows per block
+    bool sync;           // barrier after each step
+    bool idle;           // this thread sits the loop out
+    bool owns(int64_t r) const { return (r / rows) % qmod == qrem; }
+  };
+
+  static Part partition(const RnnDesc& d, int64_t tu, int64_t rows, int tid, int nth) {
+    const int64_t H = d.H, ntiles = (H + tu - 1) / tu;
+    const int64_t wbytes = G * H * H * int64_t(sizeof(T));
+    const int64_t step_fma = d.B * G * H * H;
+    Part p{0, ntiles, 1, 0, rows, false, false};
+    if (nth == 1) return p;
+    if (d.B >= 2 * rows * nth && wbytes <= (256 << 10)) {
+      p.qmod = nth;
+      p.qrem = tid;
+    } else if (step_fma < (1 << 17)) {
+      p.idle = tid != 0;
+    } else {
+      p.u0 = ntiles * tid / nth;
+      p.u1 = ntiles * (tid + 1) / nth;
+      p.sync = true;
+    }
+    return p;
   }
 
   // ------------------------------------------------------------------ forward
@@ -309,8 +337,8 @@ struct Recurrent {
                                 T* aux, T* yl, int64_t ld, bool rev, int64_t smax,
                                 bool train, int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
-    int64_t u0, u1;
-    tile_range(H, TU, tid, nth, &u0, &u1);
+    const Part P = partition(d, TU, MR, tid, nth);
+    if (P.idle) return;
     T *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
     FwdRow<T> row;
     row.bx = S.bx;
@@ -319,13 +347,17 @@ struct Recurrent {
     row.cstore = row.hnstore = nullptr;
     for (int64_t s = 0; s < smax; ++s) {
       const int64_t nact = S.nact[s];
-      if (s > 0) save_final(d, a, S, hcur, ccur, nact, S.nact[s - 1], ld, u0 * TU, u1 * TU);
-      for (int64_t u = u0; u < u1; ++u) {
+      if (s > 0) save_final(d, a, S, P, hcur, ccur, nact, S.nact[s - 1], ld, TU);
+      for (int64_t u = P.u0; u < P.u1; ++u) {
         const T* w = S.wp + u * H * G * TU;
         for (int64_t r0 = 0; r0 < nact; r0 += MR) {
+          if (!P.owns(r0)) continue;
           const int64_t mr = min64(MR, nact - r0);
           V acc[MR][NV][G];
-          fused_product(w, hcur, H, r0, mr, acc);
+          if (mr == 1)
+            fused_product<1>(w, hcur, H, r0, mr, acc);
+          else
+            fused_product<MR>(w, hcur, H, r0, mr, acc);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
             row.xp = xp + (t * B + b) * GH;
@@ -346,20 +378,22 @@ struct Recurrent {
           }
         }
       }
+      if (P.sync) {
 #pragma omp barrier
+      }
       T* tmp = hcur; hcur = hnext; hnext = tmp;
       tmp = ccur; ccur = cnext; cnext = tmp;
     }
-    save_final(d, a, S, hcur, ccur, 0, S.nact[smax - 1], ld, u0 * TU, u1 * TU);
+    save_final(d, a, S, P, hcur, ccur, 0, S.nact[smax - 1], ld, TU);
   }
 
   // h_n (and c_n) of sorted rows [r0, r1), which have just finished.
   static void save_final(const RnnDesc& d, const RnnArgs<T>& a, const Scratch& S,
-                         const T* hcur, const T* ccur, int64_t r0, int64_t r1, int64_t ld,
-                         int64_t j0, int64_t j1) {
-    const int64_t B = d.B, H = d.H;
-    j1 = min64(j1, H);
+                         const Part& P, const T* hcur, const T* ccur, int64_t r0, int64_t r1,
+                         int64_t ld, int64_t tu) {
+    const int64_t B = d.B, H = d.H, j0 = P.u0 * tu, j1 = min64(P.u1 * tu, H);
     for (int64_t r = r0; r < r1; ++r) {
+      if (!P.owns(r)) continue;
       const int64_t b = S.perm[r];
       for (int64_t j = j0; j < j1; ++j) {
         a.hn[(ld * B + b) * H + j] = hcur[r * H + j];
@@ -370,11 +404,12 @@ struct Recurrent {
 
   // acc[i][v][g] = sum_k h[r0+i][k] W_hh[g*H + tile unit v*L..][k] for mr <= MR
   // rows; rows past mr repeat row r0 (in bounds, discarded): no branches inside.
+  template <int64_t MRt>
   static RNNKIT_INLINE void fused_product(const T* w, const T* h, int64_t H, int64_t r0,
                                           int64_t mr, V (&acc)[MR][NV][G]) {
-    const T* hr[MR];
+    const T* hr[MRt];
 #pragma GCC unroll 16
-    for (int64_t i = 0; i < MR; ++i) {
+    for (int64_t i = 0; i < MRt; ++i) {
       hr[i] = h + (r0 + (i < mr ? i : 0)) * H;
 #pragma GCC unroll 4
       for (int64_t v = 0; v < NV; ++v)
@@ -389,7 +424,7 @@ struct Recurrent {
         for (int64_t g = 0; g < G; ++g) {
           const V wv = load(wk + (v * G + g) * L);
 #pragma GCC unroll 16
-          for (int64_t i = 0; i < MR; ++i) acc[i][v][g] += hr[i][k] * wv;
+          for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
         }
     }
   }
@@ -444,8 +479,7 @@ struct Recurrent {
                                  Scratch& S, T* xp, T* aux, const T* yl, const T* dyl,
                                  int64_t ld, bool rev, int64_t smax, int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
-    int64_t u0, u1;
-    tile_range(H, TUB, tid, nth, &u0, &u1);
+    const Part P = partition(d, TUB, MRB, tid, nth);
     T *dgprev = S.dg[0], *dgcur = S.dg[1];
     BwdRow<T> row;
     row.H = H;
@@ -458,12 +492,19 @@ struct Recurrent {
     for (int64_t step = smax - 1; step >= -1; --step) {
       const int64_t nact = step >= 0 ? S.nact[step] : B;
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
-      for (int64_t u = u0; u < u1; ++u) {
+      for (int64_t u = P.u0; u < P.u1 && !P.idle; ++u) {
         const T* w = S.wp + u * GH * TUB;
         for (int64_t r0 = 0; r0 < nact; r0 += MRB) {
+          if (!P.owns(r0)) continue;
           const int64_t mr = min64(MRB, nact - r0);
           V prod[MRB][NVB];
-          if (r0 < nprev) backward_product(w, dgprev, GH, r0, min64(mr, nprev - r0), prod);
+          if (r0 < nprev) {
+            const int64_t mp = min64(mr, nprev - r0);
+            if (mp == 1)
+              backward_product<1>(w, dgprev, GH, r0, mp, prod);
+            else
+              backward_product<MRB>(w, dgprev, GH, r0, mp, prod);
+          }
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r];
             const bool carried = r < nprev;
@@ -510,20 +551,23 @@ struct Recurrent {
           }
         }
       }
+      if (P.sync) {
 #pragma omp barrier
+      }
       if (step >= 0) {
         T* tmp = dgprev; dgprev = dgcur; dgcur = tmp;
       }
     }
-    return dgprev;  // dG of step 0, compact rows
+    return dgprev;  // dG of step 0, compact rows (the same on every thread)
   }
 
   // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*L..] over k < G*H.
+  template <int64_t MRt>
   static RNNKIT_INLINE void backward_product(const T* w, const T* dg, int64_t GH, int64_t r0,
                                              int64_t mr, V (&prod)[MRB][NVB]) {
-    const T* dr[MRB];
+    const T* dr[MRt];
 #pragma GCC unroll 16
-    for (int64_t i = 0; i < MRB; ++i) {
+    for (int64_t i = 0; i < MRt; ++i) {
       dr[i] = dg + (r0 + (i < mr ? i : 0)) * GH;
 #pragma GCC unroll 2
       for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
@@ -533,7 +577,7 @@ struct Recurrent {
       for (int64_t v = 0; v < NVB; ++v) {
         const V wv = load(w + k * TUB + v * L);
 #pragma GCC unroll 16
-        for (int64_t i = 0; i < MRB; ++i) prod[i][v] += dr[i][k] * wv;
+        for (int64_t i = 0; i < MRt; ++i) prod[i][v] += dr[i][k] * wv;
       }
     }
   }
