@@ -671,17 +671,28 @@ def workspace_bytes(layer: Any, c: Config) -> tuple[int | None, str]:
 def worker_mem(job: dict, result_path: Path) -> None:
     """``--side mem``: peak RSS growth of one training step, in a fresh process.
 
-    A tiny step of the same cell first initializes thread pools and BLAS buffers; then
-    VmHWM is reset to the current RSS and the step runs; growth = VmHWM - RSS before.
-    Twice: the first step (includes lazily allocated workspace) and the second.
+    Thread pools and library buffers are initialized first: for NumPy and torch by a
+    tiny step of the same cell; for rnnkit by a short ``fma_peak_gflops`` run (a tiny
+    step would already grow rnnkit's shared scratch buffer, hiding part of the
+    workspace). Then VmHWM is reset to the current RSS and the step runs; growth =
+    VmHWM - RSS before. Twice: the first step (includes lazily allocated workspace)
+    and the second.
     """
     c, target = job["config"], job["target"]
     out: dict[str, Any] = {"side": "mem", "target": target, "key": cfg_key(c)}
     out["info"] = side_setup("mem:" + target, job["threads"])
     try:
-        small = dict(c, T=2, B=2)
-        ps = make_problem(small)
-        make_side(target, small, ps["weights"]).timed("train", ps)()
+        probe = None
+        if target == "rnnkit":
+            from rnnkit import _core
+
+            probe = getattr(_core, "fma_peak_gflops", None)
+        if probe is not None:
+            probe(0.02)
+        else:
+            small = dict(c, T=2, B=2)
+            ps = make_problem(small)
+            make_side(target, small, ps["weights"]).timed("train", ps)()
         p = make_problem(c)
         impl = make_side(target, c, p["weights"])
         fn = impl.timed("train", p)
@@ -1270,7 +1281,8 @@ def render_tables(report: dict) -> str:
         L.append("## Memory of one training step\n")
         L.append(
             "Growth of peak RSS (VmHWM, reset before the step) over the RSS "
-            "before it, in a fresh process after a tiny warm-up step; first step "
+            "before it, in a fresh process after a warm-up (thread pools, BLAS "
+            "buffers; see README); first step "
             "(second step). Expected = workspace (`layer.workspace_bytes(T, B, "
             "train=True)`, or where the layer lacks it `_core.workspace_size`: the "
             "training reserve + the larger of forward and backward scratch) + "
