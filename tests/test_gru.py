@@ -168,6 +168,11 @@ SIMD_CASES += [
     Case(CELL, 11, 9, 20, 67, 1, False, True, None, "float64"),
     Case(CELL, 3, 1, 7, 13, 2, True, False, None, "float32"),
     blocking_cases(CELL)[0],
+    # Many rows, small W_hh: threads can own blocks of batch rows (for 8 threads too).
+    Case(CELL, 5, 100, 6, 17, 2, True, False, "unsorted", "float32"),
+    Case(CELL, 4, 100, 6, 9, 1, False, True, "short", "float64"),
+    # Few rows, big steps: threads own tiles of hidden units, a barrier per step.
+    Case(CELL, 4, 5, 9, 200, 2, True, False, "unsorted", "float32"),
 ]
 
 
