@@ -246,6 +246,98 @@ py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object&
 
 bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 8; }
 
+// One step at a time (generation): weights packed once at construction for the
+// SIMD path active then, state carried inside between calls.
+template <class T>
+class Stepper {
+ public:
+  Stepper(const std::string& cell, const std::string& act, int64_t L, int64_t B,
+          const py::list& weights) {
+    if (weights.size() < 2 || !py::isinstance<py::array>(weights[0]) ||
+        !py::isinstance<py::array>(weights[1]))
+      throw py::value_error("weights must start with weight_ih_l0, weight_hh_l0 arrays");
+    py::array w0 = weights[0], w1 = weights[1];
+    if (w0.ndim() != 2 || w1.ndim() != 2)
+      throw py::value_error("weight_ih_l0 and weight_hh_l0 must be 2-D");
+    d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
+                   weights.size() > 2 && !weights[2].is_none());
+    auto w = weight_ptrs<T, const T*>(d_, weights, "weights",
+                                      [](const char* n, py::handle o, std::vector<int64_t> s) {
+                                        return in_ptr<T>(n, o, s);
+                                      });
+    isa_ = rnnkit::isa_active();
+    ws_.assign(rnnkit::step_size<T>(isa_, d_) + 64, 0);
+    rnnkit::step_init<T>(isa_, d_, base(), w.data());
+  }
+
+  py::array_t<T> step(const py::array& xin) {
+    if (xin.ndim() != 2 || xin.shape(0) != d_.B || xin.shape(1) != d_.I)
+      throw py::value_error("x must have shape " + shape_str({d_.B, d_.I}) + ", got " +
+                            shape_str(shape_of(xin)));
+    if (xin.dtype().kind() != 'f')
+      throw py::type_error("x must be a floating-point array, got dtype " +
+                           std::string(py::str(xin.dtype())));
+    auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(xin);
+    py::array_t<T> y({d_.B, d_.H});
+    d_.threads = num_threads();
+    const T* xp = x.data();
+    T* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      rnnkit::step<T>(isa_, d_, base(), xp, yp);
+    }
+    return y;
+  }
+
+  py::tuple get_state() {
+    const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
+    py::array_t<T> h(shape);
+    py::object c = py::none();
+    T* cp = nullptr;
+    if (d_.cell == rnnkit::kLSTM) {
+      py::array_t<T> ca(shape);
+      cp = ca.mutable_data();
+      c = ca;
+    }
+    rnnkit::step_state<T>(isa_, d_, base(), h.mutable_data(), cp, false);
+    return py::make_tuple(h, c);
+  }
+
+  void set_state(const py::object& h, const py::object& c) {
+    const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
+    const T* hp = in_ptr<T>("h", h, shape);
+    const T* cp = d_.cell == rnnkit::kLSTM ? in_ptr<T>("c", c, shape) : nullptr;
+    rnnkit::step_state<T>(isa_, d_, base(), const_cast<T*>(hp), const_cast<T*>(cp), true);
+  }
+
+  std::string simd() const { return rnnkit::isa_name(isa_); }
+  int64_t batch() const { return d_.B; }
+
+ private:
+  char* base() {
+    uintptr_t p = reinterpret_cast<uintptr_t>(ws_.data());
+    return reinterpret_cast<char*>((p + 63) & ~uintptr_t(63));
+  }
+  RnnDesc d_;
+  int isa_ = 0;
+  std::vector<char> ws_;
+};
+
+template <class T>
+void bind_stepper(py::module_& m, const char* name) {
+  py::class_<Stepper<T>>(m, name)
+      .def(py::init<const std::string&, const std::string&, int64_t, int64_t,
+                    const py::list&>(),
+           py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
+           py::arg("batch_size"), py::arg("weights"))
+      .def("step", &Stepper<T>::step, py::arg("x"),
+           "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
+      .def("get_state", &Stepper<T>::get_state)
+      .def("set_state", &Stepper<T>::set_state, py::arg("h"), py::arg("c") = py::none())
+      .def_property_readonly("simd", &Stepper<T>::simd)
+      .def_property_readonly("batch_size", &Stepper<T>::batch);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -327,6 +419,9 @@ PYBIND11_MODULE(_core, m) {
       py::arg("reserve"), py::arg("scratch"),
       "Backpropagation through time for the training forward that filled reserve; adds "
       "into dweights and returns (dx, dh0, dc0 or None).");
+
+  bind_stepper<float>(m, "Stepper32");
+  bind_stepper<double>(m, "Stepper64");
 
   m.def("simd_paths", [] {
     std::vector<std::string> out;

@@ -28,6 +28,10 @@ struct Table {
   WorkspaceSize (*size[3])(const RnnDesc&, int);
   void (*fwd[3])(const RnnDesc&, const RnnArgs<T>&);
   void (*bwd[3])(const RnnDesc&, const RnnArgs<T>&);
+  size_t (*step_size[3])(const RnnDesc&);
+  void (*step_init[3])(const RnnDesc&, char*, const T* const*);
+  void (*step_state[3])(const RnnDesc&, char*, T*, T*, bool);
+  void (*step[3])(const RnnDesc&, char*, const T*, T*);
   double (*peak)(double, int);
 };
 
@@ -37,6 +41,11 @@ struct Table {
      ns::gru_workspace_size<T>},                                              \
         {ns::rnn_forward<T>, ns::lstm_forward<T>, ns::gru_forward<T>},        \
         {ns::rnn_backward<T>, ns::lstm_backward<T>, ns::gru_backward<T>},     \
+        {ns::rnn_step_size<T>, ns::lstm_step_size<T>, ns::gru_step_size<T>},  \
+        {ns::rnn_step_init<T>, ns::lstm_step_init<T>, ns::gru_step_init<T>},  \
+        {ns::rnn_step_state<T>, ns::lstm_step_state<T>,                       \
+         ns::gru_step_state<T>},                                              \
+        {ns::rnn_step<T>, ns::lstm_step<T>, ns::gru_step<T>},                 \
         ns::fma_peak_gflops                                                   \
   }
 
@@ -134,6 +143,30 @@ template <class T>
 void backward(int isa, const RnnDesc& d, const RnnArgs<T>& a) {
   table<T>(isa)->bwd[d.cell](d, a);
 }
+template <class T>
+size_t step_size(int isa, const RnnDesc& d) {
+  return table<T>(isa)->step_size[d.cell](d);
+}
+template <class T>
+void step_init(int isa, const RnnDesc& d, char* ws, const T* const* w) {
+  table<T>(isa)->step_init[d.cell](d, ws, w);
+}
+template <class T>
+void step_state(int isa, const RnnDesc& d, char* ws, T* h, T* c, bool set) {
+  table<T>(isa)->step_state[d.cell](d, ws, h, c, set);
+}
+template <class T>
+void step(int isa, const RnnDesc& d, char* ws, const T* x, T* y) {
+  table<T>(isa)->step[d.cell](d, ws, x, y);
+}
+#define RNNKIT_INSTANTIATE_STEP(T)                                        \
+  template size_t step_size<T>(int, const RnnDesc&);                      \
+  template void step_init<T>(int, const RnnDesc&, char*, const T* const*); \
+  template void step_state<T>(int, const RnnDesc&, char*, T*, T*, bool);  \
+  template void step<T>(int, const RnnDesc&, char*, const T*, T*);
+RNNKIT_INSTANTIATE_STEP(float)
+RNNKIT_INSTANTIATE_STEP(double)
+
 double fma_peak_gflops(double seconds, int threads) {
   return table<float>(isa_active())->peak(seconds, threads);
 }

@@ -28,6 +28,17 @@ void forward(int isa, const RnnDesc& desc, const RnnArgs<T>& args);
 template <class T>
 void backward(int isa, const RnnDesc& desc, const RnnArgs<T>& args);
 
+// Single steps (generation): sizes, packing and state of a workspace that
+// must be used with the isa it was initialised with.
+template <class T>
+size_t step_size(int isa, const RnnDesc& desc);
+template <class T>
+void step_init(int isa, const RnnDesc& desc, char* ws, const T* const* weights);
+template <class T>
+void step_state(int isa, const RnnDesc& desc, char* ws, T* h, T* c, bool set);
+template <class T>
+void step(int isa, const RnnDesc& desc, char* ws, const T* x, T* y);
+
 double fma_peak_gflops(double seconds, int threads);
 
 }  // namespace rnnkit

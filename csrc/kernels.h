@@ -7,6 +7,10 @@
 //   <cell>_forward(desc, args)         inference (args.train false) or training
 //   <cell>_backward(desc, args)        BPTT for the last training forward whose
 //                                      reserve is passed; adds into dweights
+//   <cell>_step_size / _step_init / _step_state / _step
+//                                      one step of a unidirectional stack with
+//                                      packed weights and the state kept in a
+//                                      workspace between calls (generation)
 //
 // mode: 0 inference forward, 1 training forward, 2 backward.
 #include "common.h"
@@ -20,7 +24,16 @@ namespace RNNKIT_NS {
   template <class T>                                                       \
   void cell##_forward(const RnnDesc& desc, const RnnArgs<T>& args);        \
   template <class T>                                                       \
-  void cell##_backward(const RnnDesc& desc, const RnnArgs<T>& args);
+  void cell##_backward(const RnnDesc& desc, const RnnArgs<T>& args);       \
+  template <class T>                                                       \
+  size_t cell##_step_size(const RnnDesc& desc);                            \
+  template <class T>                                                       \
+  void cell##_step_init(const RnnDesc& desc, char* ws, const T* const* w); \
+  template <class T>                                                       \
+  void cell##_step_state(const RnnDesc& desc, char* ws, T* h, T* c,        \
+                         bool set);                                        \
+  template <class T>                                                       \
+  void cell##_step(const RnnDesc& desc, char* ws, const T* x, T* y);
 
 RNNKIT_DECLARE_CELL(rnn)
 RNNKIT_DECLARE_CELL(lstm)

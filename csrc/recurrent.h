@@ -205,20 +205,27 @@ struct Recurrent {
   }
 
   // ------------------------------------------------------------------ packing
-  // Forward: tile u (TU units) as [k][v][g][L] = W_hh[g*H + u*TU + v*L + l][k].
-  static void pack_forward(const RnnDesc& d, const T* whh, T* wp, int tid, int nth) {
-    const int64_t H = d.H, ntiles = (H + TU - 1) / TU;
+  // Forward: tile u (TU units) as [k][v][g][L] = W[g*H + u*TU + v*L + l][k].
+  // pack_rows writes rows of W (G*H x K, leading dimension lda) at depth
+  // [k0, k0 + K) of tiles Ktot deep, so [W_ih | W_hh] can share one packing.
+  static void pack_rows(int64_t H, const T* W, int64_t lda, int64_t K, int64_t k0,
+                        int64_t Ktot, T* wp, int tid, int nth) {
+    const int64_t ntiles = (H + TU - 1) / TU;
     for (int64_t u = tid; u < ntiles; u += nth) {
-      T* out = wp + u * H * G * TU;
+      T* out = wp + u * Ktot * G * TU;
       for (int64_t v = 0; v < NV; ++v)
         for (int64_t g = 0; g < G; ++g)
           for (int64_t l = 0; l < L; ++l) {
             const int64_t j = u * TU + v * L + l;
-            const T* w = whh + (g * H + j) * H;
-            T* o = out + (v * G + g) * L + l;
-            for (int64_t k = 0; k < H; ++k) o[k * G * TU] = j < H ? w[k] : T(0);
+            const T* w = W + (g * H + j) * lda;
+            T* o = out + k0 * G * TU + (v * G + g) * L + l;
+            for (int64_t k = 0; k < K; ++k) o[k * G * TU] = j < H ? w[k] : T(0);
           }
     }
+  }
+
+  static void pack_forward(const RnnDesc& d, const T* whh, T* wp, int tid, int nth) {
+    pack_rows(d.H, whh, d.H, d.H, 0, d.H, wp, tid, nth);
   }
 
   // Backward: tile u (TUB units) as [gk][TUB] = W_hh[gk][u*TUB + l] (dh = dG W_hh).
@@ -355,9 +362,9 @@ struct Recurrent {
           const int64_t mr = min64(MR, nact - r0);
           V acc[MR][NV][G];
           if (mr == 1)
-            fused_product<1>(w, hcur, H, r0, mr, acc);
+            fused_product<1>(w, hcur, H, H, r0, mr, acc);
           else
-            fused_product<MR>(w, hcur, H, r0, mr, acc);
+            fused_product<MR>(w, hcur, H, H, r0, mr, acc);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
             row.xp = xp + (t * B + b) * GH;
@@ -402,21 +409,22 @@ struct Recurrent {
     }
   }
 
-  // acc[i][v][g] = sum_k h[r0+i][k] W_hh[g*H + tile unit v*L..][k] for mr <= MR
-  // rows; rows past mr repeat row r0 (in bounds, discarded): no branches inside.
+  // acc[i][v][g] = sum_k h[r0+i][k] W[g*H + tile unit v*L..][k], k < K, for
+  // mr <= MR rows of h (leading dimension ldh); rows past mr repeat row r0 (in
+  // bounds, discarded), so there are no branches inside.
   template <int64_t MRt>
-  static RNNKIT_INLINE void fused_product(const T* w, const T* h, int64_t H, int64_t r0,
-                                          int64_t mr, V (&acc)[MR][NV][G]) {
+  static RNNKIT_INLINE void fused_product(const T* w, const T* h, int64_t ldh, int64_t K,
+                                          int64_t r0, int64_t mr, V (&acc)[MR][NV][G]) {
     const T* hr[MRt];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MRt; ++i) {
-      hr[i] = h + (r0 + (i < mr ? i : 0)) * H;
+      hr[i] = h + (r0 + (i < mr ? i : 0)) * ldh;
 #pragma GCC unroll 4
       for (int64_t v = 0; v < NV; ++v)
 #pragma GCC unroll 4
         for (int64_t g = 0; g < G; ++g) acc[i][v][g] = V{};
     }
-    for (int64_t k = 0; k < H; ++k) {
+    for (int64_t k = 0; k < K; ++k) {
       const T* wk = w + k * G * TU;
 #pragma GCC unroll 4
       for (int64_t v = 0; v < NV; ++v)
@@ -426,6 +434,175 @@ struct Recurrent {
 #pragma GCC unroll 16
           for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
         }
+    }
+  }
+
+  // ------------------------------------------------------------ single steps
+  // For generation: one step of a unidirectional stack on B rows, with the
+  // weights packed once (step_init) and the state kept in the workspace
+  // between calls. Each layer is one fused product over [x | h] against the
+  // packed [W_ih | W_hh]: no GEMM, no packing, no allocation per call. (GRU
+  // needs W_in x apart from W_hn h: it runs the two halves of the depth one
+  // after the other and passes the first through xp.)
+  struct StepLayer {
+    T *w, *bx, *bhn;
+    T* xp;             // (B, G*H): zeros, or GRU's x W_ih^T of this step
+    T* cat;            // (B, I_l + H): [x_l | h_l], h_l the carried state
+    T *hnext, *c, *cnext;
+    int64_t K;         // I_l + H
+  };
+
+  static StepLayer step_layout(const RnnDesc& d, int64_t layer, char* base, size_t* size) {
+    Carver c(base);
+    StepLayer out{};
+    const int64_t B = d.B, H = d.H, GH = G * H, Hp = (H + TU - 1) / TU * TU;
+    for (int64_t l = 0; l < d.L; ++l) {
+      StepLayer s;
+      s.K = d.in_size(l) + H;
+      s.w = c.take<T>(Hp * G * s.K);
+      s.bx = c.take<T>(GH);
+      s.bhn = c.take<T>(H);
+      s.xp = c.take<T>(B * GH);
+      s.cat = c.take<T>(B * s.K);
+      s.hnext = c.take<T>(B * H);
+      s.c = c.take<T>(Cell::kHasC ? B * H : 0);
+      s.cnext = c.take<T>(Cell::kHasC ? B * H : 0);
+      if (l == layer) out = s;
+    }
+    if (size) *size = c.used;
+    return out;
+  }
+
+  static size_t step_size(const RnnDesc& d) {
+    size_t size = 0;
+    step_layout(d, 0, nullptr, &size);
+    return size;
+  }
+
+  static void step_init(const RnnDesc& d, char* ws, const T* const* weights) {
+    const int64_t H = d.H, GH = G * H;
+    for (int64_t l = 0; l < d.L; ++l) {
+      StepLayer s = step_layout(d, l, ws, nullptr);
+      const int64_t In = d.in_size(l);
+      const T* const* w = weights + 4 * l;
+      pack_rows(H, w[0], In, In, 0, s.K, s.w, 0, 1);
+      pack_rows(H, w[1], H, H, In, s.K, s.w, 0, 1);
+      combine_bias(d, w[2], w[3], s.bx, s.bhn);
+      for (int64_t k = 0; k < d.B * GH; ++k) s.xp[k] = T(0);
+      for (int64_t i = 0; i < d.B * s.K; ++i) s.cat[i] = T(0);
+      if (Cell::kHasC)
+        for (int64_t i = 0; i < d.B * H; ++i) s.c[i] = T(0);
+    }
+  }
+
+  // Reads (set=false) or writes (set=true) the carried state, (L, B, H).
+  static void step_state(const RnnDesc& d, char* ws, T* h, T* c, bool set) {
+    const int64_t B = d.B, H = d.H;
+    for (int64_t l = 0; l < d.L; ++l) {
+      StepLayer s = step_layout(d, l, ws, nullptr);
+      const int64_t In = d.in_size(l);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < H; ++j) {
+          T& hs = s.cat[b * s.K + In + j];
+          T* hu = h + (l * B + b) * H + j;
+          if (set) hs = *hu; else *hu = hs;
+          if (Cell::kHasC && c) {
+            T* cu = c + (l * B + b) * H + j;
+            if (set) s.c[b * H + j] = *cu; else *cu = s.c[b * H + j];
+          }
+        }
+      if (set && l + 1 < d.L) {  // layer l+1 reads h_l as its input
+        StepLayer n = step_layout(d, l + 1, ws, nullptr);
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = 0; j < H; ++j) n.cat[b * n.K + j] = s.cat[b * s.K + In + j];
+      }
+    }
+  }
+
+  // x (B, I) in, y (B, H) = top layer's new h out; the state advances.
+  static void step(const RnnDesc& d, char* ws, const T* x, T* y) {
+    const int64_t B = d.B, H = d.H;
+    const int nth = d.threads;
+#pragma omp parallel num_threads(nth)
+    {
+      DenormalGuard guard;
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      const Part P = partition(d, TU, MR, tid, nt);
+      if (!P.idle) {
+        for (int64_t l = 0; l < d.L; ++l) {
+          StepLayer s = step_layout(d, l, ws, nullptr);
+          const int64_t In = d.in_size(l);
+          StepLayer next = l + 1 < d.L ? step_layout(d, l + 1, ws, nullptr) : StepLayer{};
+          if (l == 0)
+            for (int64_t b = 0; b < B; ++b)
+              if (P.sync ? tid == 0 : P.owns(b))
+                for (int64_t i = 0; i < In; ++i) s.cat[b * s.K + i] = x[b * In + i];
+          if (l == 0 && P.sync) {
+#pragma omp barrier
+          }
+          FwdRow<T> row;
+          row.bx = s.bx;
+          row.bhn = s.bhn;
+          row.H = H;
+          row.cstore = row.hnstore = nullptr;
+          for (int64_t u = P.u0; u < P.u1; ++u) {
+            const T* w = s.w + u * s.K * G * TU;
+            for (int64_t r0 = 0; r0 < B; r0 += MR) {
+              if (!P.owns(r0)) continue;
+              const int64_t mr = min64(MR, B - r0);
+              V acc[MR][NV][G];
+              if (Cell::kSplitN) {  // x W_ih^T first, kept in xp
+                if (mr == 1)
+                  fused_product<1>(w, s.cat, s.K, In, r0, mr, acc);
+                else
+                  fused_product<MR>(w, s.cat, s.K, In, r0, mr, acc);
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t v = 0; v < NV; ++v) {
+                    const int64_t j = u * TU + v * L, n = min64(L, H - j);
+                    for (int64_t g = 0; g < G && n > 0; ++g)
+                      storen(s.xp + (r0 + i) * G * H + g * H + j, acc[i][v][g], n);
+                  }
+                const T* wh = w + In * G * TU;
+                if (mr == 1)
+                  fused_product<1>(wh, s.cat + In, s.K, H, r0, mr, acc);
+                else
+                  fused_product<MR>(wh, s.cat + In, s.K, H, r0, mr, acc);
+              } else {
+                if (mr == 1)
+                  fused_product<1>(w, s.cat, s.K, s.K, r0, mr, acc);
+                else
+                  fused_product<MR>(w, s.cat, s.K, s.K, r0, mr, acc);
+              }
+              for (int64_t i = 0; i < mr; ++i) {
+                const int64_t r = r0 + i;
+                row.xp = s.xp + r * G * H;
+                row.hprev = s.cat + r * s.K + In;
+                row.cprev = s.c + r * H;
+                row.hnext = s.hnext + r * H;
+                row.cnext = s.cnext + r * H;
+                row.y = next.cat ? next.cat + r * next.K : y + r * H;
+                for (int64_t v = 0; v < NV; ++v) {
+                  const int64_t j = u * TU + v * L, n = min64(L, H - j);
+                  if (n <= 0) break;
+                  Cell::template forward<false>(acc[i][v], row, j, n, d.act);
+                }
+              }
+            }
+          }
+          if (P.sync) {
+#pragma omp barrier
+          }
+          // the new state becomes the carried one (own rows and units only)
+          const int64_t j0 = P.u0 * TU, j1 = min64(P.u1 * TU, H);
+          for (int64_t b = 0; b < B; ++b) {
+            if (!P.owns(b)) continue;
+            for (int64_t j = j0; j < j1; ++j) {
+              s.cat[b * s.K + In + j] = s.hnext[b * H + j];
+              if (Cell::kHasC) s.c[b * H + j] = s.cnext[b * H + j];
+            }
+          }
+        }
+      }
     }
   }
 

@@ -49,6 +49,12 @@ class CoreBackend:
         ctx = _Ctx(T, B, lengths, reserve) if train else None
         return y, hn, cn, ctx
 
+    def stepper(self, layer: Any, batch_size: int) -> Any:
+        """The compiled single-step generator (see ``_Recurrent.stepper``)."""
+        cls = _core.Stepper32 if layer.dtype == np.float32 else _core.Stepper64
+        return cls(layer.cell, layer.nonlinearity, layer.num_layers, batch_size,
+                   layer._weight_list(layer.params))
+
     def backward(self, layer: Any, ctx: _Ctx, dy: np.ndarray, dhn: np.ndarray,
                  dcn: np.ndarray | None):
         _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)

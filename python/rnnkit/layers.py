@@ -293,6 +293,36 @@ class _Recurrent:
             dx = dx.transpose(1, 0, 2)
         return (dx, (dh0, dc0)) if self.cell == "lstm" else (dx, dh0)
 
+    def stepper(self, batch_size: int = 1, hx: Any = None) -> Any:
+        """A generator of single steps: ``y = st.step(x)`` with x (B, I) -> y (B, H).
+
+        The weights are packed once, when the stepper is made (make a new one after
+        changing them), and the state (initially ``hx`` or zeros) is carried inside
+        between calls, so a step costs one fused product per layer and nothing else.
+        ``st.get_state()`` returns ``(h, c)`` (c None except LSTM), shapes (L, B, H);
+        ``st.set_state(h, c=None)`` replaces it. Unidirectional layers only.
+
+        Examples
+        --------
+        >>> st = lstm.stepper(batch_size=1)
+        >>> for _ in range(100):
+        ...     h = st.step(x)          # (1, H): the top layer's new state
+        """
+        if self.bidirectional:
+            raise ValueError("stepper() needs a unidirectional layer, got bidirectional=True")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        make = getattr(self._backend, "stepper", None)
+        st = make(self, int(batch_size)) if make else _PyStepper(self, int(batch_size))
+        if hx is not None:
+            shape = (self.num_layers, int(batch_size), self.hidden_size)
+            h0, c0 = self._split_state("hx", hx)
+            h0 = self._check_state("h0", h0, shape)
+            c0 = self._check_state("c0", c0, shape) if self.cell == "lstm" else None
+            st.set_state(h0, c0)
+        return st
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.cell == "rnn":
@@ -309,6 +339,34 @@ class _Recurrent:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class _PyStepper:
+    """Single steps through ``forward`` (for backends without a fused stepper)."""
+
+    def __init__(self, layer: _Recurrent, batch_size: int) -> None:
+        self._layer, self.batch_size = layer, batch_size
+        shape = (layer.num_layers, batch_size, layer.hidden_size)
+        self._h = np.zeros(shape, layer.dtype)
+        self._c = np.zeros(shape, layer.dtype) if layer.cell == "lstm" else None
+
+    def step(self, x: Any) -> np.ndarray:
+        layer = self._layer
+        x = _as_float_array("x", x, layer.dtype)
+        _check_shape("x", x, (self.batch_size, layer.input_size))
+        hx = (self._h, self._c) if layer.cell == "lstm" else self._h
+        xs = x[:, None] if layer.batch_first else x[None]
+        y, state = layer.forward(xs, hx, train=False)
+        self._h, self._c = state if layer.cell == "lstm" else (state, None)
+        return self._h[-1].copy()
+
+    def get_state(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._h.copy(), None if self._c is None else self._c.copy()
+
+    def set_state(self, h: np.ndarray, c: np.ndarray | None = None) -> None:
+        self._h = np.array(h, dtype=self._layer.dtype)
+        if self._c is not None:
+            self._c = np.array(c, dtype=self._layer.dtype)
 
 
 def _core_backend() -> Any:
