@@ -91,8 +91,10 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
     from .models import Model
 
     if not isinstance(model, Model):
-        raise TypeError(f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
+            f"got {type(model).__name__}"
+        )
     if optimizer is None:
         optimizer = getattr(model, "optimizer", None)
     vocab = {str(k): [str(t) for t in v] for k, v in (model.vocab or {}).items()}
@@ -105,34 +107,44 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
     opt_header = None
     if optimizer is not None:
         mine = [p for p, _ in model.parameters()]
-        if not all(any(np.may_share_memory(p, q) for q in mine)
-                   for p, _ in optimizer.pairs):
+        if not all(
+            any(np.may_share_memory(p, q) for q in mine) for p, _ in optimizer.pairs
+        ):
             raise ValueError("optimizer does not update this model's parameters")
         cfg = optimizer.config()
         _check_json("optimizer.config()", cfg)
         for slot, arrs in optimizer.state.items():
             for j, a in enumerate(arrs):
                 arrays[f"optim/{slot}/{j}"] = a
-        opt_header = {"config": cfg, "step_count": int(optimizer.step_count),
-                      "slots": {s: len(a) for s, a in optimizer.state.items()}}
+        opt_header = {
+            "config": cfg,
+            "step_count": int(optimizer.step_count),
+            "slots": {s: len(a) for s, a in optimizer.state.items()},
+        }
     from ._config import __version__
 
     header = {
-        "format": FORMAT, "version": VERSION, "rnnkit_version": __version__,
-        "model": model.config(), "dtype": model.dtype.name, "optimizer": opt_header,
+        "format": FORMAT,
+        "version": VERSION,
+        "rnnkit_version": __version__,
+        "model": model.config(),
+        "dtype": model.dtype.name,
+        "optimizer": opt_header,
         "step": 0 if optimizer is None else int(optimizer.step_count),
-        "vocab": vocab, "meta": meta,
+        "vocab": vocab,
+        "meta": meta,
     }
     blob = json.dumps(header, allow_nan=True).encode("utf-8")
     arrays[HEADER] = np.frombuffer(blob, dtype=np.uint8)
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -172,13 +184,14 @@ class _Reader:
                 )
             if i.file_size > file_size:
                 raise CheckpointError(
-                    f"{path}: member {i.filename!r} declares {i.file_size} bytes but the "
-                    f"file has only {file_size}"
+                    f"{path}: member {i.filename!r} declares {i.file_size} bytes, "
+                    f"the file has only {file_size}"
                 )
         self.read: set[str] = set()
 
-    def array(self, key: str, shape: tuple[int, ...] | None,
-              dtypes: set[np.dtype]) -> np.ndarray:
+    def array(
+        self, key: str, shape: tuple[int, ...] | None, dtypes: set[np.dtype]
+    ) -> np.ndarray:
         name = key + ".npy"
         info = self.infos.get(name)
         if info is None:
@@ -193,7 +206,9 @@ class _Reader:
                 elif version in ((2, 0), (3, 0)):
                     got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
                 else:
-                    raise CheckpointError(f"{where}: unsupported .npy version {version}")
+                    raise CheckpointError(
+                        f"{where}: unsupported .npy version {version}"
+                    )
             except CheckpointError:
                 raise
             except (ValueError, EOFError, SyntaxError, TypeError) as e:
@@ -219,14 +234,19 @@ class _Reader:
             data = fp.read(nbytes)
             if len(data) != nbytes or fp.read(1):
                 raise CheckpointError(f"{where}: truncated")
-        return np.frombuffer(data, dtype=dtype).reshape(got_shape).astype(
-            dtype.newbyteorder("="))
+        return (
+            np.frombuffer(data, dtype=dtype)
+            .reshape(got_shape)
+            .astype(dtype.newbyteorder("="))
+        )
 
     def check_all_read(self) -> None:
         extra = sorted(set(self.infos) - self.read)
         if extra:
-            raise CheckpointError(f"{self.path}: unexpected members {extra[:5]}"
-                                  + (" ..." if len(extra) > 5 else ""))
+            raise CheckpointError(
+                f"{self.path}: unexpected members {extra[:5]}"
+                + (" ..." if len(extra) > 5 else "")
+            )
 
 
 def _header(reader: _Reader) -> dict[str, Any]:
@@ -236,10 +256,14 @@ def _header(reader: _Reader) -> dict[str, Any]:
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{reader.path}: header is not valid JSON ({e})") from None
+        raise CheckpointError(
+            f"{reader.path}: header is not valid JSON ({e})"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{reader.path}: not an rnnkit checkpoint (format "
-                              f"{header.get('format') if isinstance(header, dict) else None!r})")
+        raise CheckpointError(
+            f"{reader.path}: not an rnnkit checkpoint (format "
+            f"{header.get('format') if isinstance(header, dict) else None!r})"
+        )
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(f"{reader.path}: invalid format version {version!r}")
@@ -249,17 +273,27 @@ def _header(reader: _Reader) -> dict[str, Any]:
             f"{header.get('rnnkit_version')!r}) is not supported; this rnnkit reads "
             f"version {VERSION}"
         )
-    for key, kind in (("model", dict), ("vocab", dict), ("meta", dict),
-                      ("dtype", str), ("step", int)):
+    for key, kind in (
+        ("model", dict),
+        ("vocab", dict),
+        ("meta", dict),
+        ("dtype", str),
+        ("step", int),
+    ):
         if not isinstance(header.get(key), kind):
-            raise CheckpointError(f"{reader.path}: header field {key!r} must be a "
-                                  f"{kind.__name__}, got {header.get(key)!r}")
+            raise CheckpointError(
+                f"{reader.path}: header field {key!r} must be a "
+                f"{kind.__name__}, got {header.get(key)!r}"
+            )
     for name, tokens in header["vocab"].items():
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise CheckpointError(f"{reader.path}: vocab[{name!r}] must be a list of str")
+            raise CheckpointError(
+                f"{reader.path}: vocab[{name!r}] must be a list of str"
+            )
     if header["dtype"] not in ("float32", "float64"):
-        raise CheckpointError(f"{reader.path}: dtype must be float32 or float64, got "
-                              f"{header['dtype']!r}")
+        raise CheckpointError(
+            f"{reader.path}: dtype must be float32 or float64, got {header['dtype']!r}"
+        )
     return header
 
 
@@ -279,22 +313,44 @@ def load(path: Any) -> Any:
         try:
             zf = zipfile.ZipFile(f)
         except zipfile.BadZipFile as e:
-            raise CheckpointError(f"{path}: not a checkpoint, or truncated/corrupt "
-                                  f"({e})") from None
+            raise CheckpointError(
+                f"{path}: not a checkpoint, or truncated/corrupt ({e})"
+            ) from None
         try:
             with zf:
-                return _load(zf, size, path, model_from_config, model_param_shapes,
-                             optimizer_from_config)
+                return _load(
+                    zf,
+                    size,
+                    path,
+                    model_from_config,
+                    model_param_shapes,
+                    optimizer_from_config,
+                )
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError,
-                TypeError, RecursionError, OverflowError) as e:
-            raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
-                                  f"{e})") from None
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,
+            KeyError,
+            ValueError,
+            TypeError,
+            RecursionError,
+            OverflowError,
+        ) as e:
+            raise CheckpointError(
+                f"{path}: corrupt checkpoint ({type(e).__name__}: {e})"
+            ) from None
 
 
-def _load(zf: zipfile.ZipFile, size: int, path: str, model_from_config: Any,
-          model_param_shapes: Any, optimizer_from_config: Any) -> Any:
+def _load(
+    zf: zipfile.ZipFile,
+    size: int,
+    path: str,
+    model_from_config: Any,
+    model_param_shapes: Any,
+    optimizer_from_config: Any,
+) -> Any:
     reader = _Reader(zf, size, path)
     header = _header(reader)
     dtype = np.dtype(header["dtype"]).newbyteorder("<")
@@ -308,25 +364,34 @@ def _load(zf: zipfile.ZipFile, size: int, path: str, model_from_config: Any,
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid architecture ({e})") from None
     if model.dtype != np.dtype(header["dtype"]):
-        raise CheckpointError(f"{path}: header dtype {header['dtype']} does not match "
-                              f"the architecture's {model.dtype}")
+        raise CheckpointError(
+            f"{path}: header dtype {header['dtype']} does not match "
+            f"the architecture's {model.dtype}"
+        )
     model.load_state_dict(state)
     opt = header.get("optimizer")
     if opt is not None:
-        if not isinstance(opt, dict) or not isinstance(opt.get("config"), dict) \
-                or not isinstance(opt.get("slots"), dict):
+        if (
+            not isinstance(opt, dict)
+            or not isinstance(opt.get("config"), dict)
+            or not isinstance(opt.get("slots"), dict)
+        ):
             raise CheckpointError(f"{path}: invalid optimizer header {opt!r}")
         try:
             optimizer = optimizer_from_config(model, opt["config"])
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{path}: invalid optimizer config ({e})") from None
         if sorted(opt["slots"]) != sorted(optimizer.state):
-            raise CheckpointError(f"{path}: optimizer slots {sorted(opt['slots'])} do "
-                                  f"not match {type(optimizer).__name__}'s "
-                                  f"{sorted(optimizer.state)}")
+            raise CheckpointError(
+                f"{path}: optimizer slots {sorted(opt['slots'])} do "
+                f"not match {type(optimizer).__name__}'s "
+                f"{sorted(optimizer.state)}"
+            )
         slots = {
-            s: [reader.array(f"optim/{s}/{j}", a.shape, {dtype})
-                for j, a in enumerate(arrs)]
+            s: [
+                reader.array(f"optim/{s}/{j}", a.shape, {dtype})
+                for j, a in enumerate(arrs)
+            ]
             for s, arrs in optimizer.state.items()
         }
         optimizer.load_state_dict({"slots": slots, "step_count": opt.get("step_count")})

@@ -53,8 +53,10 @@ def _mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
         if m.dtype.kind not in "iuf":
             raise TypeError(f"mask must be a boolean array, got dtype {m.dtype}")
         m = m != 0
-    if m.shape != shape[:m.ndim]:
-        raise ValueError(f"mask must have shape {shape} or a prefix of it, got {m.shape}")
+    if m.shape != shape[: m.ndim]:
+        raise ValueError(
+            f"mask must have shape {shape} or a prefix of it, got {m.shape}"
+        )
     return m.reshape(m.shape + (1,) * (len(shape) - m.ndim))
 
 
@@ -106,8 +108,9 @@ def cross_entropy(
     if z.ndim < 1:
         raise ValueError(f"logits must have a class axis, got shape {z.shape}")
     C = z.shape[-1]
-    t = np.asarray(targets.detach().cpu().numpy() if hasattr(targets, "detach")
-                   else targets)
+    t = np.asarray(
+        targets.detach().cpu().numpy() if hasattr(targets, "detach") else targets
+    )
     if t.dtype.kind not in "iu":
         raise TypeError(f"targets must be an integer array, got dtype {t.dtype}")
     if t.shape != z.shape[:-1]:
@@ -190,7 +193,7 @@ def mse(
     mask: Any = None,
     reduction: str = "mean",
 ) -> tuple[float, np.ndarray]:
-    """Mean squared error ``(output - target)^2`` with its gradient ``2 (output - target)``.
+    """Mean squared error ``(output - target)^2``, gradient ``2 (output - target)``.
 
     Shapes
     ------
@@ -212,8 +215,9 @@ def mse(
     return _reduce(r * r, 2 * r, m, reduction)
 
 
-def _reduce(per: np.ndarray, d: np.ndarray, m: np.ndarray | None,
-            reduction: str) -> tuple[float, np.ndarray]:
+def _reduce(
+    per: np.ndarray, d: np.ndarray, m: np.ndarray | None, reduction: str
+) -> tuple[float, np.ndarray]:
     """Masks and reduces an elementwise loss ``per`` and its gradient ``d``."""
     if m is None:
         n = per.size
@@ -231,6 +235,7 @@ def _reduce(per: np.ndarray, d: np.ndarray, m: np.ndarray | None,
 
 class _Loss:
     name = ""
+    reduction = "mean"
 
     def config(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
@@ -241,21 +246,29 @@ class _Loss:
 
 
 class CrossEntropyLoss(_Loss):
-    """:func:`cross_entropy` with its options bound: ``loss, d = ce(logits, targets, mask)``."""
+    """:func:`cross_entropy` with its options bound: ``loss, d = ce(logits, t, mask)``."""
 
     name = "cross_entropy"
 
-    def __init__(self, ignore_index: int | None = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, ignore_index: int | None = -100, reduction: str = "mean"
+    ) -> None:
         _check_reduction(reduction)
         self.ignore_index, self.reduction = ignore_index, reduction
 
     def config(self) -> dict[str, Any]:
         return {"ignore_index": self.ignore_index, "reduction": self.reduction}
 
-    def __call__(self, logits: Any, targets: Any, mask: Any = None
-                 ) -> tuple[float, np.ndarray]:
-        return cross_entropy(logits, targets, mask=mask, ignore_index=self.ignore_index,
-                             reduction=self.reduction)
+    def __call__(
+        self, logits: Any, targets: Any, mask: Any = None
+    ) -> tuple[float, np.ndarray]:
+        return cross_entropy(
+            logits,
+            targets,
+            mask=mask,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -267,10 +280,12 @@ class BCEWithLogitsLoss(_Loss):
         _check_reduction(reduction)
         self.reduction = reduction
 
-    def __call__(self, logits: Any, targets: Any, mask: Any = None
-                 ) -> tuple[float, np.ndarray]:
-        return binary_cross_entropy_with_logits(logits, targets, mask=mask,
-                                                reduction=self.reduction)
+    def __call__(
+        self, logits: Any, targets: Any, mask: Any = None
+    ) -> tuple[float, np.ndarray]:
+        return binary_cross_entropy_with_logits(
+            logits, targets, mask=mask, reduction=self.reduction
+        )
 
 
 class MSELoss(_Loss):
@@ -282,8 +297,9 @@ class MSELoss(_Loss):
         _check_reduction(reduction)
         self.reduction = reduction
 
-    def __call__(self, output: Any, target: Any, mask: Any = None
-                 ) -> tuple[float, np.ndarray]:
+    def __call__(
+        self, output: Any, target: Any, mask: Any = None
+    ) -> tuple[float, np.ndarray]:
         return mse(output, target, mask=mask, reduction=self.reduction)
 
 
@@ -298,8 +314,9 @@ def get_loss(loss: Any) -> Any:
     """A loss object from a name in :data:`LOSSES` or a callable (returned as is)."""
     if isinstance(loss, str):
         if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)} or a callable, "
-                             f"got {loss!r}")
+            raise ValueError(
+                f"loss must be one of {tuple(LOSSES)} or a callable, got {loss!r}"
+            )
         return LOSSES[loss]()
     if not callable(loss):
         raise TypeError(f"loss must be a name or a callable, got {type(loss).__name__}")

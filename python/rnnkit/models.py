@@ -45,6 +45,7 @@ B batch, T steps, I input features, H hidden, D directions, O outputs, V vocab.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,10 +55,16 @@ from . import layers as _layers
 from .modules import Dropout, Embedding, Linear
 
 Recurrent = _layers._Recurrent
-_RECURRENT_TYPES: dict[str, type] = {"RNN": _layers.RNN, "LSTM": _layers.LSTM,
-                                     "GRU": _layers.GRU}
-_MODULE_TYPES: dict[str, type] = {"Linear": Linear, "Embedding": Embedding,
-                                  "Dropout": Dropout}
+_RECURRENT_TYPES: dict[str, type] = {
+    "RNN": _layers.RNN,
+    "LSTM": _layers.LSTM,
+    "GRU": _layers.GRU,
+}
+_MODULE_TYPES: dict[str, type] = {
+    "Linear": Linear,
+    "Embedding": Embedding,
+    "Dropout": Dropout,
+}
 
 
 # ----------------------------------------------------------- configurations
@@ -70,9 +77,14 @@ def module_config(m: Any) -> dict[str, Any]:
     if isinstance(m, Recurrent):
         kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[m.cell]
         cfg: dict[str, Any] = {
-            "type": kind, "input_size": m.input_size, "hidden_size": m.hidden_size,
-            "num_layers": m.num_layers, "bias": m.bias, "batch_first": m.batch_first,
-            "bidirectional": m.bidirectional, "dtype": m.dtype.name,
+            "type": kind,
+            "input_size": m.input_size,
+            "hidden_size": m.hidden_size,
+            "num_layers": m.num_layers,
+            "bias": m.bias,
+            "batch_first": m.batch_first,
+            "bidirectional": m.bidirectional,
+            "dtype": m.dtype.name,
         }
         if kind == "RNN":
             cfg["nonlinearity"] = m.nonlinearity
@@ -97,8 +109,10 @@ def module_from_config(cfg: Mapping[str, Any]) -> Any:
         return cls(**cfg)
     if kind in _MODULE_TYPES:
         return _MODULE_TYPES[kind](**cfg)
-    raise ValueError(f"unknown module type {kind!r}; known: "
-                     f"{sorted(_RECURRENT_TYPES) + sorted(_MODULE_TYPES)}")
+    raise ValueError(
+        f"unknown module type {kind!r}; known: "
+        f"{sorted(_RECURRENT_TYPES) + sorted(_MODULE_TYPES)}"
+    )
 
 
 def _int(cfg: Mapping[str, Any], key: str) -> int:
@@ -116,8 +130,11 @@ def module_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     kind = cfg.get("type")
     if kind in _RECURRENT_TYPES:
         G = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
-        I, H, L = _int(cfg, "input_size"), _int(cfg, "hidden_size"), \
-            _int(cfg, "num_layers")
+        I, H, L = (
+            _int(cfg, "input_size"),
+            _int(cfg, "hidden_size"),
+            _int(cfg, "num_layers"),
+        )
         D = 2 if cfg.get("bidirectional") else 1
         shapes: dict[str, tuple[int, ...]] = {}
         for k in range(L):
@@ -146,20 +163,27 @@ def model_from_config(cfg: Mapping[str, Any]) -> Model:
         layers = cfg.get("layers")
         if not isinstance(layers, list):
             raise TypeError("Sequential config must have a list 'layers'")
-        return Sequential(*[module_from_config(c) for c in layers],
-                          input=cfg.get("input", "sequence"),
-                          output=cfg.get("output", "sequence"), steps=cfg.get("steps"))
+        return Sequential(
+            *[module_from_config(c) for c in layers],
+            input=cfg.get("input", "sequence"),
+            output=cfg.get("output", "sequence"),
+            steps=cfg.get("steps"),
+        )
     if kind == "EncoderDecoder":
         enc, dec = cfg.get("encoder"), cfg.get("decoder")
         if not isinstance(enc, Mapping) or not isinstance(dec, Mapping):
             raise TypeError("EncoderDecoder config must have 'encoder' and 'decoder'")
-        return EncoderDecoder(model_from_config(enc), model_from_config(dec))
-    raise ValueError(f"unknown model type {kind!r}; known: ['EncoderDecoder', "
-                     "'Sequential']")
+        e, d = model_from_config(enc), model_from_config(dec)
+        if not isinstance(e, Sequential) or not isinstance(d, Sequential):
+            raise TypeError("EncoderDecoder parts must be Sequential models")
+        return EncoderDecoder(e, d)
+    raise ValueError(
+        f"unknown model type {kind!r}; known: ['EncoderDecoder', 'Sequential']"
+    )
 
 
 def model_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """``state_dict`` keys and shapes of the model a config describes (no allocation)."""
+    """``state_dict`` keys and shapes of the model ``cfg`` describes (no allocation)."""
     kind = cfg.get("type")
     out: dict[str, tuple[int, ...]] = {}
     if kind == "Sequential":
@@ -188,7 +212,9 @@ def _offset(view: np.ndarray, base: np.ndarray) -> int:
     """Element offset of a C-contiguous ``view`` inside the 1-D ``base``."""
     off, rem = divmod(view.ctypes.data - base.ctypes.data, base.itemsize)
     if rem or off < 0 or off + view.size > base.size or not view.flags.c_contiguous:
-        raise RuntimeError("parameter view is not a contiguous slice of its flat buffer")
+        raise RuntimeError(
+            "parameter view is not a contiguous slice of its flat buffer"
+        )
     return off
 
 
@@ -202,7 +228,7 @@ def _adopt(m: Any, P: np.ndarray, G: np.ndarray) -> None:
         offsets = {name: _offset(v, old) for name, v in views.items()}
         for name, v in list(views.items()):
             off = offsets[name]
-            views[name] = new[off:off + v.size].reshape(v.shape)
+            views[name] = new[off : off + v.size].reshape(v.shape)
     m._flat_params, m._flat_grads = P, G
 
 
@@ -239,12 +265,29 @@ class Model:
         leaves = self._leaves()
         ids = [id(m) for m in leaves]
         if len(set(ids)) != len(ids):
-            raise ValueError("a module appears twice in the model; share it explicitly "
-                             "in a custom loop instead")
+            raise ValueError(
+                "a module appears twice in the model; share it explicitly "
+                "in a custom loop instead"
+            )
+        # A layer's parameters live in its model's flat buffer, so a layer (or a
+        # model) can belong to one model at a time: a second one would re-point
+        # its views and leave the first model's buffer stale.
+        for c in self._children():
+            ref = getattr(c, "_rk_owner", None)
+            owner = ref() if ref is not None else None
+            if owner is not None and owner is not self:
+                raise ValueError(
+                    f"{type(c).__name__} already belongs to another model; build a new "
+                    "layer (or copy it with load_state_dict) to use it in a second one"
+                )
+        for c in self._children():
+            c._rk_owner = weakref.ref(self)
         dtypes = {m.dtype for m in leaves if hasattr(m, "dtype")}
         if len(dtypes) > 1:
-            raise TypeError(f"all layers of a model must have one dtype, got "
-                            f"{sorted(d.name for d in dtypes)}")
+            raise TypeError(
+                f"all layers of a model must have one dtype, got "
+                f"{sorted(d.name for d in dtypes)}"
+            )
         self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
         self._bind()
 
@@ -258,7 +301,7 @@ class Model:
         spans: dict[int, tuple[int, int]] = {}
         for m in owners:
             n = m._flat_params.size
-            _adopt(m, P[off:off + n], G[off:off + n])
+            _adopt(m, P[off : off + n], G[off : off + n])
             spans[id(m)] = (off, off + n)
             off += n
         self._flat_params, self._flat_grads = P, G
@@ -286,8 +329,11 @@ class Model:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``{"<module>.<param>": copy}`` (e.g. ``"1.weight_ih_l0"``)."""
-        return {f"{prefix}.{name}": p.copy()
-                for prefix, m in self.named_modules() for name, p in m.params.items()}
+        return {
+            f"{prefix}.{name}": p.copy()
+            for prefix, m in self.named_modules()
+            for name, p in m.params.items()
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copies ``state`` in by name; keys, shapes and kinds are all checked first."""
@@ -295,8 +341,10 @@ class Model:
         missing = [k for k in mine if k not in state]
         extra = [k for k in state if k not in mine]
         if missing or extra:
-            raise KeyError(f"state_dict does not match the model: missing keys "
-                           f"{missing}, unexpected keys {extra}")
+            raise KeyError(
+                f"state_dict does not match the model: missing keys "
+                f"{missing}, unexpected keys {extra}"
+            )
         staged = {}
         for k, ref in mine.items():
             arr = _layers._as_float_array(f"state_dict[{k!r}]", state[k], self.dtype)
@@ -359,8 +407,13 @@ class Sequential(Model):
     >>> _ = model.backward(dlogits)                             # fills the grads
     """
 
-    def __init__(self, *layers: Any, input: str = "sequence", output: str = "sequence",
-                 steps: int | None = None) -> None:
+    def __init__(
+        self,
+        *layers: Any,
+        input: str = "sequence",
+        output: str = "sequence",
+        steps: int | None = None,
+    ) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -371,8 +424,9 @@ class Sequential(Model):
             raise ValueError(f"output must be 'sequence' or 'last', got {output!r}")
         for i, m in enumerate(layers):
             if not isinstance(m, (Recurrent, Linear, Embedding, Dropout)):
-                raise TypeError(f"layer {i} must be an rnnkit module, got "
-                                f"{type(m).__name__}")
+                raise TypeError(
+                    f"layer {i} must be an rnnkit module, got {type(m).__name__}"
+                )
             if isinstance(m, Embedding) and i != 0:
                 raise ValueError(f"Embedding must be the first layer, found at {i}")
         self.layers = list(layers)
@@ -394,15 +448,26 @@ class Sequential(Model):
         return [(str(i), m) for i, m in enumerate(self.layers)]
 
     def config(self) -> dict[str, Any]:
-        return {"type": "Sequential", "layers": [module_config(m) for m in self.layers],
-                "input": self.input, "output": self.output, "steps": self.steps}
+        return {
+            "type": "Sequential",
+            "layers": [module_config(m) for m in self.layers],
+            "input": self.input,
+            "output": self.output,
+            "steps": self.steps,
+        }
 
     @property
     def recurrent_layers(self) -> list[Any]:
         return [self.layers[i] for i in self._rec]
 
-    def forward(self, x: Any, lengths: Any = None, state: Sequence[Any] | None = None,
-                steps: int | None = None, train: bool = True) -> np.ndarray:
+    def forward(
+        self,
+        x: Any,
+        lengths: Any = None,
+        state: Sequence[Any] | None = None,
+        steps: int | None = None,
+        train: bool = True,
+    ) -> np.ndarray:
         """Runs every layer; keeps what :meth:`backward` needs when ``train``.
 
         Parameters
@@ -420,14 +485,18 @@ class Sequential(Model):
         h = x if isinstance(x, np.ndarray) else np.asarray(x)
         if seq:
             if h.ndim < 2:
-                raise ValueError(f"x must be batch-first (B, T, ...), got shape {h.shape}")
+                raise ValueError(
+                    f"x must be batch-first (B, T, ...), got shape {h.shape}"
+                )
             h = h.swapaxes(0, 1)  # time-major (T, B, ...)
         elif lengths is not None:
             raise ValueError("lengths applies to input='sequence' only")
         T = steps if steps is not None else self.steps
         if state is not None and len(state) != len(self._rec):
-            raise ValueError(f"state must have {len(self._rec)} entries (one per "
-                             f"recurrent layer), got {len(state)}")
+            raise ValueError(
+                f"state must have {len(self._rec)} entries (one per "
+                f"recurrent layer), got {len(state)}"
+            )
         final: list[Any] = []
         expand_at = None
         for i, m in enumerate(self.layers):
@@ -435,13 +504,19 @@ class Sequential(Model):
                 k = len(final)
                 if not seq:
                     if T is None:
-                        raise ValueError("input='vector' needs steps (argument or "
-                                         "Sequential(steps=...))")
+                        raise ValueError(
+                            "input='vector' needs steps (argument or "
+                            "Sequential(steps=...))"
+                        )
                     h = np.broadcast_to(h, (T,) + h.shape)  # the vector at every step
                     seq, expand_at = True, i
                 hx = None if state is None else state[k]
-                y, hn = m.forward(h.swapaxes(0, 1) if m.batch_first else h, hx,
-                                  lengths=lengths, train=train)
+                y, hn = m.forward(
+                    h.swapaxes(0, 1) if m.batch_first else h,
+                    hx,
+                    lengths=lengths,
+                    train=train,
+                )
                 final.append(hn)
                 if i == self._rec[-1] and self.output == "last":
                     h, seq = _top_state(m, hn), False
@@ -451,8 +526,16 @@ class Sequential(Model):
                 h = m.forward(h, train=train)
         self.final_state = final
         out = np.ascontiguousarray(h.swapaxes(0, 1)) if seq else np.asarray(h)
-        self._trace = {"expand_at": expand_at, "seq_out": seq, "out_shape": out.shape,
-                       "out_dtype": out.dtype} if train else None
+        self._trace = (
+            {
+                "expand_at": expand_at,
+                "seq_out": seq,
+                "out_shape": out.shape,
+                "out_dtype": out.dtype,
+            }
+            if train
+            else None
+        )
         return out
 
     def backward(self, dout: Any, dstate: Sequence[Any] | None = None) -> Any:
@@ -478,8 +561,9 @@ class Sequential(Model):
         if tr["seq_out"]:
             d = d.swapaxes(0, 1)
         if dstate is not None and len(dstate) != len(self._rec):
-            raise ValueError(f"dstate must have {len(self._rec)} entries, "
-                             f"got {len(dstate)}")
+            raise ValueError(
+                f"dstate must have {len(self._rec)} entries, got {len(dstate)}"
+            )
         dinit: list[Any] = [None] * len(self._rec)
         k = len(self._rec)
         for i in reversed(range(len(self.layers))):
@@ -513,34 +597,43 @@ class Sequential(Model):
             dh += given
         top = (L - 1) * D
         for j in range(D):
-            dh[top + j] += d[:, j * H:(j + 1) * H]
+            dh[top + j] += d[:, j * H : (j + 1) * H]
         if lstm:
             return (dh, None if dhx is None else dhx[1])
         return dh
 
-    def predict(self, x: Any, lengths: Any = None, batch_size: int = 256,
-                **kw: Any) -> np.ndarray:
+    def predict(
+        self, x: Any, lengths: Any = None, batch_size: int = 256, **kw: Any
+    ) -> np.ndarray:
         """Inference forward in batches of ``batch_size`` rows; outputs concatenated."""
         x = np.asarray(x)
         outs = []
         for a in range(0, x.shape[0], batch_size):
-            lb = None if lengths is None else np.asarray(lengths)[a:a + batch_size]
-            xb = x[a:a + batch_size]
+            lb = None if lengths is None else np.asarray(lengths)[a : a + batch_size]
+            xb = x[a : a + batch_size]
             if lb is not None and self.input == "sequence":
-                xb = xb[:, :int(lb.max())]  # trim padding past the longest row
+                xb = xb[:, : int(lb.max())]  # trim padding past the longest row
             out = self.forward(xb, lengths=lb, train=False, **kw)
-            if self.output == "sequence" and lb is not None and out.ndim >= 2 \
-                    and out.shape[1] < x.shape[1]:
-                pad = np.zeros((out.shape[0], x.shape[1] - out.shape[1])
-                               + out.shape[2:], dtype=out.dtype)
+            if (
+                self.output == "sequence"
+                and lb is not None
+                and out.ndim >= 2
+                and out.shape[1] < x.shape[1]
+            ):
+                pad = np.zeros(
+                    (out.shape[0], x.shape[1] - out.shape[1]) + out.shape[2:],
+                    dtype=out.dtype,
+                )
                 out = np.concatenate([out, pad], axis=1)
             outs.append(out)
         return np.concatenate(outs, axis=0)
 
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
-        return (f"Sequential(input={self.input!r}, output={self.output!r}, "
-                f"steps={self.steps!r}){inner}")
+        return (
+            f"Sequential(input={self.input!r}, output={self.output!r}, "
+            f"steps={self.steps!r}){inner}"
+        )
 
 
 class EncoderDecoder(Model):
@@ -576,14 +669,16 @@ class EncoderDecoder(Model):
         if not encoder._rec or not decoder._rec:
             raise ValueError("encoder and decoder each need a recurrent layer")
         if decoder.output != "sequence" or decoder.input != "sequence":
-            raise ValueError("the decoder must have input='sequence', output='sequence'")
+            raise ValueError(
+                "the decoder must have input='sequence', output='sequence'"
+            )
         e, d = encoder.layers[encoder._rec[-1]], decoder.layers[decoder._rec[0]]
         es = (e.cell == "lstm", e.num_layers * e.num_directions, e.hidden_size)
         ds = (d.cell == "lstm", d.num_layers * d.num_directions, d.hidden_size)
         if es != ds:
             raise ValueError(
-                f"the encoder's final state ({e!r}) must fit the decoder's initial state "
-                f"({d!r}): same LSTM-ness, layers x directions and hidden size"
+                f"the encoder's final state ({e!r}) must fit the decoder's initial "
+                f"state ({d!r}): same LSTM-ness, layers x directions and hidden size"
             )
         self.encoder, self.decoder = encoder, decoder
         self._init_common()
@@ -592,23 +687,30 @@ class EncoderDecoder(Model):
         return [self.encoder, self.decoder]
 
     def named_modules(self) -> list[tuple[str, Any]]:
-        return [(f"{part}.{name}", m)
-                for part, sub in (("encoder", self.encoder), ("decoder", self.decoder))
-                for name, m in sub.named_modules()]
+        return [
+            (f"{part}.{name}", m)
+            for part, sub in (("encoder", self.encoder), ("decoder", self.decoder))
+            for name, m in sub.named_modules()
+        ]
 
     def config(self) -> dict[str, Any]:
-        return {"type": "EncoderDecoder", "encoder": self.encoder.config(),
-                "decoder": self.decoder.config()}
+        return {
+            "type": "EncoderDecoder",
+            "encoder": self.encoder.config(),
+            "decoder": self.decoder.config(),
+        }
 
     def _dec_state(self, s: Any) -> list[Any]:
         return [s] + [None] * (len(self.decoder._rec) - 1)
 
-    def forward(self, src: Any, tgt_in: Any, lengths: Any = None,
-                train: bool = True) -> np.ndarray:
-        """Teacher-forced decoder logits (B, T, V) given the source and target prefix."""
+    def forward(
+        self, src: Any, tgt_in: Any, lengths: Any = None, train: bool = True
+    ) -> np.ndarray:
+        """Teacher-forced decoder logits (B, T, V) from the source and target prefix."""
         self.encoder.forward(src, lengths=lengths, train=train)
-        return self.decoder.forward(tgt_in, state=self._dec_state(
-            self.encoder.final_state[-1]), train=train)
+        return self.decoder.forward(
+            tgt_in, state=self._dec_state(self.encoder.final_state[-1]), train=train
+        )
 
     def backward(self, dlogits: Any) -> None:
         """Backpropagates through the decoder, then the encoder via the handed state."""
@@ -617,8 +719,9 @@ class EncoderDecoder(Model):
         dstate = [None] * (len(self.encoder._rec) - 1) + [ds]
         self.encoder.backward(None, dstate=dstate)
 
-    def greedy_decode(self, src: Any, bos: int, eos: int, max_len: int,
-                      lengths: Any = None) -> np.ndarray:
+    def greedy_decode(
+        self, src: Any, bos: int, eos: int, max_len: int, lengths: Any = None
+    ) -> np.ndarray:
         """Greedy decoding: feed BOS, then each step's argmax, until EOS or ``max_len``.
 
         Returns int64 ids (B, n), n <= max_len, without BOS; after a row's EOS
@@ -644,7 +747,9 @@ class EncoderDecoder(Model):
         return np.stack(out, axis=1) if out else np.zeros((B, 0), dtype=np.int64)
 
     def __repr__(self) -> str:
-        return f"EncoderDecoder(\n encoder={self.encoder!r},\n decoder={self.decoder!r})"
+        return (
+            f"EncoderDecoder(\n encoder={self.encoder!r},\n decoder={self.decoder!r})"
+        )
 
 
 __all__ = [

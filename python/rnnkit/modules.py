@@ -35,7 +35,9 @@ from .reference._ops import ACTIVATIONS, activation_grad
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return (
+        seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    )
 
 
 def _positive_int(name: str, v: Any) -> int:
@@ -71,8 +73,8 @@ class Module:
         offset = 0
         for name, shape in shapes.items():
             n = int(np.prod(shape))
-            self.params[name] = self._flat_params[offset:offset + n].reshape(shape)
-            self.grads[name] = self._flat_grads[offset:offset + n].reshape(shape)
+            self.params[name] = self._flat_params[offset : offset + n].reshape(shape)
+            self.grads[name] = self._flat_grads[offset : offset + n].reshape(shape)
             offset += n
 
     def zero_grad(self) -> None:
@@ -142,9 +144,15 @@ class Linear(Module):
     ((5, 2, 3), (5, 2, 4))
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 activation: str | None = None, dtype: str | np.dtype = "float32",
-                 seed: int | np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str | None = None,
+        dtype: str | np.dtype = "float32",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         if activation is not None and activation not in ACTIVATIONS:
@@ -155,8 +163,9 @@ class Linear(Module):
         self.activation = activation
         self.bias = bool(bias)
         self.dtype = _float_dtype(dtype)
-        shapes: dict[str, tuple[int, ...]] = {"weight": (self.out_features,
-                                                         self.in_features)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "weight": (self.out_features, self.in_features)
+        }
         if self.bias:
             shapes["bias"] = (self.out_features,)
         self._allocate(shapes)
@@ -172,12 +181,16 @@ class Linear(Module):
             p[...] = rng.uniform(-k, k, size=p.shape)
 
     def config(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias, "activation": self.activation,
-                "dtype": self.dtype.name}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias,
+            "activation": self.activation,
+            "dtype": self.dtype.name,
+        }
 
     def forward(self, x: Any, train: bool = True) -> np.ndarray:
-        """``y = act(x W^T + b)``; keeps ``x`` (and ``y``) for backward when ``train``."""
+        """``y = act(x W^T + b)``; keeps ``x`` and ``y`` for backward when ``train``."""
         x = _as_float_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -201,7 +214,9 @@ class Linear(Module):
         """Adds ``dW``, ``db`` into ``grads``; returns ``dx`` shaped like ``x``."""
         x2, y2 = self._x, self._y
         if x2 is None or y2 is None:
-            raise RuntimeError("Linear.backward() needs a preceding forward(x, train=True)")
+            raise RuntimeError(
+                "Linear.backward() needs a preceding forward(x, train=True)"
+            )
         lead = self._lead
         dy = _as_float_array("dy", dy, self.dtype)
         _check_shape("dy", dy, lead + (self.out_features,))
@@ -242,14 +257,22 @@ class Embedding(Module):
     (2, 3, 4)
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int,
-                 padding_idx: int | None = None, dtype: str | np.dtype = "float32",
-                 seed: int | np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        dtype: str | np.dtype = "float32",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
         self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
         if padding_idx is not None:
-            if not isinstance(padding_idx, (int, np.integer)) or isinstance(
-                    padding_idx, bool) or not 0 <= padding_idx < self.num_embeddings:
+            if (
+                not isinstance(padding_idx, (int, np.integer))
+                or isinstance(padding_idx, bool)
+                or not 0 <= padding_idx < self.num_embeddings
+            ):
                 raise ValueError(
                     f"padding_idx must be None or an int in [0, {self.num_embeddings}),"
                     f" got {padding_idx!r}"
@@ -268,12 +291,15 @@ class Embedding(Module):
             w[self.padding_idx] = 0
 
     def config(self) -> dict[str, Any]:
-        return {"num_embeddings": self.num_embeddings,
-                "embedding_dim": self.embedding_dim,
-                "padding_idx": self.padding_idx, "dtype": self.dtype.name}
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+            "dtype": self.dtype.name,
+        }
 
     def check_ids(self, ids: Any, name: str = "ids") -> np.ndarray:
-        """Returns ``ids`` as an int64 array; ``TypeError`` / ``IndexError`` otherwise."""
+        """``ids`` as an int64 array; ``TypeError`` / ``IndexError`` if invalid."""
         if hasattr(ids, "detach"):
             ids = ids.detach().cpu().numpy()
         arr = np.asarray(ids)
@@ -329,8 +355,9 @@ class Dropout:
     x (...) -> y (...). No parameters.
     """
 
-    def __init__(self, p: float = 0.5,
-                 seed: int | np.random.Generator | None = None) -> None:
+    def __init__(
+        self, p: float = 0.5, seed: int | np.random.Generator | None = None
+    ) -> None:
         p = float(p)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p must be in [0, 1), got {p}")
@@ -348,8 +375,10 @@ class Dropout:
         if not train or self.p == 0.0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float64 if x.dtype == np.float64
-                               else np.float32) >= self.p
+        u = self.rng.random(
+            x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32
+        )
+        keep = np.greater_equal(u, self.p)
         self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self._mask
 

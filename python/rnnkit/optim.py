@@ -1,4 +1,4 @@
-"""Optimizers, gradient clipping and learning-rate schedules, in place over flat buffers.
+"""Optimizers, gradient clipping and learning-rate schedules, in place on flat buffers.
 
 Ordered by complexity, as in micrograd/tinygrad: :class:`SGD` (momentum, Nesterov,
 weight decay), :class:`Adagrad`, :class:`RMSprop`, :class:`Adam`, :class:`AdamW`.
@@ -113,7 +113,7 @@ class ExponentialDecay(Schedule):
         self.gamma = float(gamma)
 
     def factor(self, step: int) -> float:
-        return self.gamma ** step
+        return self.gamma**step
 
 
 class CosineDecay(Schedule):
@@ -139,13 +139,17 @@ class LinearWarmup(Schedule):
         if int(warmup_steps) < 1:
             raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
         if after is not None and not isinstance(after, Schedule):
-            raise TypeError(f"after must be a Schedule or None, got {type(after).__name__}")
+            raise TypeError(
+                f"after must be a Schedule or None, got {type(after).__name__}"
+            )
         self.warmup_steps, self.after = int(warmup_steps), after
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        return 1.0 if self.after is None else self.after.factor(step - self.warmup_steps)
+        return (
+            1.0 if self.after is None else self.after.factor(step - self.warmup_steps)
+        )
 
 
 SCHEDULES: dict[str, type[Schedule]] = {
@@ -171,7 +175,7 @@ def _schedule_config(s: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(s, Schedule):
         return None
-    cfg = {"type": type(s).__name__}
+    cfg: dict[str, Any] = {"type": type(s).__name__}
     for k, v in vars(s).items():
         cfg[k] = _schedule_config(v) if isinstance(v, Schedule) or k == "after" else v
     return cfg
@@ -187,8 +191,12 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, params: Any, lr: float,
-                 schedule: Schedule | Callable[[int], float] | None = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        schedule: Schedule | Callable[[int], float] | None = None,
+    ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         self.pairs = _pairs(params)
@@ -206,7 +214,9 @@ class Optimizer:
     def get_lr(self, step: int | None = None) -> float:
         """The learning rate of step ``step`` (default: the next one)."""
         step = self.step_count if step is None else step
-        return self.lr if self.schedule is None else self.lr * float(self.schedule(step))
+        return (
+            self.lr if self.schedule is None else self.lr * float(self.schedule(step))
+        )
 
     def step(self) -> None:
         """One update of every parameter from its gradient, in place."""
@@ -216,8 +226,9 @@ class Optimizer:
         for i, (p, g) in enumerate(self.pairs):
             self._update(i, p, g, lr)
 
-    def _update(self, i: int, p: np.ndarray, g: np.ndarray,
-                lr: float) -> None:  # pragma: no cover - abstract
+    def _update(
+        self, i: int, p: np.ndarray, g: np.ndarray, lr: float
+    ) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def zero_grad(self) -> None:
@@ -231,8 +242,9 @@ class Optimizer:
         cfg["schedule"] = _schedule_config(self.schedule)
         if self.schedule is not None and cfg["schedule"] is None:
             warnings.warn(
-                f"{type(self).__name__}.config(): the schedule {self.schedule!r} is not "
-                "one of rnnkit.optim.SCHEDULES and is not saved", stacklevel=2,
+                f"{type(self).__name__}.config(): the schedule {self.schedule!r} is "
+                "not one of rnnkit.optim.SCHEDULES and is not saved",
+                stacklevel=2,
             )
         return cfg
 
@@ -240,9 +252,12 @@ class Optimizer:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"config": ..., "step_count": int, "slots": {name: [arrays]}}`` (copies)."""
-        return {"config": self.config(), "step_count": self.step_count,
-                "slots": {s: [a.copy() for a in arrs] for s, arrs in self.state.items()}}
+        """``{"config", "step_count", "slots": {name: [arrays]}}`` (copies)."""
+        return {
+            "config": self.config(),
+            "step_count": self.step_count,
+            "slots": {s: [a.copy() for a in arrs] for s, arrs in self.state.items()},
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores the step count and state slots (hyperparameters are kept).
@@ -258,8 +273,9 @@ class Optimizer:
         for s in self.slots:
             arrs = slots[s]
             if len(arrs) != len(self.pairs):
-                raise ValueError(f"slot {s!r} must have {len(self.pairs)} arrays, "
-                                 f"got {len(arrs)}")
+                raise ValueError(
+                    f"slot {s!r} must have {len(self.pairs)} arrays, got {len(arrs)}"
+                )
             for j, (a, mine) in enumerate(zip(arrs, self.state[s])):
                 a = np.asarray(a)
                 if a.dtype != mine.dtype or a.size != mine.size:
@@ -268,7 +284,11 @@ class Optimizer:
                         f"elements, got {a.dtype} with {a.size}"
                     )
         step = state.get("step_count", 0)
-        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+        if (
+            not isinstance(step, (int, np.integer))
+            or isinstance(step, bool)
+            or step < 0
+        ):
             raise ValueError(f"step_count must be a non-negative int, got {step!r}")
         for s in self.slots:
             for a, mine in zip(slots[s], self.state[s]):
@@ -276,7 +296,9 @@ class Optimizer:
         self.step_count = int(step)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in {"lr": self.lr, **self._hparams()}.items())
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in {"lr": self.lr, **self._hparams()}.items()
+        )
         return f"{type(self).__name__}({args})"
 
 
@@ -308,9 +330,16 @@ class SGD(Optimizer):
     [0.95, 0.95, 0.95]
     """
 
-    def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, schedule: Any = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        schedule: Any = None,
+    ) -> None:
         if momentum < 0 or weight_decay < 0:
             raise ValueError("momentum and weight_decay must be >= 0")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -321,8 +350,12 @@ class SGD(Optimizer):
         super().__init__(params, lr, schedule)
 
     def _hparams(self) -> dict[str, Any]:
-        return {"momentum": self.momentum, "dampening": self.dampening,
-                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+        return {
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         a, b = self._a[i], self._b[i]
@@ -352,27 +385,39 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al. 2011)::
 
-        g = g + weight_decay * p
-        s = s + g^2                           (s starts at initial_accumulator_value)
-        p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+    g = g + weight_decay * p
+    s = s + g^2                           (s starts at initial_accumulator_value)
+    p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
     """
 
     slots = ("sum",)
 
-    def __init__(self, params: Any, lr: float = 0.01, lr_decay: float = 0.0,
-                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10, schedule: Any = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.01,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        schedule: Any = None,
+    ) -> None:
         self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
-        self.initial_accumulator_value, self.eps = float(initial_accumulator_value), \
-            float(eps)
+        self.initial_accumulator_value, self.eps = (
+            float(initial_accumulator_value),
+            float(eps),
+        )
         super().__init__(params, lr, schedule)
         for s in self.state["sum"]:
             s.fill(self.initial_accumulator_value)
 
     def _hparams(self) -> dict[str, Any]:
-        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
-                "initial_accumulator_value": self.initial_accumulator_value,
-                "eps": self.eps}
+        return {
+            "lr_decay": self.lr_decay,
+            "weight_decay": self.weight_decay,
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "eps": self.eps,
+        }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         a, b, s = self._a[i], self._b[i], self.state["sum"][i]
@@ -392,27 +437,43 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop (Hinton, lecture 6e; centered variant of Graves 2013)::
 
-        g = g + weight_decay * p
-        v = alpha v + (1 - alpha) g^2
-        m = alpha m + (1 - alpha) g                  (centered only)
-        r = sqrt(v - m^2) + eps  if centered  else  sqrt(v) + eps
-        b = momentum b + g / r;  p = p - lr b        (momentum > 0)
-        p = p - lr g / r                             (momentum = 0)
+    g = g + weight_decay * p
+    v = alpha v + (1 - alpha) g^2
+    m = alpha m + (1 - alpha) g                  (centered only)
+    r = sqrt(v - m^2) + eps  if centered  else  sqrt(v) + eps
+    b = momentum b + g / r;  p = p - lr b        (momentum > 0)
+    p = p - lr g / r                             (momentum = 0)
     """
 
-    def __init__(self, params: Any, lr: float = 0.01, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False, schedule: Any = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.01,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        schedule: Any = None,
+    ) -> None:
         self.alpha, self.eps = float(alpha), float(eps)
         self.weight_decay, self.momentum = float(weight_decay), float(momentum)
         self.centered = bool(centered)
-        self.slots = ("square_avg",) + (("momentum_buffer",) if self.momentum else ()) \
+        self.slots = (
+            ("square_avg",)
+            + (("momentum_buffer",) if self.momentum else ())
             + (("grad_avg",) if self.centered else ())
+        )
         super().__init__(params, lr, schedule)
 
     def _hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
-                "momentum": self.momentum, "centered": self.centered}
+        return {
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "centered": self.centered,
+        }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         a, b = self._a[i], self._b[i]
@@ -460,21 +521,33 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, params: Any, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False,
-                 schedule: Any = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        schedule: Any = None,
+    ) -> None:
         b1, b2 = (float(x) for x in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.betas, self.eps = (b1, b2), float(eps)
         self.weight_decay, self.amsgrad = float(weight_decay), bool(amsgrad)
-        self.slots = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        self.slots = ("exp_avg", "exp_avg_sq") + (
+            ("max_exp_avg_sq",) if amsgrad else ()
+        )
         super().__init__(params, lr, schedule)
 
     def _hparams(self) -> dict[str, Any]:
-        return {"betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+        return {
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "amsgrad": self.amsgrad,
+        }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         a, b = self._a[i], self._b[i]
@@ -500,7 +573,7 @@ class Adam(Optimizer):
             np.maximum(vmax, v, out=vmax)
             v = vmax
         # p = p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
         np.sqrt(v, out=b)
         b *= 1.0 / math.sqrt(bc2)
         b += self.eps
@@ -512,15 +585,21 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019)::
 
-        p = p - lr * weight_decay * p,  then the Adam update without L2 in g.
+    p = p - lr * weight_decay * p,  then the Adam update without L2 in g.
     """
 
     _decoupled = True
 
-    def __init__(self, params: Any, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, amsgrad: bool = False,
-                 schedule: Any = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        amsgrad: bool = False,
+        schedule: Any = None,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, schedule)
 
 
@@ -534,7 +613,9 @@ def optimizer_from_config(params: Any, cfg: Mapping[str, Any]) -> Optimizer:
     cfg = dict(cfg)
     kind = cfg.pop("type", None)
     if kind not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer type {kind!r}; known: {sorted(OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown optimizer type {kind!r}; known: {sorted(OPTIMIZERS)}"
+        )
     cfg["schedule"] = schedule_from_config(cfg.get("schedule"))
     if "betas" in cfg:
         cfg["betas"] = tuple(cfg["betas"])
@@ -546,13 +627,19 @@ def grad_norm(params: Any) -> float:
     """Global L2 norm of all gradients (one pass per pair, no allocation)."""
     total = 0.0
     pairs = _pairs(params)
-    for _, g in pairs:
-        total += float(np.dot(g, g))
+    with np.errstate(over="ignore"):
+        for _, g in pairs:
+            total += float(np.dot(g, g))
     if math.isinf(total):  # the squares overflowed: rescale by the largest entry
         m = max(float(np.max(np.abs(g))) for _, g in pairs)
         if math.isfinite(m):
-            total = m * m * sum(float(np.sum(np.square(g / m), dtype=np.float64))
-                                for _, g in pairs)
+            total = (
+                m
+                * m
+                * sum(
+                    float(np.sum(np.square(g / m), dtype=np.float64)) for _, g in pairs
+                )
+            )
     return math.sqrt(total)
 
 

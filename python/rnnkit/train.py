@@ -36,8 +36,9 @@ from .optim import clip_grad_norm, clip_grad_value
 
 
 # -------------------------------------------------------------------- metrics
-def accuracy(output: Any, target: Any, mask: Any = None,
-             ignore_index: int | None = -100) -> float:
+def accuracy(
+    output: Any, target: Any, mask: Any = None, ignore_index: int | None = -100
+) -> float:
     """Fraction of correct predictions among the entries that count.
 
     Integer targets: ``argmax(output, -1) == target`` (``output`` (..., C) logits),
@@ -74,45 +75,72 @@ class _Data:
         return int(self.y.shape[0])
 
     def take(self, idx: Any) -> _Data:
-        return _Data(tuple(x[idx] for x in self.xs), self.y[idx],
-                     None if self.lengths is None else self.lengths[idx],
-                     None if self.mask is None else self.mask[idx])
+        return _Data(
+            tuple(x[idx] for x in self.xs),
+            self.y[idx],
+            None if self.lengths is None else self.lengths[idx],
+            None if self.mask is None else self.mask[idx],
+        )
 
 
 def _as_data(data: Any, name: str) -> _Data:
     if isinstance(data, Mapping):
         extra = set(data) - {"x", "y", "lengths", "mask"}
         if extra or "x" not in data or "y" not in data:
-            raise ValueError(f"{name} dict must have keys 'x', 'y' and optionally "
-                             f"'lengths', 'mask'; got {sorted(data)}")
-        x, y, lengths, mask = data["x"], data["y"], data.get("lengths"), data.get("mask")
+            raise ValueError(
+                f"{name} dict must have keys 'x', 'y' and optionally "
+                f"'lengths', 'mask'; got {sorted(data)}"
+            )
+        x, y, lengths, mask = (
+            data["x"],
+            data["y"],
+            data.get("lengths"),
+            data.get("mask"),
+        )
     elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
         x, y = data[0], data[1]
         lengths, mask = (data[2] if len(data) == 3 else None), None
     else:
-        raise TypeError(f"{name} must be (x, y), (x, y, lengths) or a dict, got "
-                        f"{type(data).__name__}")
-    xs = tuple(np.asarray(a) for a in x) if isinstance(x, (tuple, list)) else \
-        (np.asarray(x),)
-    d = _Data(xs, np.asarray(y), None if lengths is None else np.asarray(lengths),
-              None if mask is None else np.asarray(mask, dtype=bool))
+        raise TypeError(
+            f"{name} must be (x, y), (x, y, lengths) or a dict, got "
+            f"{type(data).__name__}"
+        )
+    xs = (
+        tuple(np.asarray(a) for a in x)
+        if isinstance(x, (tuple, list))
+        else (np.asarray(x),)
+    )
+    d = _Data(
+        xs,
+        np.asarray(y),
+        None if lengths is None else np.asarray(lengths),
+        None if mask is None else np.asarray(mask, dtype=bool),
+    )
     for label, a in [(f"x[{i}]", a) for i, a in enumerate(d.xs)] + [
-            ("lengths", d.lengths), ("mask", d.mask)]:
+        ("lengths", d.lengths),
+        ("mask", d.mask),
+    ]:
         if a is not None and (a.ndim == 0 or a.shape[0] != d.n):
-            raise ValueError(f"{name}: {label} has {a.shape[0] if a.ndim else 0} rows, "
-                             f"y has {d.n}")
+            raise ValueError(
+                f"{name}: {label} has {a.shape[0] if a.ndim else 0} rows, y has {d.n}"
+            )
     if d.n == 0:
         raise ValueError(f"{name} is empty")
     return d
 
 
-def _prepare(model: Any, b: _Data) -> tuple[tuple[np.ndarray, ...], np.ndarray,
-                                             np.ndarray | None, np.ndarray | None]:
+def _prepare(
+    model: Any, b: _Data
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Trims a Sequential batch to its longest row; derives the loss mask."""
     from .models import Sequential
 
     xs, y, lengths, mask = b.xs, b.y, b.lengths, b.mask
-    if isinstance(model, Sequential) and model.input == "sequence" and lengths is not None:
+    if (
+        isinstance(model, Sequential)
+        and model.input == "sequence"
+        and lengths is not None
+    ):
         T = int(lengths.max())
         xs = (xs[0][:, :T],) + xs[1:]
         if model.output == "sequence":
@@ -146,8 +174,9 @@ def _metric_fns(metrics: Any) -> dict[str, Callable[..., float]]:
     return out
 
 
-def evaluate(model: Any, loss: Any, data: Any, batch_size: int = 256,
-             metrics: Any = None) -> dict[str, float]:
+def evaluate(
+    model: Any, loss: Any, data: Any, batch_size: int = 256, metrics: Any = None
+) -> dict[str, float]:
     """Inference-mode loss and metrics over ``data`` (batch means weighted by rows)."""
     loss_fn = get_loss(loss)
     fns = _metric_fns(metrics)
@@ -174,31 +203,38 @@ class _TextBar:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last = 0.0
 
-    def update(self, epoch: str, done: int, total: int, loss: float, rate: float) -> None:
+    def update(
+        self, epoch: str, done: int, total: int, loss: float, rate: float
+    ) -> None:
         now = time.perf_counter()
         if not self.tty or now - self._last < 0.1:
             return
         self._last = now
         width = 20
         fill = int(width * done / max(total, 1))
-        self.stream.write(f"\r{epoch} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}"
-                          f" loss {loss:.4f} {rate:,.0f} ex/s ")
+        self.stream.write(
+            f"\r{epoch} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}"
+            f" loss {loss:.4f} {rate:,.0f} ex/s "
+        )
         self.stream.flush()
 
     def end(self, line: str) -> None:
-        self.stream.write(("\r" if self.tty else "") + line + (" " * 8 if self.tty else "")
-                          + "\n")
+        self.stream.write(
+            ("\r" if self.tty else "") + line + (" " * 8 if self.tty else "") + "\n"
+        )
         self.stream.flush()
 
 
 class _TqdmBar:
     def __init__(self) -> None:
-        import tqdm  # optional
+        import tqdm  # type: ignore[import-untyped]  # optional
 
         self.tqdm = tqdm.tqdm
         self.bar: Any = None
 
-    def update(self, epoch: str, done: int, total: int, loss: float, rate: float) -> None:
+    def update(
+        self, epoch: str, done: int, total: int, loss: float, rate: float
+    ) -> None:
         if self.bar is None:
             self.bar = self.tqdm(total=total, desc=epoch, leave=False, unit="batch")
         self.bar.n = done
@@ -226,14 +262,17 @@ def _bar(progress: Any) -> Any:
         try:
             return _TqdmBar()
         except ImportError:
-            warnings.warn("tqdm is not installed; using the plain-text progress bar",
-                          stacklevel=3)
+            warnings.warn(
+                "tqdm is not installed; using the plain-text progress bar", stacklevel=3
+            )
             return _TextBar()
     if progress is True:
         return _TextBar()
     if hasattr(progress, "write"):
         return _TextBar(progress)
-    raise ValueError(f"progress must be True, False, 'tqdm' or a stream, got {progress!r}")
+    raise ValueError(
+        f"progress must be True, False, 'tqdm' or a stream, got {progress!r}"
+    )
 
 
 # --------------------------------------------------------------- early stop
@@ -328,12 +367,21 @@ def fit(
     fns = _metric_fns(metrics)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    stopper = early_stopping
-    if isinstance(stopper, int) and not isinstance(stopper, bool):
-        stopper = EarlyStopping(patience=stopper)
+    stopper: EarlyStopping | None
+    if isinstance(early_stopping, bool):
+        raise TypeError("early_stopping must be a patience (int) or EarlyStopping")
+    if isinstance(early_stopping, int):
+        stopper = EarlyStopping(patience=early_stopping)
+    else:
+        stopper = early_stopping
     if stopper is not None and val is None and stopper.monitor.startswith("val_"):
-        stopper = EarlyStopping(stopper.patience, stopper.monitor[4:], stopper.mode,
-                                stopper.min_delta, stopper.restore_best)
+        stopper = EarlyStopping(
+            stopper.patience,
+            stopper.monitor[4:],
+            stopper.mode,
+            stopper.min_delta,
+            stopper.restore_best,
+        )
     sign = stopper.sign() if stopper is not None else 1.0
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     bar = _bar(progress)
@@ -351,7 +399,7 @@ def fit(
         total, seen = 0.0, 0
         label = f"epoch {epoch + 1}/{epochs}"
         for j in range(nb):
-            b = train.take(order[j * batch_size:(j + 1) * batch_size])
+            b = train.take(order[j * batch_size : (j + 1) * batch_size])
             xs, y, lengths, mask = _prepare(model, b)
             model.zero_grad()
             out = _forward(model, xs, lengths, train=True)
@@ -378,21 +426,34 @@ def fit(
         elapsed = time.perf_counter() - t0
         logs = {"loss": total / seen}
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in
-                         evaluate(model, loss_fn, val, max(batch_size, 256), fns).items()})
+            logs.update(
+                {
+                    f"val_{k}": v
+                    for k, v in evaluate(
+                        model, loss_fn, val, max(batch_size, 256), fns
+                    ).items()
+                }
+            )
         logs["lr"] = float(getattr(optimizer, "last_lr", math.nan))
         logs["time"] = elapsed
         logs["examples_per_s"] = seen / max(elapsed, 1e-9)
         for k, v in logs.items():
             hist.setdefault(k, []).append(v)
-        bar.end(f"{label} " + " ".join(
-            f"{k} {v:.4g}" for k, v in logs.items() if k not in ("time", "examples_per_s",
-                                                                "lr"))
-                + f" | {elapsed:.1f}s {logs['examples_per_s']:,.0f} ex/s")
+        bar.end(
+            f"{label} "
+            + " ".join(
+                f"{k} {v:.4g}"
+                for k, v in logs.items()
+                if k not in ("time", "examples_per_s", "lr")
+            )
+            + f" | {elapsed:.1f}s {logs['examples_per_s']:,.0f} ex/s"
+        )
         if stopper is not None:
             if stopper.monitor not in logs:
-                raise ValueError(f"early_stopping monitors {stopper.monitor!r}, which is "
-                                 f"not among {sorted(logs)}")
+                raise ValueError(
+                    f"early_stopping monitors {stopper.monitor!r}, which is "
+                    f"not among {sorted(logs)}"
+                )
             score = sign * logs[stopper.monitor]
             if score < best - stopper.min_delta:
                 best, bad_epochs, hist.best_epoch = score, 0, epoch
@@ -423,13 +484,17 @@ def plot_history(history: Mapping[str, list[float]], path: str) -> bool:
     try:
         from matplotlib.figure import Figure  # no pyplot: leaves the backend alone
     except ImportError:
-        warnings.warn("matplotlib is not installed; no loss curve written", stacklevel=2)
+        warnings.warn(
+            "matplotlib is not installed; no loss curve written", stacklevel=2
+        )
         return False
     fig = Figure(figsize=(5, 3.2))
     ax = fig.subplots()
     for key in ("loss", "val_loss"):
         if history.get(key):
-            ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=key)
+            ax.plot(
+                range(1, len(history[key]) + 1), history[key], marker="o", label=key
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()
@@ -438,5 +503,12 @@ def plot_history(history: Mapping[str, list[float]], path: str) -> bool:
     return True
 
 
-__all__ = ["METRICS", "EarlyStopping", "History", "accuracy", "evaluate", "fit",
-           "plot_history"]
+__all__ = [
+    "METRICS",
+    "EarlyStopping",
+    "History",
+    "accuracy",
+    "evaluate",
+    "fit",
+    "plot_history",
+]
