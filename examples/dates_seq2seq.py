@@ -9,8 +9,8 @@ a time. Training uses teacher forcing (the decoder reads the true previous
 character); evaluation uses greedy decoding (it reads its own previous output)
 on dates it never saw, and counts exact matches.
 
-    python examples/dates_seq2seq.py            # ~40 s on 2 cores
-    python examples/dates_seq2seq.py --quick    # a few seconds (tests)
+    python examples/dates_seq2seq.py            # ~20 s on one core
+    python examples/dates_seq2seq.py --quick    # under a second (tests)
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ values, trained on random 40-year windows; the whole history is then run through
 the model to forecast the test years, and the checkpoint (with the normalisation
 in ``model.meta``) is saved and reloaded to show that predictions survive.
 
-    python examples/forecast_sunspots.py           # ~15 s on 2 cores
-    python examples/forecast_sunspots.py --quick   # a few seconds (tests)
+    python examples/forecast_sunspots.py           # ~8 s on one core
+    python examples/forecast_sunspots.py --quick   # under a second (tests)
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ counting characters is not enough: the model must track the nesting depth.
 Model: Embedding -> LSTM -> Linear on the state at each string's own last
 character (``output="last"`` with ``lengths``), trained with ``rk.fit``.
 
-    python examples/many_to_one.py            # ~20 s on 2 cores
-    python examples/many_to_one.py --quick    # a few seconds (used by the tests)
+    python examples/many_to_one.py            # ~2 s on one core
+    python examples/many_to_one.py --quick    # under a second (tests)
 """
 
 from __future__ import annotations

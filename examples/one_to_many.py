@@ -9,8 +9,8 @@ A few numbers (e.g. 47, 83) are held out: the model has seen "forty ..." and
 "... seven" but never "forty seven", so spelling them right means it composed
 the name from its parts rather than memorising it.
 
-    python examples/one_to_many.py           # ~15 s on 2 cores
-    python examples/one_to_many.py --quick   # a few seconds (tests)
+    python examples/one_to_many.py           # ~4 s on one core
+    python examples/one_to_many.py --quick   # under a second (tests)
 """
 
 from __future__ import annotations

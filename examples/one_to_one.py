@@ -5,8 +5,8 @@ A recurrent layer run for one step (``input="vector"``, ``steps=1``,
 ``output="last"``) is a dense layer with a gated nonlinearity, and that is all
 this shape needs: the same building blocks cover the degenerate case.
 
-    python examples/one_to_one.py           # ~5 s on 2 cores
-    python examples/one_to_one.py --quick   # about a second (tests)
+    python examples/one_to_one.py           # ~2 s on one core
+    python examples/one_to_one.py --quick   # under a second (tests)
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ against PyTorch, errors, and the ``fit`` loop."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import numpy as np
@@ -410,10 +411,22 @@ def test_fit_learns_and_reports(rng, tmp_path):
     assert hist["val_accuracy"][-1] > 0.8
     assert "epoch 4/4" in stream.getvalue() and "ex/s" in stream.getvalue()
     assert model.optimizer is not None and model.optimizer.step_count == 64
-    if pytest.importorskip("matplotlib"):
+    if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     ev = rk.evaluate(model, "cross_entropy", val, metrics=["accuracy"])
     assert ev["loss"] == pytest.approx(hist["val_loss"][-1])
+
+
+def test_plot_history_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    from rnnkit.train import plot_history
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.warns(UserWarning, match="matplotlib is not installed"):
+        assert plot_history({"loss": [1.0, 0.5]}, str(tmp_path / "x.png")) is False
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_fit_budget_early_stopping_and_callback(rng):

@@ -36,6 +36,9 @@ token ids ``(B, T)``); inside, sequences are time-major ``(T, B, ...)`` as the
 kernels want. All parameters of a model live in one flat buffer (and the
 gradients in a second one): the model re-points each layer's named views into it,
 so an optimizer update or a gradient-norm is one pass over all parameters.
+Build optimizers *after* composing: composing moves the layers' parameters into
+the model's buffer (an optimizer made earlier would update the old one), and a
+layer belongs to one model at a time.
 
 Shapes
 ------
