@@ -257,6 +257,15 @@ struct Recurrent {
     bool owns(int64_t r) const { return (r / rows) % qmod == qrem; }
   };
 
+  // Threads for a whole call: one when the work is too small to pay for
+  // waking a second thread (a few microseconds; far worse when the cores are
+  // busy and a spinning thread waits for a descheduled one).
+  static int team_size(const RnnDesc& d, int64_t steps) {
+    int64_t fma = 0;
+    for (int64_t l = 0; l < d.L; ++l) fma += d.D * steps * d.B * G * d.H * (d.in_size(l) + d.H);
+    return fma < (int64_t(1) << 20) ? 1 : d.threads;
+  }
+
   static Part partition(const RnnDesc& d, int64_t tu, int64_t rows, int tid, int nth) {
     const int64_t H = d.H, ntiles = (H + tu - 1) / tu;
     const int64_t wbytes = G * H * H * int64_t(sizeof(T));
@@ -283,7 +292,7 @@ struct Recurrent {
     Scratch S = scratch_layout(d, train ? kTrainForward : kInference, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
-#pragma omp parallel num_threads(d.threads)
+#pragma omp parallel num_threads(team_size(d, smax))
     {
       DenormalGuard guard;
       const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -415,6 +424,7 @@ struct Recurrent {
   template <int64_t MRt>
   static RNNKIT_INLINE void fused_product(const T* w, const T* h, int64_t ldh, int64_t K,
                                           int64_t r0, int64_t mr, V (&acc)[MR][NV][G]) {
+    if (MRt == 1) return fused_product_row(w, h + r0 * ldh, K, acc[0]);
     const T* hr[MRt];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MRt; ++i) {
@@ -435,6 +445,38 @@ struct Recurrent {
           for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
         }
     }
+  }
+
+  // One row (batch 1, generation): too few accumulators to hide the FMA
+  // latency, so even and odd k run in separate chains, added at the end.
+  static RNNKIT_INLINE void fused_product_row(const T* w, const T* h, int64_t K,
+                                              V (&acc)[NV][G]) {
+    V odd[NV][G];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+      for (int64_t g = 0; g < G; ++g) acc[v][g] = odd[v][g] = V{};
+    int64_t k = 0;
+    for (; k + 1 < K; k += 2) {
+      const T* wk = w + k * G * TU;
+      const T h0 = h[k], h1 = h[k + 1];
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) {
+          acc[v][g] += h0 * load(wk + (v * G + g) * L);
+          odd[v][g] += h1 * load(wk + G * TU + (v * G + g) * L);
+        }
+    }
+    for (; k < K; ++k)
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) acc[v][g] += h[k] * load(w + k * G * TU + (v * G + g) * L);
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+      for (int64_t g = 0; g < G; ++g) acc[v][g] += odd[v][g];
   }
 
   // ------------------------------------------------------------ single steps
@@ -522,8 +564,7 @@ struct Recurrent {
   // x (B, I) in, y (B, H) = top layer's new h out; the state advances.
   static void step(const RnnDesc& d, char* ws, const T* x, T* y) {
     const int64_t B = d.B, H = d.H;
-    const int nth = d.threads;
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(team_size(d, 1))
     {
       DenormalGuard guard;
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -612,7 +653,7 @@ struct Recurrent {
     Scratch S = scratch_layout(d, kBackward, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
-#pragma omp parallel num_threads(d.threads)
+#pragma omp parallel num_threads(team_size(d, smax))
     {
       DenormalGuard guard;
       const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
