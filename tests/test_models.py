@@ -486,6 +486,25 @@ def test_fit_budget_early_stopping_and_callback(rng):
     assert hist.stop_reason == "max_time"
 
 
+def test_fit_stops_on_non_finite_loss_before_updating(rng):
+    model = small_classifier(6)
+    before = model._flat_params.copy()
+
+    def nan_loss(out, y, mask):
+        return float("nan"), np.ones_like(out)
+
+    hist = rk.fit(
+        model,
+        nan_loss,
+        rk.SGD(model, lr=1.0),
+        parity_data(rng, 64),
+        epochs=3,
+        progress=False,
+    )
+    assert hist.stop_reason == "non-finite loss" and hist.steps == 0
+    assert np.isnan(hist["loss"][0]) and np.array_equal(model._flat_params, before)
+
+
 def test_fit_restores_best_weights(rng):
     train = parity_data(rng, 128)
     model = small_classifier(5)

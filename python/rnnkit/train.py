@@ -404,6 +404,11 @@ def fit(
             model.zero_grad()
             out = _forward(model, xs, lengths, train=True)
             value, dout = loss_fn(out, y, mask)
+            total += value * b.n
+            seen += b.n
+            if not math.isfinite(value):  # stop before the update spreads it
+                stop = "non-finite loss"
+                break
             model.backward(dout)
             if clip_norm is not None:
                 clip_grad_norm(model, clip_norm)
@@ -411,16 +416,12 @@ def fit(
                 clip_grad_value(model, clip_value)
             optimizer.step()
             steps += 1
-            total += value * b.n
-            seen += b.n
             elapsed = time.perf_counter() - t0
             bar.update(label, j + 1, nb, total / seen, seen / max(elapsed, 1e-9))
             if max_steps is not None and steps >= max_steps:
                 stop = "max_steps"
             elif max_time is not None and time.perf_counter() - t_start >= max_time:
                 stop = "max_time"
-            if not math.isfinite(value):
-                stop = "non-finite loss"
             if stop:
                 break
         elapsed = time.perf_counter() - t0
