@@ -466,6 +466,17 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("seconds") = 0.2,
       "GFLOP/s of an FMA loop on all threads with the active SIMD path (float32).");
+  m.def(
+      "gemm_gflops",
+      [](int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps) {
+        if (M < 1 || N < 1 || K < 1 || reps < 1)
+          throw py::value_error("M, N, K and reps must be >= 1");
+        py::gil_scoped_release release;
+        return rnnkit::gemm_gflops(M, N, K, ta, tb, reps, num_threads());
+      },
+      py::arg("M"), py::arg("N"), py::arg("K"), py::arg("trans_a") = false,
+      py::arg("trans_b") = false, py::arg("reps") = 3,
+      "GFLOP/s of the kernels' float32 GEMM alone (benchmarks and tuning).");
   m.def("build_info", [] {
     py::dict info;
 #if defined(__clang__)

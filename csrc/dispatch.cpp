@@ -33,6 +33,7 @@ struct Table {
   void (*step_state[3])(const RnnDesc&, char*, T*, T*, bool);
   void (*step[3])(const RnnDesc&, char*, const T*, T*);
   double (*peak)(double, int);
+  double (*gemm)(int64_t, int64_t, int64_t, bool, bool, int, int);
 };
 
 #define RNNKIT_TABLE(ns, T)                                                   \
@@ -46,7 +47,7 @@ struct Table {
         {ns::rnn_step_state<T>, ns::lstm_step_state<T>,                       \
          ns::gru_step_state<T>},                                              \
         {ns::rnn_step<T>, ns::lstm_step<T>, ns::gru_step<T>},                 \
-        ns::fma_peak_gflops                                                   \
+        ns::fma_peak_gflops, ns::gemm_gflops                                  \
   }
 
 template <class T>
@@ -166,6 +167,10 @@ void step(int isa, const RnnDesc& d, char* ws, const T* x, T* y) {
   template void step<T>(int, const RnnDesc&, char*, const T*, T*);
 RNNKIT_INSTANTIATE_STEP(float)
 RNNKIT_INSTANTIATE_STEP(double)
+
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int threads) {
+  return table<float>(isa_active())->gemm(M, N, K, ta, tb, reps, threads);
+}
 
 double fma_peak_gflops(double seconds, int threads) {
   return table<float>(isa_active())->peak(seconds, threads);

@@ -40,5 +40,6 @@ template <class T>
 void step(int isa, const RnnDesc& desc, char* ws, const T* x, T* y);
 
 double fma_peak_gflops(double seconds, int threads);
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int threads);
 
 }  // namespace rnnkit

@@ -13,9 +13,9 @@ namespace {
 constexpr int64_t MR = RNNKIT_GEMM_MR;
 template <class T>
 constexpr int64_t NR = 2 * Vec<T>::L;
-constexpr int64_t KC = 256;
-constexpr int64_t MC = MR * 16;
-constexpr int64_t NC = 4096;
+constexpr int64_t KC = 512;
+constexpr int64_t MC = MR * 12;
+constexpr int64_t NC = 2048;
 
 // Ap[k*MR + i] = A(i, k) for an mr x kc block, rows past mr zero.
 template <class T>
@@ -157,6 +157,29 @@ template void gemm<float>(int64_t, int64_t, int64_t, const float*, int64_t, int6
 template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, int64_t,
                            const double*, int64_t, int64_t, double*, int64_t, bool,
                            double*, int, int);
+
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth) {
+  float* A = new float[M * K];
+  float* B = new float[K * N];
+  float* C = new float[M * N];
+  float* pack = new float[gemm_pack_size<float>(nth)];
+  for (int64_t i = 0; i < M * K; ++i) A[i] = float(i % 7) * 0.1f;
+  for (int64_t i = 0; i < K * N; ++i) B[i] = float(i % 5) * 0.1f;
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(nth)
+    gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N, false,
+                pack, omp_get_thread_num(), omp_get_num_threads());
+    double t = omp_get_wtime() - t0;
+    if (t < best) best = t;
+  }
+  delete[] A;
+  delete[] B;
+  delete[] C;
+  delete[] pack;
+  return 2.0 * double(M) * double(N) * double(K) / best / 1e9;
+}
 
 double fma_peak_gflops(double seconds, int nth) {
   using V = vec_t<float>;

@@ -30,5 +30,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
 // machine's peak as this build can reach it (benchmarks report % of it).
 double fma_peak_gflops(double seconds, int nth);
 
+// GFLOP/s of gemm<float> on M x N x K (A transposed if ta, B if tb), best of
+// reps, nth threads: lets benchmarks and tuning see the GEMM alone.
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth);
+
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -19,7 +19,7 @@ struct GruCell {
   using V = vec_t<T>;
   static constexpr int64_t G = 3;
   static constexpr bool kHasC = false, kSplitN = true;
-  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 8 : 4;
+  static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 8 : 3;
   static constexpr int64_t NV = 1;
 
   template <bool kTrain>

@@ -41,6 +41,7 @@ RNNKIT_DECLARE_CELL(gru)
 #undef RNNKIT_DECLARE_CELL
 
 double fma_peak_gflops(double seconds, int nth);
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

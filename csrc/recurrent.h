@@ -95,7 +95,7 @@ struct Recurrent {
   static constexpr int64_t MR = Cell::MR;
   static constexpr int64_t NV = Cell::NV;
   static constexpr int64_t TU = NV * L;  // units per forward tile
-  static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 6;
+  static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 5;
   static constexpr int64_t NVB = 2;
   static constexpr int64_t TUB = NVB * L;  // units per backward tile
 

@@ -20,7 +20,9 @@ def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     ``np.errstate``. One transcendental per element (``np.exp`` is several times
     cheaper than ``np.tanh`` in float64, so ``(1 + tanh(a / 2)) / 2`` would be slower).
     """
-    np.negative(a, out=out)
+    # np.multiply, not np.negative: NumPy 2.4's in-place negative reads a float32
+    # column view (B, 1) with strides (4H*4, 4) as if it were contiguous.
+    np.multiply(a, -1, out=out)
     np.exp(out, out=out)
     out += 1
     return np.reciprocal(out, out=out)
