@@ -27,6 +27,7 @@ from _helpers import (
     Case,
     assert_results_close,
     assert_results_equal,
+    case_strategy,
     check_chunks,
     check_parity,
     make_inputs,
@@ -36,9 +37,8 @@ from _helpers import (
 )
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from _helpers import case_strategy  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PROPS = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True)
 
