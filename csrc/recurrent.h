@@ -96,6 +96,10 @@ struct Recurrent {
   static constexpr int64_t NV = Cell::NV;
   static constexpr int64_t TU = NV * L;  // units per forward tile
   static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 5;
+  // Depth block of the forward product: a KB x (G*TU) slice of the packed
+  // W_hh tile stays in L1 across all row blocks of a step; partial sums wait
+  // in a per-thread buffer between blocks.
+  static constexpr int64_t KB = 128;
   static constexpr int64_t NVB = 2;
   static constexpr int64_t TUB = NVB * L;  // units per backward tile
 
@@ -114,6 +118,7 @@ struct Recurrent {
     T *bx, *bhn;     // combined biases of the current (layer, dir)
     T *h[2], *c[2];  // compact states, ping-pong (forward); h[0] = sorted h0 (backward)
     T *dg[2], *dc, *dhd;
+    T* part;         // per thread (B, NV, G, L): partial sums between depth blocks
     T* xp;           // inference: XP of the current (layer, dir)
     T* yl[2];        // inference: outputs of the lower layers, ping-pong
     T* dyl[2];       // backward: dL/dY of the lower layers, ping-pong
@@ -153,6 +158,7 @@ struct Recurrent {
     s.dc = c.take<T>(bwd ? B * H : 0);
     s.dhd = c.take<T>(bwd ? B * H : 0);
     const bool inf = mode == kInference;
+    s.part = c.take<T>(mode == kBackward ? 0 : int64_t(d.threads) * B * G * TU);
     s.xp = c.take<T>(inf ? d.T * B * GH : 0);
     for (int i = 0; i < 2; ++i)
       s.yl[i] = c.take<T>(inf && d.L > 1 ? d.T * B * d.D * H : 0);
@@ -355,6 +361,7 @@ struct Recurrent {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
     const Part P = partition(d, TU, MR, tid, nth);
     if (P.idle) return;
+    T* part = S.part + int64_t(tid) * B * G * TU;
     T *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
     FwdRow<T> row;
     row.bx = S.bx;
@@ -366,30 +373,44 @@ struct Recurrent {
       if (s > 0) save_final(d, a, S, P, hcur, ccur, nact, S.nact[s - 1], ld, TU);
       for (int64_t u = P.u0; u < P.u1; ++u) {
         const T* w = S.wp + u * H * G * TU;
-        for (int64_t r0 = 0; r0 < nact; r0 += MR) {
-          if (!P.owns(r0)) continue;
-          const int64_t mr = min64(MR, nact - r0);
-          V acc[MR][NV][G];
-          if (mr == 1)
-            fused_product<1>(w, hcur, H, H, r0, mr, acc);
-          else
-            fused_product<MR>(w, hcur, H, H, r0, mr, acc);
-          for (int64_t i = 0; i < mr; ++i) {
-            const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
-            row.xp = xp + (t * B + b) * GH;
-            row.hprev = hcur + r * H;
-            row.cprev = ccur + r * H;
-            row.hnext = hnext + r * H;
-            row.cnext = cnext + r * H;
-            row.y = yl + (t * B + b) * DH + dir * H;
-            if (train) row.cstore = row.hnstore = aux + (t * B + b) * H;
-            for (int64_t v = 0; v < NV; ++v) {
-              const int64_t j = u * TU + v * L, n = min64(L, H - j);
-              if (n <= 0) break;
-              if (train)
-                Cell::template forward<true>(acc[i][v], row, j, n, d.act);
-              else
-                Cell::template forward<false>(acc[i][v], row, j, n, d.act);
+        for (int64_t k0 = 0; k0 < H; k0 += KB) {
+          const int64_t kn = min64(KB, H - k0);
+          const bool first = k0 == 0, last = k0 + kn == H;
+          for (int64_t r0 = 0; r0 < nact; r0 += MR) {
+            if (!P.owns(r0)) continue;
+            const int64_t mr = min64(MR, nact - r0);
+            V acc[MR][NV][G];
+            if (mr == 1)
+              fused_product<1>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr, acc);
+            else
+              fused_product<MR>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr, acc);
+            if (!first || !last) {  // carry partial sums across depth blocks
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t v = 0; v < NV; ++v)
+                  for (int64_t g = 0; g < G; ++g) {
+                    T* p = part + ((r0 + i) * NV * G + v * G + g) * L;
+                    if (!first) acc[i][v][g] += load(p);
+                    if (!last) store(p, acc[i][v][g]);
+                  }
+            }
+            if (!last) continue;
+            for (int64_t i = 0; i < mr; ++i) {
+              const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
+              row.xp = xp + (t * B + b) * GH;
+              row.hprev = hcur + r * H;
+              row.cprev = ccur + r * H;
+              row.hnext = hnext + r * H;
+              row.cnext = cnext + r * H;
+              row.y = yl + (t * B + b) * DH + dir * H;
+              if (train) row.cstore = row.hnstore = aux + (t * B + b) * H;
+              for (int64_t v = 0; v < NV; ++v) {
+                const int64_t j = u * TU + v * L, n = min64(L, H - j);
+                if (n <= 0) break;
+                if (train)
+                  Cell::template forward<true>(acc[i][v], row, j, n, d.act);
+                else
+                  Cell::template forward<false>(acc[i][v], row, j, n, d.act);
+              }
             }
           }
         }
