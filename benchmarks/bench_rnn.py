@@ -204,12 +204,13 @@ class LayerSide:
         """One checked call; returns NumPy arrays named as in :func:`check_keys`."""
         L, cast = self.layer, self._cast
         s0 = self._state(cast(p["h0"]), cast(p["c0"]))
-        if mode == "gen":
-            x, s = cast(p["x"]), s0
+        if mode == "gen":  # the generation path: layer.stepper(), state kept inside
+            st = L.stepper(batch_size=1, hx=s0)
+            x = cast(p["x"])[0]
             for _ in range(GEN_CHECK_STEPS):
-                x, s = L.forward(x, s, train=False)
-            h, c = self._split(s)
-            return {"y": x, "h_n": h, "c_n": c}
+                x = st.step(x)
+            h, c = st.get_state()
+            return {"y": x[None], "h_n": h, "c_n": c}
         if mode == "infer":
             y, s = L.forward(cast(p["x"]), s0, train=False)
             h, c = self._split(s)
@@ -243,10 +244,12 @@ class LayerSide:
                 return L.backward(dy, ds)
 
             return step
-        carry = [x, s0]  # generation: state carried, output fed back as next input
+        # generation: state carried inside the stepper, output fed back as input
+        st = L.stepper(batch_size=1, hx=s0)
+        carry = [x[0]]
 
         def gen() -> None:
-            carry[0], carry[1] = L.forward(carry[0], carry[1], train=False)
+            carry[0] = st.step(carry[0])
 
         return gen
 

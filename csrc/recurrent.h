@@ -266,10 +266,10 @@ struct Recurrent {
   // Threads for a whole call: one when the work is too small to pay for
   // waking a second thread (a few microseconds; far worse when the cores are
   // busy and a spinning thread waits for a descheduled one).
-  static int team_size(const RnnDesc& d, int64_t steps) {
+  static int team_size(const RnnDesc& d, int64_t steps, int64_t min_fma = int64_t(1) << 20) {
     int64_t fma = 0;
     for (int64_t l = 0; l < d.L; ++l) fma += d.D * steps * d.B * G * d.H * (d.in_size(l) + d.H);
-    return fma < (int64_t(1) << 20) ? 1 : d.threads;
+    return fma < min_fma ? 1 : d.threads;
   }
 
   static Part partition(const RnnDesc& d, int64_t tu, int64_t rows, int tid, int nth) {
@@ -585,7 +585,9 @@ struct Recurrent {
   // x (B, I) in, y (B, H) = top layer's new h out; the state advances.
   static void step(const RnnDesc& d, char* ws, const T* x, T* y) {
     const int64_t B = d.B, H = d.H;
-#pragma omp parallel num_threads(team_size(d, 1))
+  // A single step is bound by reading the weights: a second thread pays as
+  // soon as they outgrow one core's L2 (then each core holds half).
+#pragma omp parallel num_threads(team_size(d, 1, int64_t(1) << 16))
     {
       DenormalGuard guard;
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
