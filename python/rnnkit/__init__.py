@@ -33,6 +33,7 @@ from .optim import (
     clip_grad_norm,
     clip_grad_value,
 )
+from .text import CharLM, Vocab
 from .train import EarlyStopping, evaluate, fit
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "CharLM",
     "CheckpointError",
     "CosineDecay",
     "Dropout",
@@ -55,6 +57,7 @@ __all__ = [
     "RMSprop",
     "Sequential",
     "StepDecay",
+    "Vocab",
     "__version__",
     "clip_grad_norm",
     "clip_grad_value",
@@ -70,4 +73,5 @@ __all__ = [
     "set_simd",
     "show_config",
     "simd_paths",
+    "text",
 ]
