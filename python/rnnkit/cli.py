@@ -1,11 +1,16 @@
-"""The ``rnnkit`` command: ``rnnkit demo``, ``rnnkit config``, ``rnnkit bench``."""
+"""The ``rnnkit`` command: ``rnnkit demo``, ``rnnkit config``, ``rnnkit bench``,
+``rnnkit train`` and ``rnnkit generate``."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +73,368 @@ def bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return int(bench_mod.main(list(rest)) or 0)
 
 
+# ----------------------------------------------------------- train / generate
+_TRAIN_DEFAULTS: dict[str, Any] = {
+    "seq_len": 100,
+    "batch": 32,
+    "lr": 2e-3,
+    "clip": 5.0,
+    "val_fraction": 0.05,
+}
+
+
+def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
+    """``(text, name, encoding)`` of ``path``, or of the corpus that ships with rnnkit."""
+    from rnnkit import text as tx
+
+    p = tx.default_corpus_path() if path is None else Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"corpus {p} does not exist")
+    if p.is_dir():
+        raise tx.TextFileError(f"{p}: is a directory, not a text file")
+    text, enc = tx.decode_text(p.read_bytes(), encoding, str(p))
+    name = f"{tx.DEFAULT_CORPUS} (default corpus, shipped with rnnkit)" if path is None \
+        else str(p)
+    return text, name, enc
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the step, save, stop. Second: quit at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.old: Any = None
+
+    def install(self) -> None:
+        try:
+            self.old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self.old = None
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        sys.stderr.write(
+            "\ninterrupted: finishing this step and saving a checkpoint "
+            "(Ctrl-C again to quit without saving)\n"
+        )
+        sys.stderr.flush()
+
+    def __call__(self) -> bool:
+        return self.count > 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """``rnnkit train``: a character-level language model on a text file."""
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted (nothing saved since the last checkpoint)", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    import hashlib
+    from dataclasses import asdict
+
+    import rnnkit as rk
+    from rnnkit import text as tx
+
+    if args.threads is not None:
+        rk.set_num_threads(args.threads)
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit("rnnkit train: --epochs must be >= 1")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise SystemExit("rnnkit train: --time-budget must be > 0")
+    out = Path(args.out)
+    try:
+        text, name, enc = _corpus(args.corpus, args.encoding)
+    except (OSError, ValueError) as e:
+        print(f"rnnkit train: {e}", file=sys.stderr)
+        return 2
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    saved: dict[str, Any] = {}
+    start = None
+    if args.resume:
+        if not out.exists():
+            print(f"rnnkit train: --resume: no checkpoint at {out}", file=sys.stderr)
+            return 2
+        try:
+            lm = tx.CharLM.load(out)
+        except (OSError, ValueError) as e:
+            print(f"rnnkit train: --resume: {e}", file=sys.stderr)
+            return 2
+        saved = dict(lm.model.meta.get("train") or {})
+        start = tx.TrainPosition.from_dict(saved.get("position"))
+        if (saved.get("corpus") or {}).get("sha256") not in (None, digest):
+            print(
+                f"note: {name} is not the corpus {out} was trained on; continuing on it",
+                file=sys.stderr,
+            )
+            start.chunk = 0
+    else:
+        vocab = tx.Vocab.from_text(text, unknown=args.unknown) if text else None
+        if vocab is None:
+            print(f"rnnkit train: {name} is empty", file=sys.stderr)
+            return 2
+        try:
+            lm = tx.CharLM(
+                vocab,
+                cell=args.cell,
+                hidden_size=args.hidden,
+                num_layers=args.layers,
+                embedding_dim=args.embedding,
+                seed=args.seed,
+            )
+        except ValueError as e:
+            print(f"rnnkit train: {e}", file=sys.stderr)
+            return 2
+    cfg: dict[str, Any] = dict(_TRAIN_DEFAULTS)
+    cfg.update({k: v for k, v in (saved.get("config") or {}).items() if k in cfg})
+    for k, v in list(cfg.items()):
+        given = getattr(args, k)
+        if given is not None:
+            if start is not None and k in ("seq_len", "batch") and given != v:
+                start.chunk = 0  # another chunking: the position within the epoch is lost
+            cfg[k] = given
+    try:
+        cfg = {k: type(_TRAIN_DEFAULTS[k])(v) for k, v in cfg.items()}
+    except (TypeError, ValueError) as e:
+        print(f"rnnkit train: bad training settings {cfg}: {e}", file=sys.stderr)
+        return 2
+    try:
+        ids = lm.vocab.encode(text)
+        train_ids, val_ids = tx.split_train_val(ids, cfg["val_fraction"])
+        tx.BPTTBatches(train_ids, cfg["batch"], cfg["seq_len"])
+    except ValueError as e:
+        print(f"rnnkit train: {name}: {e}", file=sys.stderr)
+        return 2
+    c = lm.config
+    print(
+        f"corpus: {name}: {len(text):,} characters ({enc}), {len(lm.vocab)} distinct; "
+        f"training on {len(train_ids):,}, validating on the last {len(val_ids):,}\n"
+        f"model: {c['cell'].upper()} {c['num_layers']} x {c['hidden_size']}, embedding "
+        f"{c['embedding_dim']}, {c['parameters']:,} parameters; seq-len {cfg['seq_len']}, "
+        f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
+        f"{rk.get_num_threads()} thread(s), {rk.get_simd()}"
+        + (f"\nresuming {out} at epoch {start.epoch + 1}, step {start.steps}"
+           if start is not None else ""),
+        file=sys.stderr,
+    )
+    if args.epochs is None and args.time_budget is None:
+        args.epochs = 10
+    if start is not None and args.epochs is not None and args.time_budget is None \
+            and start.epoch >= args.epochs:
+        print(f"{out} has already been trained for {start.epoch} epochs; ask for more "
+              "with --epochs N or --time-budget SECONDS", file=sys.stderr)
+        return 0
+    meta: dict[str, Any] = {
+        "config": cfg,
+        "corpus": {"name": name, "sha256": digest, "chars": len(text), "encoding": enc},
+    }
+    best = {"val_bpc": float((saved.get("best_val_bpc")) or math.inf)}
+
+    def sample_text(length: int) -> str:
+        return lm.generate_text(
+            args.prime,
+            length,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
+
+    def checkpoint(position: Any) -> None:
+        meta["position"] = asdict(position)
+        meta["best_val_bpc"] = best["val_bpc"]
+        lm.save(out, train=meta)
+
+    def on_eval(logs: dict[str, Any]) -> None:
+        if math.isfinite(logs["val_bpc"]):
+            best["val_bpc"] = min(best["val_bpc"], logs["val_bpc"])
+        if logs["event"] == "end":
+            return  # saved below
+        checkpoint(logs["position"])
+        if logs["event"] == "epoch" and args.sample_length > 0:
+            print(f"--- sample after epoch {logs['position'].epoch} ---", flush=True)
+            print(args.prime + sample_text(args.sample_length), flush=True)
+
+    interrupted = _Interrupt()
+    interrupted.install()  # Ctrl-C is ours from here, before the "training" line
+    try:
+        print(
+            "training "
+            + (f"for {args.time_budget:g} s" if args.time_budget is not None else "")
+            + (" or " if args.time_budget is not None and args.epochs is not None else "")
+            + (f"to epoch {args.epochs}" if args.epochs is not None else "")
+            + f"; checkpoints to {out} (Ctrl-C saves and stops)",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        history = lm.fit(
+            train_ids,
+            val_data=val_ids if len(val_ids) > 1 else None,
+            epochs=args.epochs,
+            time_budget=args.time_budget,
+            batch_size=cfg["batch"],
+            seq_len=cfg["seq_len"],
+            lr=cfg["lr"],
+            clip_norm=cfg["clip"] if cfg["clip"] > 0 else None,
+            eval_every=args.eval_every,
+            start=start,
+            progress=not args.quiet,
+            callback=on_eval,
+            should_stop=interrupted,
+        )
+    finally:
+        interrupted.restore()
+    checkpoint(history.position)
+    if history.stop_reason == "interrupted":
+        print(
+            f"saved {out} (epoch {history.position.epoch + 1}, step "
+            f"{history.position.steps}); continue with: rnnkit train"
+            + (f" {args.corpus}" if args.corpus else "")
+            + f" --out {out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    if history.stop_reason == "non-finite loss":
+        print("rnnkit train: stopped: the loss became non-finite", file=sys.stderr)
+        return 1
+    vb = history.val_bpc[-1] if history.val_bpc else math.nan
+    print(
+        f"done: {history.position.steps} steps, {history.position.seconds:.0f} s of "
+        f"training, validation {vb:.3f} bits/char; saved {out}\n"
+        f"generate more with: rnnkit generate {out} --length 500",
+        file=sys.stderr,
+    )
+    if args.sample_length > 0:
+        print(f"--- generated ({args.final_length} characters, temperature "
+              f"{args.temperature:g}) ---", flush=True)
+        print(args.prime + sample_text(args.final_length), flush=True)
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    """``rnnkit generate``: streams text from a model saved by ``rnnkit train``."""
+    import rnnkit as rk
+    from rnnkit import text as tx
+
+    if args.threads is not None:
+        rk.set_num_threads(args.threads)
+    try:
+        lm = tx.CharLM.load(args.model)
+    except (OSError, ValueError) as e:
+        print(f"rnnkit generate: {e}", file=sys.stderr)
+        return 2
+    try:
+        stream = lm.generate(
+            args.prime,
+            args.length,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+            greedy=args.greedy,
+        )
+    except ValueError as e:
+        print(f"rnnkit generate: {e}", file=sys.stderr)
+        return 2
+    missing = lm.vocab.missing(args.prime)
+    if missing and not args.quiet:
+        done = {"skip": "skipped", "replace": "replaced by U+FFFD"}[lm.vocab.unknown]
+        print(f"note: the prime's characters {''.join(missing)!r} are not in the "
+              f"model's vocabulary ({done})", file=sys.stderr)
+    out = sys.stdout
+    live = bool(getattr(out, "isatty", lambda: False)())
+    out.write(args.prime)
+    t0 = time.perf_counter()
+    n = 0
+    for ch in stream:
+        out.write(ch)
+        n += 1
+        if live:
+            out.flush()
+    dt = time.perf_counter() - t0
+    out.write("\n")
+    out.flush()
+    if not args.quiet:
+        print(f"({n} characters in {dt:.2f} s, {n / max(dt, 1e-9):,.0f} chars/s)",
+              file=sys.stderr)
+    return 0
+
+
+def _add_train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a character-level language model on a text file",
+        description="Train a character-level language model (embedding -> LSTM/GRU/RNN "
+        "-> linear) with truncated BPTT; print a sample each epoch and text at the "
+        "end. Ctrl-C saves a checkpoint; --resume continues it.",
+    )
+    p.add_argument("corpus", nargs="?", default=None,
+                   help="a text file (default: the War and Peace excerpt that ships "
+                   "with rnnkit)")
+    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    p.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
+    p.add_argument("--layers", type=int, default=1, help="stacked layers (1)")
+    p.add_argument("--embedding", type=int, default=64, help="embedding size (64)")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="truncated-BPTT chunk length (100)")
+    p.add_argument("--batch", type=int, default=None, help="parallel streams (32)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (2e-3)")
+    p.add_argument("--clip", type=float, default=None,
+                   help="gradient-norm clipping, 0 = off (5)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="held-out tail of the corpus (0.05)")
+    g = p.add_argument_group("how long (default: 10 epochs)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="total epochs (with --resume, counting the earlier ones)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds of training for this run (evaluation excluded)")
+    p.add_argument("--eval-every", type=float, default=None, metavar="SECONDS",
+                   help="also evaluate (and checkpoint) every this many seconds")
+    p.add_argument("--out", default="model.rk", help="checkpoint file (model.rk)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the checkpoint at --out (model, optimizer, position)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and samples (0)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP threads")
+    p.add_argument("--encoding", default=None,
+                   help="the corpus's encoding (default: detected)")
+    p.add_argument("--unknown", choices=("error", "skip", "replace"), default="skip",
+                   help="characters outside the vocabulary when generating (skip)")
+    p.add_argument("--prime", default="", help="text the samples continue")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature (0.8)")
+    p.add_argument("--sample-length", type=int, default=200,
+                   help="characters of the sample printed each epoch, 0 = none (200)")
+    p.add_argument("--final-length", type=int, default=500,
+                   help="characters generated at the end (500)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_generate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="generate text with a model saved by rnnkit train",
+        description="Stream text from a character-level model: the prime is read "
+        "once, then one step per character with the state carried.",
+    )
+    p.add_argument("model", help="checkpoint written by rnnkit train (model.rk)")
+    p.add_argument("--prime", default="", help="text to continue (printed first)")
+    p.add_argument("--length", type=int, default=500, help="characters (500)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k likeliest")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
+    p.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    p.add_argument("--greedy", action="store_true", help="always the likeliest")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP threads")
+    p.add_argument("--quiet", action="store_true", help="no statistics on stderr")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,12 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--H", type=int, default=256)
     sub.add_parser("config", help="print version, SIMD path, threads and build flags")
     sub.add_parser("bench", help="a quick benchmark (rnnkit bench --help)", add_help=False)
+    _add_train_parser(sub)
+    _add_generate_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"demo": demo, "config": config}[args.command](args)
+    commands = {"demo": demo, "config": config, "train": train, "generate": generate}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
