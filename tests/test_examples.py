@@ -19,6 +19,7 @@ CASES = {
     "many_to_one.py": "test accuracy:",
     "forecast_sunspots.py": "naive last-value baseline",
     "dates_seq2seq.py": "exact-match accuracy",
+    "seed_text_generator.py": "generated text",
 }
 
 
