@@ -207,12 +207,17 @@ class _Side:
                 def fn() -> None:
                     last["y"], last["s"] = L.forward(x, s0, train=False)
 
-            else:
+            else:  # generation: the stepper keeps the state, output fed back
+                st = L.stepper(batch_size=1, hx=s0)
+                last["x"], last["st"] = x[0], st
 
                 def fn() -> None:
-                    last["y"], last["s"] = L.forward(last["y"], last["s"], train=False)
+                    last["x"] = st.step(last["x"])
 
         def collect() -> dict[str, np.ndarray]:
+            if "st" in last:  # generation with the stepper
+                h, c = last["st"].get_state()
+                last["y"], last["s"] = last["x"][None], ((h, c) if self.lstm else h)
             out = {"y": last["y"], "h_n": last["s"][0] if self.lstm else last["s"]}
             if mode == "train":
                 out.update(dx=last["dx"], dweight_hh_l0=last["dW"])
