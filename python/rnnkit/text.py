@@ -430,9 +430,11 @@ class Sampler:
 
     Sampling is Gumbel-max: ``argmax(logits / temperature + g)`` with ``g`` standard
     Gumbel noise (``-log(-log(u))``, ``u`` uniform from ``rng``) is an exact draw
-    from the softmax, and one from the renormalised softmax of a subset when the
-    others are set to ``-inf``, so truncation costs a mask. The noise is drawn
-    ``block`` rows at a time: a draw is then three small NumPy calls.
+    from the softmax, and the argmax over a subset is an exact draw from the
+    renormalised softmax of that subset, so truncation only picks the subset. The
+    noise is drawn ``block`` rows at a time and pre-scaled by the temperature
+    (``argmax(z / T + g) = argmax(z + T g)``): a plain draw is one addition and
+    one argmax.
 
     Parameters
     ----------
@@ -465,42 +467,39 @@ class Sampler:
         self._i = 0
 
     def _noise(self, V: int) -> np.ndarray:
-        if self._g is None or self._i == self._g.shape[0] or self._g.shape[1] != V:
+        """The next row of ``temperature * g`` (argmax(z/T + g) = argmax(z + T g))."""
+        g = self._g
+        if g is None or self._i == g.shape[0] or g.shape[1] != V:
             u = self.rng.random((self.block, V))
             with np.errstate(divide="ignore"):
-                self._g = -np.log(-np.log(u))  # u = 0 gives -inf: never chosen
+                g = self._g = -self.temperature * np.log(-np.log(u))  # u = 0: -inf
             self._i = 0
-        g = self._g[self._i]
         self._i += 1
-        return g
+        return g[self._i - 1]
 
     def __call__(self, logits: np.ndarray) -> int:
-        z = logits.reshape(-1)
+        z = logits if logits.ndim == 1 else logits.reshape(-1)
         if self.temperature == 0.0:
             return int(z.argmax())
-        V = z.shape[0]
-        y = z * (1.0 / self.temperature)  # float64 from here (the noise is)
-        y = y + self._noise(V)
-        if self.top_k is not None and self.top_k < V or self.top_p is not None:
-            y = self._truncate(z * (1.0 / self.temperature), y)
-        return int(y.argmax())
+        g = self._noise(z.shape[0])
+        if self.top_k is None and self.top_p is None:
+            return int((z + g).argmax())
+        idx = self._candidates(z)
+        return int(idx[(z[idx] + g[idx]).argmax()])
 
-    def _truncate(self, zt: np.ndarray, y: np.ndarray) -> np.ndarray:
-        V = zt.shape[0]
-        keep = np.zeros(V, dtype=bool)
+    def _candidates(self, z: np.ndarray) -> np.ndarray:
+        """Ids that survive top-k, then top-p (any order)."""
+        V = z.shape[0]
+        idx = None
         if self.top_k is not None and self.top_k < V:
-            keep[np.argpartition(zt, V - self.top_k)[V - self.top_k :]] = True
-        else:
-            keep[:] = True
-        if self.top_p is not None:
-            order = np.argsort(-np.where(keep, zt, -np.inf), kind="stable")
-            p = np.exp(zt[order] - zt[order[0]])
-            p[~keep[order]] = 0.0
-            c = np.cumsum(p)
-            n = int(np.searchsorted(c, self.top_p * c[-1])) + 1
-            keep[:] = False
-            keep[order[:n]] = True
-        return np.where(keep, y, -np.inf)
+            idx = np.argpartition(z, V - self.top_k)[V - self.top_k :]
+        if self.top_p is None:
+            return np.arange(V) if idx is None else idx
+        zz = z if idx is None else z[idx]
+        order = np.argsort(-zz, kind="stable")  # most likely first
+        c = np.cumsum(np.exp((zz[order] - zz[order[0]]) / self.temperature))
+        n = int(np.searchsorted(c, self.top_p * c[-1])) + 1  # reaches top_p
+        return order[:n] if idx is None else idx[order[:n]]
 
 
 def sample_logits(
@@ -719,7 +718,9 @@ class CharLM:
                 "saved by CharLM / rnnkit train"
             )
         unknown = ((model.meta or {}).get("text") or {}).get("unknown", "error")
-        if unknown not in UNKNOWN_POLICIES or (unknown == "replace" and UNK not in chars):
+        if unknown not in UNKNOWN_POLICIES or (
+            unknown == "replace" and UNK not in chars
+        ):
             unknown = "error"
         vocab = Vocab(chars, unknown="error")
         vocab.unknown = unknown  # the tokens already hold UNK if it was "replace"
