@@ -451,7 +451,7 @@ def write_markdown(
             f"{args.seq_len}, batch {args.batch}, Adam {args.lr:g}, clip {args.clip:g}; same "
             f"initial weights (seed {args.seed}); {args.budget:g} s training budget per side, "
             f"evaluation every {args.eval_every:g} s of training and at epoch ends; "
-            f"{args.threads} threads per side."
+            f"{args.threads} thread(s) per side."
         ),
         "",
         (
@@ -532,7 +532,7 @@ def plot(path: Path, res: dict, args: argparse.Namespace) -> bool:
         )
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("validation bits / character")
-    ax.set_title(f"1-layer LSTM {args.hidden}, War and Peace, {args.threads} threads")
+    ax.set_title(f"1-layer LSTM {args.hidden}, War and Peace, {args.threads} thread(s)")
     later = [v / LN2 for r in res.values() for *_, v in r["curve"][1:]]
     if later:  # leave out the untrained t = 0 point, which dwarfs the rest
         ax.set_ylim(min(later) - 0.05, max(later) + 0.05)

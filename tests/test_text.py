@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -516,3 +520,52 @@ def test_war_and_peace_round_trip_and_batches():
     )
     corpus = tx.read_text(tx.default_corpus_path())
     assert text.startswith(corpus)  # the shipped corpus is the novel's opening
+
+
+def test_quality_benchmark_runs(tmp_path):
+    """benchmarks/char_rnn_quality.py end to end with tiny settings (on the default
+    corpus, so it never skips); torch's side runs when torch is installed."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "char_rnn_quality.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        "--corpus",
+        str(tx.default_corpus_path()),
+        "--budget",
+        "0.4",
+        "--eval-every",
+        "0.2",
+        "--threads",
+        "1",
+        "--hidden",
+        "16",
+        "--embedding",
+        "8",
+        "--val-fraction",
+        "0.01",
+        "--gen-chars",
+        "100",
+        "--out",
+        str(tmp_path),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / "results.md").read_text()
+    assert "| rnnkit |" in md and "matches the float64 reference" in md
+    res = json.loads((tmp_path / "results.json").read_text())
+    curve = res["results"]["rnnkit"]["curve"]
+    assert curve[0][0] == 0.0 and len(curve) >= 2 and curve[-1][3] < curve[0][3]
+    if "torch" in res["results"]:
+        assert res["summary"]["t0_parity"]["ok"]
+    missing = subprocess.run(
+        [sys.executable, str(script), "--corpus", str(tmp_path / "none.txt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 0 and "skipped" in missing.stderr
