@@ -222,6 +222,7 @@ def test_resume_continues_the_checkpoint(tmp_path, corpus, capsys):
     assert rc == 0 and "already been trained for 3 epochs" in err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_saves_a_checkpoint_and_resume_goes_on(tmp_path, corpus):
     model = tmp_path / "c.rk"
     env = dict(os.environ, OMP_NUM_THREADS="1")
