@@ -207,6 +207,13 @@ def _train(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:
         print(f"rnnkit train: bad training settings {cfg}: {e}", file=sys.stderr)
         return 2
+    missing = lm.vocab.missing(text) if start is not None else []
+    if missing:
+        print(
+            f"note: {len(missing)} of the corpus's characters are not in the model's "
+            f"vocabulary ({lm.vocab.unknown}): {''.join(missing[:20])!r}",
+            file=sys.stderr,
+        )
     try:
         ids = lm.vocab.encode(text)
         train_ids, val_ids = tx.split_train_val(ids, cfg["val_fraction"])
@@ -216,9 +223,10 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     c = lm.config
     print(
-        f"corpus: {name}: {len(text):,} characters ({enc}), {len(lm.vocab)} distinct; "
+        f"corpus: {name}: {len(text):,} characters ({enc}), {len(set(text))} distinct; "
         f"training on {len(train_ids):,}, validating on the last {len(val_ids):,}\n"
-        f"model: {c['cell'].upper()} {c['num_layers']} x {c['hidden_size']}, embedding "
+        f"model: vocabulary {c['vocab_size']}, {c['cell'].upper()} {c['num_layers']} x "
+        f"{c['hidden_size']}, embedding "
         f"{c['embedding_dim']}, {c['parameters']:,} parameters; seq-len {cfg['seq_len']}, "
         f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
         f"{rk.get_num_threads()} thread(s), {rk.get_simd()}"
@@ -305,13 +313,15 @@ def _train(args: argparse.Namespace) -> int:
         print("rnnkit train: stopped: the loss became non-finite", file=sys.stderr)
         return 1
     vb = history.val_bpc[-1] if history.val_bpc else math.nan
+    tb = history.bpc[-1] if history.bpc else math.nan
+    score = f"validation {vb:.3f}" if math.isfinite(vb) else f"training {tb:.3f}"
     print(
         f"done: {history.position.steps} steps, {history.position.seconds:.0f} s of "
-        f"training, validation {vb:.3f} bits/char; saved {out}\n"
+        f"training, {score} bits/char; saved {out}\n"
         f"generate more with: rnnkit generate {out} --length 500",
         file=sys.stderr,
     )
-    if args.sample_length > 0:
+    if args.final_length > 0:
         print(f"--- generated ({args.final_length} characters, temperature "
               f"{args.temperature:g}) ---", flush=True)
         print(args.prime + sample_text(args.final_length), flush=True)
