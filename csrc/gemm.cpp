@@ -101,7 +101,7 @@ int64_t gemm_pack_size(int nth) {
 template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
           const T* B, int64_t rsb, int64_t csb, T* C, int64_t ldc, bool accumulate,
-          T* pack, int tid, int nth) {
+          T* pack, TeamBarrier* bar, int tid, int nth) {
   constexpr int64_t R = NR<T>;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // C = 0 or unchanged
@@ -127,7 +127,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
       for (int64_t s = tid; s < nstrips; s += nth)
         pack_b(min64(R, nc - s * R), kc, B + pc * rsb + (jc + s * R) * csb, rsb, csb,
                Bp + s * kc * R);
-#pragma omp barrier
+      if (bar) bar->wait(nth);
       int64_t packed_block = -1;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t ib = u / ngroups, g = u % ngroups;
@@ -144,7 +144,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
             micro(kc, Ap + ir * kc, Bp + s * kc * R, C + (ic + ir) * ldc + jc + s * R,
                   ldc, min64(MR, mc - ir), min64(R, nc - s * R), acc);
       }
-#pragma omp barrier
+      if (bar) bar->wait(nth);
     }
   }
 }
@@ -153,10 +153,10 @@ template int64_t gemm_pack_size<float>(int);
 template int64_t gemm_pack_size<double>(int);
 template void gemm<float>(int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
                           const float*, int64_t, int64_t, float*, int64_t, bool, float*,
-                          int, int);
+                          TeamBarrier*, int, int);
 template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, int64_t,
                            const double*, int64_t, int64_t, double*, int64_t, bool,
-                           double*, int, int);
+                           double*, TeamBarrier*, int, int);
 
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth) {
   float* A = new float[M * K];
@@ -168,9 +168,10 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, 
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     double t0 = omp_get_wtime();
+    TeamBarrier bar;
 #pragma omp parallel num_threads(nth)
     gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N, false,
-                pack, omp_get_thread_num(), omp_get_num_threads());
+                pack, &bar, omp_get_thread_num(), omp_get_num_threads());
     double t = omp_get_wtime() - t0;
     if (t < best) best = t;
   }

@@ -36,6 +36,7 @@
 #define RNNKIT_HAVE_MXCSR 1
 #endif
 
+
 namespace rnnkit {
 namespace RNNKIT_NS {
 
@@ -298,6 +299,7 @@ struct Recurrent {
     Scratch S = scratch_layout(d, train ? kTrainForward : kInference, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
+    TeamBarrier bar;
 #pragma omp parallel num_threads(team_size(d, smax))
     {
       DenormalGuard guard;
@@ -308,7 +310,7 @@ struct Recurrent {
         copy_part(R.h0, a.h0, d.L * D * B * H, tid, nth);
         if (Cell::kHasC) copy_part(R.c0, a.c0, d.L * D * B * H, tid, nth);
         x = R.x;
-#pragma omp barrier
+        bar.wait(nth);
       }
       for (int64_t l = 0; l < d.L; ++l) {
         const int64_t In = d.in_size(l);
@@ -320,7 +322,7 @@ struct Recurrent {
           T* xp = train ? R.xp + ld * R.xs : S.xp;
           T* aux = train ? R.aux + ld * R.as : nullptr;
           // XP = x W_ih^T: B(k, j) = W_ih[j*In + k].
-          gemm<T>(T_ * B, GH, In, xin, In, 1, w[0], 1, In, xp, GH, false, S.pack, tid, nth);
+          gemm<T>(T_ * B, GH, In, xin, In, 1, w[0], 1, In, xp, GH, false, S.pack, &bar, tid, nth);
           pack_forward(d, w[1], S.wp, tid, nth);
           if (tid == 0) combine_bias(d, w[2], w[3], S.bx, S.bhn);
           for (int64_t r = tid; r < B; r += nth) {
@@ -332,9 +334,9 @@ struct Recurrent {
               if (Cell::kHasC) S.c[0][r * H + j] = a.c0[(ld * B + b) * H + j];
             }
           }
-#pragma omp barrier
-          time_loop_forward(d, a, S, xp, aux, yl, ld, dir == 1, smax, train, tid, nth);
-#pragma omp barrier
+          bar.wait(nth);
+          time_loop_forward(d, a, S, xp, aux, yl, ld, dir == 1, smax, train, bar, tid, nth);
+          bar.wait(nth);
         }
       }
       if (train) copy_part(a.y, R.y + (d.L - 1) * R.ys, T_ * B * DH, tid, nth);
@@ -357,7 +359,7 @@ struct Recurrent {
 
   static void time_loop_forward(const RnnDesc& d, const RnnArgs<T>& a, Scratch& S, T* xp,
                                 T* aux, T* yl, int64_t ld, bool rev, int64_t smax,
-                                bool train, int tid, int nth) {
+                                bool train, TeamBarrier& bar, int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
     const Part P = partition(d, TU, MR, tid, nth);
     if (P.idle) return;
@@ -415,9 +417,7 @@ struct Recurrent {
           }
         }
       }
-      if (P.sync) {
-#pragma omp barrier
-      }
+      if (P.sync) bar.wait(nth);
       T* tmp = hcur; hcur = hnext; hnext = tmp;
       tmp = ccur; ccur = cnext; cnext = tmp;
     }
@@ -585,8 +585,9 @@ struct Recurrent {
   // x (B, I) in, y (B, H) = top layer's new h out; the state advances.
   static void step(const RnnDesc& d, char* ws, const T* x, T* y) {
     const int64_t B = d.B, H = d.H;
-  // A single step is bound by reading the weights: a second thread pays as
-  // soon as they outgrow one core's L2 (then each core holds half).
+    TeamBarrier bar;
+    // A single step is bound by reading the weights: a second thread pays as
+    // soon as they outgrow one core's L2 (then each core holds half).
 #pragma omp parallel num_threads(team_size(d, 1, int64_t(1) << 16))
     {
       DenormalGuard guard;
@@ -601,9 +602,7 @@ struct Recurrent {
             for (int64_t b = 0; b < B; ++b)
               if (P.sync ? tid == 0 : P.owns(b))
                 for (int64_t i = 0; i < In; ++i) s.cat[b * s.K + i] = x[b * In + i];
-          if (l == 0 && P.sync) {
-#pragma omp barrier
-          }
+          if (l == 0 && P.sync) bar.wait(nt);
           FwdRow<T> row;
           row.bx = s.bx;
           row.bhn = s.bhn;
@@ -653,9 +652,7 @@ struct Recurrent {
               }
             }
           }
-          if (P.sync) {
-#pragma omp barrier
-          }
+          if (P.sync) bar.wait(nt);
           // the new state becomes the carried one (own rows and units only)
           const int64_t j0 = P.u0 * TU, j1 = min64(P.u1 * TU, H);
           for (int64_t b = 0; b < B; ++b) {
@@ -676,6 +673,7 @@ struct Recurrent {
     Scratch S = scratch_layout(d, kBackward, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
+    TeamBarrier bar;
 #pragma omp parallel num_threads(team_size(d, smax))
     {
       DenormalGuard guard;
@@ -697,9 +695,10 @@ struct Recurrent {
             const int64_t b = S.perm[r];
             for (int64_t j = 0; j < H; ++j) S.h[0][r * H + j] = R.h0[(ld * B + b) * H + j];
           }
-#pragma omp barrier
+          bar.wait(nth);
           const T* dg0 =
-              time_loop_backward(d, a, R, S, xp, aux, yl, dyl, ld, dir == 1, smax, tid, nth);
+              time_loop_backward(d, a, R, S, xp, aux, yl, dyl, ld, dir == 1, smax, bar, tid,
+                                 nth);
           // Padded steps must not reach the weight gradients.
           for (int64_t r = tid; r < B; r += nth) {
             const int64_t b = S.perm[r];
@@ -709,8 +708,8 @@ struct Recurrent {
                 for (int64_t j = 0; j < H; ++j) aux[(t * B + b) * H + j] = T(0);
             }
           }
-#pragma omp barrier
-          weight_gradients(d, S, dg0, xp, aux, xin, yl, w, dw, dxin, In, dir, tid, nth);
+          bar.wait(nth);
+          weight_gradients(d, S, bar, dg0, xp, aux, xin, yl, w, dw, dxin, In, dir, tid, nth);
         }
       }
     }
@@ -718,7 +717,8 @@ struct Recurrent {
 
   static T* time_loop_backward(const RnnDesc& d, const RnnArgs<T>& a, const Reserve& R,
                                  Scratch& S, T* xp, T* aux, const T* yl, const T* dyl,
-                                 int64_t ld, bool rev, int64_t smax, int tid, int nth) {
+                                 int64_t ld, bool rev, int64_t smax, TeamBarrier& bar,
+                                 int tid, int nth) {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = rev ? 1 : 0;
     const Part P = partition(d, TUB, MRB, tid, nth);
     T *dgprev = S.dg[0], *dgcur = S.dg[1];
@@ -792,9 +792,7 @@ struct Recurrent {
           }
         }
       }
-      if (P.sync) {
-#pragma omp barrier
-      }
+      if (P.sync) bar.wait(nth);
       if (step >= 0) {
         T* tmp = dgprev; dgprev = dgcur; dgcur = tmp;
       }
@@ -824,16 +822,16 @@ struct Recurrent {
   }
 
   // After the time loop of one (layer, dir): every large product at once.
-  static void weight_gradients(const RnnDesc& d, const Scratch& S, const T* dg0,
-                               const T* dgx,
+  static void weight_gradients(const RnnDesc& d, const Scratch& S, TeamBarrier& bar,
+                               const T* dg0, const T* dgx,
                                const T* aux, const T* xin, const T* yl, const T* const* w,
                                T* const* dw, T* dxin, int64_t In, int64_t dir, int tid,
                                int nth) {
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, DH = d.D * H, TB = T_ * B;
     // dx_in (+)= dG W_ih (both directions add into one input gradient)
-    gemm<T>(TB, In, GH, dgx, GH, 1, w[0], In, 1, dxin, In, dir > 0, S.pack, tid, nth);
+    gemm<T>(TB, In, GH, dgx, GH, 1, w[0], In, 1, dxin, In, dir > 0, S.pack, &bar, tid, nth);
     // dW_ih += dG^T x_in
-    gemm<T>(GH, In, TB, dgx, 1, GH, xin, In, 1, dw[0], In, true, S.pack, tid, nth);
+    gemm<T>(GH, In, TB, dgx, 1, GH, xin, In, 1, dw[0], In, true, S.pack, &bar, tid, nth);
     // dW_hh += dG_h^T h_prev: h_prev of step t is y_{t-1} (reverse: y_{t+1}),
     // zero past a row's end; the first step's h0 term comes from the compact
     // dG of step 0 and the sorted h0.
@@ -841,12 +839,12 @@ struct Recurrent {
     const int64_t K = (T_ - 1) * B;
     const T* dgx_t = dir == 0 ? dgx + B * GH : dgx;
     const T* y_t = dir == 0 ? yl + dir * H : yl + B * DH + dir * H;
-    gemm<T>(Mx, H, K, dgx_t, 1, GH, y_t, DH, 1, dw[1], H, true, S.pack, tid, nth);
+    gemm<T>(Mx, H, K, dgx_t, 1, GH, y_t, DH, 1, dw[1], H, true, S.pack, &bar, tid, nth);
     if (Cell::kSplitN) {
       const T* hn_t = dir == 0 ? aux + B * H : aux;
-      gemm<T>(H, H, K, hn_t, 1, H, y_t, DH, 1, dw[1] + Mx * H, H, true, S.pack, tid, nth);
+      gemm<T>(H, H, K, hn_t, 1, H, y_t, DH, 1, dw[1] + Mx * H, H, true, S.pack, &bar, tid, nth);
     }
-    gemm<T>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[1], H, true, S.pack, tid, nth);
+    gemm<T>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[1], H, true, S.pack, &bar, tid, nth);
     // biases: column sums over all steps, columns split across threads.
     if (dw[2] || dw[3]) {
       const int64_t c0 = GH * tid / nth, c1 = GH * (tid + 1) / nth;
@@ -861,7 +859,7 @@ struct Recurrent {
           for (int64_t c = max64(c0, Mx); c < c1; ++c) dw[3][c] += aux[r * H + (c - Mx)];
       }
     }
-#pragma omp barrier
+    bar.wait(nth);
   }
 };
 
