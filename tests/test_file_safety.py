@@ -178,20 +178,9 @@ HOSTILE_HEADERS = {
     "not a dict": "[1, 2, 3]",
     "unterminated": "{'descr': '<f4', 'fortran_order': False, 'shape': (3,",
 }
-# Loader bugs these tests found (rnnkit/io.py, reported to its owner). Each has a
-# strict xfail below, which fails once the bug is fixed, as a reminder to remove it
-# here and there.
-KNOWN_LOADER_BUGS: tuple[type[BaseException], ...] = (NotImplementedError,)
-try:
-    from tokenize import TokenError
-
-    KNOWN_LOADER_BUGS += (TokenError,)
-except ImportError:  # pragma: no cover
-    pass
-_XFAIL_HEADERS = {
-    "unterminated": "an unterminated .npy header escapes as tokenize.TokenError "
-    "(NumPy's header parser), not CheckpointError",
-}
+# Loader bugs these tests found are fixed in rnnkit/io.py (TokenError from NumPy's
+# header parser, zipfile's NotImplementedError): every failure is a CheckpointError.
+_XFAIL_HEADERS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("member", ["param", "header"])
@@ -291,11 +280,6 @@ def test_central_directory_lies_about_sizes(good, tmp_path):
             refused(p)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a corrupt 'version needed to extract' escapes as zipfile's "
-    "NotImplementedError, not CheckpointError",
-)
 def test_zip_version_field(good, tmp_path):
     buf = bytearray(good.read_bytes())
     pos = _central_entries(bytes(buf))[0]
@@ -348,9 +332,6 @@ def test_random_corruptions(good, tmp_path):
         except CheckpointError:
             outcomes["refused"] += 1
             continue
-        except KNOWN_LOADER_BUGS:
-            outcomes["refused"] += 1  # see test_zip_version_field / KNOWN_LOADER_BUGS
-            continue
         except Exception as e:  # noqa: BLE001
             pytest.fail(f"mutation {i}: {type(e).__name__}: {e}")
         got = model.state_dict()
@@ -362,14 +343,8 @@ def test_random_corruptions(good, tmp_path):
 
 
 # --------------------------------------------------- unbounded work before refusing
-# Both found by these tests; the loader is rnnkit/io.py (reported to its owner).
-# Strict xfail: when the loader is fixed they fail, as a reminder to drop the marks.
-@pytest.mark.xfail(
-    strict=True,
-    reason="io.load builds the declared architecture's key/shape table before "
-    "checking it against the members: a 1 KB file declaring num_layers=10**7 "
-    "takes ~90 s and ~11 GB before it is refused",
-)
+# Both found by these tests and fixed in rnnkit/io.py: the declared layer count is
+# bounded by the tensors in the file, and only regular files are read.
 def test_declared_layer_count_is_bounded_by_the_file(good, tmp_path):
     entries = members(good)
     h = json.loads(np.load(io.BytesIO(entries["__rnnkit__.npy"])).tobytes())
@@ -387,11 +362,6 @@ def _under_asan() -> bool:
 
 @pytest.mark.skipif(_under_asan(), reason="address-space limits and ASan do not mix")
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
-@pytest.mark.xfail(
-    strict=True,
-    reason="io.load reads a non-regular file (/dev/zero) until memory runs out: "
-    "zipfile's end-of-archive search calls read() with no size",
-)
 def test_device_file_is_refused():
     code = (
         "import resource, sys\n"

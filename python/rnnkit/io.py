@@ -52,7 +52,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
+import tokenize
 import zipfile
 from typing import Any
 
@@ -211,7 +213,7 @@ class _Reader:
                     )
             except CheckpointError:
                 raise
-            except (ValueError, EOFError, SyntaxError, TypeError) as e:
+            except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as e:
                 raise CheckpointError(f"{where}: bad .npy header ({e})") from None
             if dtype.hasobject or dtype not in dtypes:
                 raise CheckpointError(
@@ -309,10 +311,13 @@ def load(path: Any) -> Any:
 
     path = os.fspath(path)
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):  # a device or pipe could be read forever
+            raise CheckpointError(f"{path}: not a regular file")
+        size = st.st_size
         try:
             zf = zipfile.ZipFile(f)
-        except zipfile.BadZipFile as e:
+        except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError) as e:
             raise CheckpointError(
                 f"{path}: not a checkpoint, or truncated/corrupt ({e})"
             ) from None
@@ -330,6 +335,7 @@ def load(path: Any) -> Any:
             raise
         except (
             zipfile.BadZipFile,
+            NotImplementedError,  # zipfile: unsupported version or compression
             EOFError,
             OSError,
             KeyError,
@@ -343,6 +349,26 @@ def load(path: Any) -> Any:
             ) from None
 
 
+def _declared_recurrent_layers(config: Any, depth: int = 0) -> int:
+    """(layer, direction) pairs a model config declares, summed over nested dicts."""
+    if depth > 32:
+        raise CheckpointError("architecture nested too deeply")
+    total = 0
+    if isinstance(config, dict):
+        n = config.get("num_layers")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            total += n * (2 if config.get("bidirectional") else 1)
+        items = config.values()
+    elif isinstance(config, list):
+        items = config
+    else:
+        return 0
+    for v in items:
+        if isinstance(v, (dict, list)):
+            total += _declared_recurrent_layers(v, depth + 1)
+    return total
+
+
 def _load(
     zf: zipfile.ZipFile,
     size: int,
@@ -354,6 +380,14 @@ def _load(
     reader = _Reader(zf, size, path)
     header = _header(reader)
     dtype = np.dtype(header["dtype"]).newbyteorder("<")
+    # Every (layer, direction) of a recurrent layer has its own tensors in the
+    # file: a header declaring more than the file holds is refused before the
+    # table of expected shapes is built (a tiny file must not cost minutes).
+    n_params = sum(1 for name in reader.infos if name.startswith("param/"))
+    if _declared_recurrent_layers(header["model"]) > n_params:
+        raise CheckpointError(
+            f"{path}: the architecture declares more layers than the file has tensors"
+        )
     try:
         shapes = model_param_shapes(header["model"])
     except (ValueError, TypeError) as e:
