@@ -63,7 +63,9 @@ SECONDS=0
   --config-settings=build-dir="$ROOT/build/asan"
 echo "sanitize: built in $SECONDS s with $CXX; runtime $RUNTIME"
 
-SO="$("$VENV/bin/python" -c "import importlib.util as u; print(u.find_spec('rnnkit._core').origin)")"
+# (found without importing it: loading an ASan module without the preload aborts)
+SO="$("$VENV/bin/python" -c "import glob, sysconfig
+print(glob.glob(sysconfig.get_paths()['platlib'] + '/rnnkit/_core*.so')[0])")"
 if ! readelf -d "$SO" | grep -Eq "libasan|libclang_rt.asan"; then
   echo "sanitize: $SO is not linked with ASan (RNNKIT_SANITIZE did not apply)" >&2
   exit 2

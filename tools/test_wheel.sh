@@ -12,6 +12,8 @@
 #   nowhere. tests/test_build.py then checks (RNNKIT_TEST_INSTALLED) that rnnkit was
 #   imported from the venv, that every package file made it into the wheel, that no
 #   compiler is reachable and that the bundled OpenMP runtime is the one loaded.
+# - With qemu-user installed, tools/cpu_probe.py then runs the installed package on
+#   emulated CPUs without AVX-512 and without AVX (see there).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WHEEL="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -49,3 +51,12 @@ env -u CC -u CXX -u PYTHONPATH \
   PATH="$V:$WORK/bin" CC=/nonexistent/cc CXX=/nonexistent/c++ \
   RNNKIT_TEST_INSTALLED="$SITE" \
   "$V/python" -m pytest -q -p no:cacheprovider ${ARGS[@]+"${ARGS[@]}"}
+
+# The same installed package on emulated CPUs: one without AVX (Nehalem) and one
+# with AVX2 but no AVX-512 (Haswell); any instruction the model lacks is a SIGILL.
+if command -v qemu-x86_64 >/dev/null; then
+  "$V/python" "$ROOT/tools/cpu_probe.py" --qemu --python "$V/python"
+else
+  echo "test_wheel: qemu-x86_64 not found: emulated-CPU probe skipped" \
+    "(apt-get install qemu-user)"
+fi
