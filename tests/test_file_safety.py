@@ -178,21 +178,13 @@ HOSTILE_HEADERS = {
     "not a dict": "[1, 2, 3]",
     "unterminated": "{'descr': '<f4', 'fortran_order': False, 'shape': (3,",
 }
-# Loader bugs these tests found are fixed in rnnkit/io.py (TokenError from NumPy's
-# header parser, zipfile's NotImplementedError): every failure is a CheckpointError.
-_XFAIL_HEADERS: dict[str, str] = {}
+# Every failure is a CheckpointError, including NumPy's header parser's TokenError
+# ("unterminated") and zipfile's NotImplementedError (test_zip_version_field): both
+# escaped before rnnkit/io.py caught them.
 
 
 @pytest.mark.parametrize("member", ["param", "header"])
-@pytest.mark.parametrize(
-    "what",
-    [
-        pytest.param(w, marks=pytest.mark.xfail(strict=True, reason=_XFAIL_HEADERS[w]))
-        if w in _XFAIL_HEADERS
-        else w
-        for w in sorted(HOSTILE_HEADERS)
-    ],
-)
+@pytest.mark.parametrize("what", sorted(HOSTILE_HEADERS))
 def test_hostile_npy_headers(good, tmp_path, member, what):
     entries = members(good)
     key = (
