@@ -569,3 +569,12 @@ def test_quality_benchmark_runs(tmp_path):
         check=False,
     )
     assert missing.returncode == 0 and "skipped" in missing.stderr
+
+
+def test_read_text_refuses_non_regular_files():
+    import os
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    with pytest.raises(rk.text.TextFileError, match="not a regular file"):
+        rk.text.read_text("/dev/zero")

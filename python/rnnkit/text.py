@@ -154,6 +154,8 @@ def read_text(path: Any, encoding: str | None = None) -> str:
     p = Path(path)
     if p.is_dir():
         raise TextFileError(f"{p}: is a directory, not a text file")
+    if p.exists() and not p.is_file():  # a device or pipe could be read forever
+        raise TextFileError(f"{p}: not a regular file")
     return decode_text(p.read_bytes(), encoding, str(p))[0]
 
 
