@@ -56,7 +56,64 @@ def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
 
 
-class _Recurrent:
+class _Params:
+    """One flat parameter buffer and one flat gradient buffer, same layout, with
+    named views (llm.c style): optimizers update everything in one pass. Shared by
+    the recurrent layers and the blocks in ``rnnkit.modules``."""
+
+    dtype: np.dtype
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+    _flat_params: np.ndarray
+    _flat_grads: np.ndarray
+
+    def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Allocates both buffers for ``{name: shape}`` in storage order."""
+        total = sum(int(np.prod(s)) for s in shapes.values())
+        self._flat_params = np.zeros(total, dtype=self.dtype)
+        self._flat_grads = np.zeros(total, dtype=self.dtype)
+        self.params, self.grads = {}, {}
+        offset = 0
+        for name, shape in shapes.items():
+            n = int(np.prod(shape))
+            self.params[name] = self._flat_params[offset:offset + n].reshape(shape)
+            self.grads[name] = self._flat_grads[offset:offset + n].reshape(shape)
+            offset += n
+
+    def zero_grad(self) -> None:
+        self._flat_grads.fill(0)
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(parameter, gradient) pairs: one flat pair covering every tensor."""
+        return [(self._flat_params, self._flat_grads)]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copies ``state`` into the parameters; accepts array-likes and torch tensors.
+
+        Every entry is checked before anything is written: missing or unexpected
+        keys raise ``KeyError``, wrong shapes ``ValueError``, non-float values
+        ``TypeError``. On error the parameters are unchanged.
+        """
+        missing = [k for k in self.params if k not in state]
+        extra = [k for k in state if k not in self.params]
+        if missing or extra:
+            raise KeyError(
+                f"state_dict does not match {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {extra}"
+            )
+        staged = {}
+        for name, p in self.params.items():
+            arr = _as_float_array(f"state_dict[{name!r}]", state[name], self.dtype)
+            _check_shape(f"state_dict[{name!r}]", arr, p.shape)
+            staged[name] = arr
+        for name, arr in staged.items():
+            self.params[name][...] = arr
+
+
+class _Recurrent(_Params):
     """Stacked, optionally bidirectional recurrent layer (base of RNN, LSTM, GRU)."""
 
     cell: str = ""
@@ -95,21 +152,7 @@ class _Recurrent:
         self.nonlinearity = nonlinearity
         self.gates = _GATES[self.cell]
 
-        # One flat buffer for the weights and one for the gradients, same layout,
-        # with named views in PyTorch's order (llm.c style): optimizers can update
-        # everything in one pass.
-        self._shapes = self._param_shapes()
-        total = sum(int(np.prod(s)) for s in self._shapes.values())
-        self._flat_params = np.zeros(total, dtype=self.dtype)
-        self._flat_grads = np.zeros(total, dtype=self.dtype)
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        offset = 0
-        for name, shape in self._shapes.items():
-            n = int(np.prod(shape))
-            self.params[name] = self._flat_params[offset:offset + n].reshape(shape)
-            self.grads[name] = self._flat_grads[offset:offset + n].reshape(shape)
-            offset += n
+        self._allocate(self._param_shapes())  # PyTorch's names, in its order
         self.reset_parameters(seed)
         self._ctx: Any = None  # what backward needs; set by a training forward
         self._reserve: np.ndarray | None = None  # kernel workspace kept for backward
@@ -146,38 +189,6 @@ class _Recurrent:
         k = 1.0 / np.sqrt(self.hidden_size)
         for name, p in self.params.items():
             p[...] = rng.uniform(-k, k, size=p.shape)
-
-    def zero_grad(self) -> None:
-        self._flat_grads.fill(0)
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(parameter, gradient) pairs: here one flat pair covering every tensor."""
-        return [(self._flat_params, self._flat_grads)]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.params.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copies ``state`` into the parameters; accepts array-likes and torch tensors.
-
-        Every entry is checked before anything is written: missing or unexpected
-        keys raise ``KeyError``, wrong shapes ``ValueError``, non-float values
-        ``TypeError``. On error the layer is unchanged.
-        """
-        missing = [k for k in self.params if k not in state]
-        extra = [k for k in state if k not in self.params]
-        if missing or extra:
-            raise KeyError(
-                f"state_dict does not match {type(self).__name__}: "
-                f"missing keys {missing}, unexpected keys {extra}"
-            )
-        staged = {}
-        for name, p in self.params.items():
-            arr = _as_float_array(f"state_dict[{name!r}]", state[name], self.dtype)
-            _check_shape(f"state_dict[{name!r}]", arr, p.shape)
-            staged[name] = arr
-        for name, arr in staged.items():
-            self.params[name][...] = arr
 
     # ---------------------------------------------------------------- compute
     def _check_forward(self, x: Any, hx: Any, lengths: Any):

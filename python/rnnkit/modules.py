@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import _as_float_array, _check_shape
+from .layers import _as_float_array, _check_shape, _Params
 from .reference._ops import ACTIVATIONS, activation_grad
 
 
@@ -53,60 +53,12 @@ def _float_dtype(dtype: str | np.dtype) -> np.dtype:
     return dt
 
 
-class Module:
-    """Base of the parameterised building blocks: flat buffers and named views.
+class Module(_Params):
+    """Base of the parameterised building blocks: flat buffers and named views
+    (``_Params`` in layers.py, shared with the recurrent layers).
 
     Subclasses call :meth:`_allocate` with ``{name: shape}`` in storage order.
     """
-
-    dtype: np.dtype
-    params: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
-    _flat_params: np.ndarray
-    _flat_grads: np.ndarray
-
-    def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        total = sum(int(np.prod(s)) for s in shapes.values())
-        self._flat_params = np.zeros(total, dtype=self.dtype)
-        self._flat_grads = np.zeros(total, dtype=self.dtype)
-        self.params, self.grads = {}, {}
-        offset = 0
-        for name, shape in shapes.items():
-            n = int(np.prod(shape))
-            self.params[name] = self._flat_params[offset : offset + n].reshape(shape)
-            self.grads[name] = self._flat_grads[offset : offset + n].reshape(shape)
-            offset += n
-
-    def zero_grad(self) -> None:
-        self._flat_grads.fill(0)
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(parameter, gradient) pairs: one flat pair covering every tensor."""
-        return [(self._flat_params, self._flat_grads)]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.params.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copies ``state`` into the parameters; checks everything before writing.
-
-        Missing or unexpected keys raise ``KeyError``, wrong shapes ``ValueError``,
-        non-float values ``TypeError``; on error the module is unchanged.
-        """
-        missing = [k for k in self.params if k not in state]
-        extra = [k for k in state if k not in self.params]
-        if missing or extra:
-            raise KeyError(
-                f"state_dict does not match {type(self).__name__}: "
-                f"missing keys {missing}, unexpected keys {extra}"
-            )
-        staged = {}
-        for name, p in self.params.items():
-            arr = _as_float_array(f"state_dict[{name!r}]", state[name], self.dtype)
-            _check_shape(f"state_dict[{name!r}]", arr, p.shape)
-            staged[name] = arr
-        for name, arr in staged.items():
-            self.params[name][...] = arr
 
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
