@@ -21,7 +21,7 @@ import pytest
 from conftest import FD_TOL, tol
 from rnnkit import layers
 from rnnkit import reference as ref
-from rnnkit.reference import _ops
+from rnnkit import _ops
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("lstm", "tanh"),

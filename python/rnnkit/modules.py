@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .layers import _as_float_array, _check_shape, _Params
-from .reference._ops import ACTIVATIONS, activation_grad
+from ._ops import ACTIVATIONS, activation_grad
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -1063,7 +1063,7 @@ class CharLM:
         ``("linear", (W, b, activation))``; weights copied (packed) once."""
         from .models import Recurrent
         from .modules import Linear
-        from .reference._ops import ACTIVATIONS
+        from ._ops import ACTIVATIONS
 
         plan: list[Any] = []
         for m in self.model.layers[1:]:

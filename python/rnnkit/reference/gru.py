@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._ops import sigmoid
+from .._ops import sigmoid
 
 
 @dataclass

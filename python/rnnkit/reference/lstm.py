@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._ops import sigmoid
+from .._ops import sigmoid
 
 
 @dataclass

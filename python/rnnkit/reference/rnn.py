@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._ops import ACTIVATIONS, activation_grad
+from .._ops import ACTIVATIONS, activation_grad
 
 
 @dataclass

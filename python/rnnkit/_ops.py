@@ -1,4 +1,4 @@
-"""Elementwise helpers shared by the reference cells.
+"""Elementwise helpers shared by the fast path (modules, text) and the reference cells.
 
 Every function writes into ``out`` (which may be its input) and returns it, so the
 cells run their time loops without allocating. Call them under
