@@ -1,0 +1,108 @@
+"""The cell registry: everything rnnkit knows about a recurrent cell, written once.
+
+Every other module (layers, models, checkpoints, the reference, the benchmarks, the
+text model, the CLI) asks this one for a cell's gate count, state kind, accepted
+nonlinearities and PyTorch parameter names and shapes. Adding a cell is one entry
+here, a kernel (``csrc/<cell>.cpp`` + the C++ cell list in ``csrc/cells.h``), a
+reference (``rnnkit/reference/<cell>.py``) and an entry in the shared test suite.
+
+Names are PyTorch's: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+``bias_hh_l{k}``, with ``_reverse`` for the backward direction; ``weight_ih`` is
+(G*H, I) for the first layer and (G*H, D*H) above it, ``weight_hh`` is (G*H, H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell is: its names, its gate rows and its state.
+
+    Attributes
+    ----------
+    name : the cell's key, lower case (``"lstm"``); also the C++ name.
+    class_name : the layer class and ``torch.nn`` module name (``"LSTM"``).
+    gates : gate rows per hidden unit, G (weights have G*H rows).
+    gate_names : the gates in PyTorch's order (``("i", "f", "g", "o")``).
+    has_cell_state : True when the state is a pair ``(h, c)`` (LSTM).
+    nonlinearities : the values ``nonlinearity=`` accepts; the first is the default.
+        Cells with fixed activations accept only ``("tanh",)``.
+    """
+
+    name: str
+    class_name: str
+    gates: int
+    gate_names: tuple[str, ...]
+    has_cell_state: bool
+    nonlinearities: tuple[str, ...] = ("tanh",)
+    cls: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def layer_class(self) -> type:
+        """The layer class registered for this cell (``rnnkit.LSTM``)."""
+        if not self.cls:
+            raise LookupError(f"no layer class registered for cell {self.name!r}")
+        return self.cls[0]
+
+    def param_shapes(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        bias: bool = True,
+    ) -> dict[str, tuple[int, ...]]:
+        """PyTorch's parameter names and shapes, in its storage order."""
+        G, H = self.gates, hidden_size
+        D = 2 if bidirectional else 1
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else D * H
+            for direction in range(D):
+                s = suffix(layer, direction)
+                shapes["weight_ih" + s] = (G * H, in_size)
+                shapes["weight_hh" + s] = (G * H, H)
+                if bias:
+                    shapes["bias_ih" + s] = (G * H,)
+                    shapes["bias_hh" + s] = (G * H,)
+        return shapes
+
+
+def suffix(layer: int, direction: int) -> str:
+    """PyTorch's parameter-name suffix: ``_l{layer}``, ``_reverse`` for direction 1."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
+CELLS: dict[str, CellSpec] = {
+    spec.name: spec
+    for spec in (
+        CellSpec("rnn", "RNN", 1, ("h",), False, ("tanh", "relu", "sigmoid")),
+        CellSpec("lstm", "LSTM", 4, ("i", "f", "g", "o"), True),
+        CellSpec("gru", "GRU", 3, ("r", "z", "n"), False),
+    )
+}
+"""Every cell by name, in the order the C++ cell list gives them."""
+
+BY_CLASS_NAME: dict[str, CellSpec] = {s.class_name: s for s in CELLS.values()}
+
+
+def get(name: str) -> CellSpec:
+    """The spec of cell ``name`` (``"lstm"``, or the class name ``"LSTM"``)."""
+    spec = CELLS.get(name) or BY_CLASS_NAME.get(name)
+    if spec is None:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {name!r}")
+    return spec
+
+
+def register(name: str) -> Any:
+    """Class decorator: records ``cls`` as the layer class of cell ``name``."""
+
+    def deco(cls: type) -> type:
+        spec = CELLS[name]
+        spec.cls[:] = [cls]
+        return cls
+
+    return deco
