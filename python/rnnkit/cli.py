@@ -32,8 +32,10 @@ def demo(args: argparse.Namespace) -> int:
 
     rk.show_config()
     T, B, I, H = args.T, args.B, args.I, args.H
-    print(f"\nLSTM(input_size={I}, hidden_size={H}), x of shape (T={T}, B={B}, I={I}), "
-          "float32")
+    print(
+        f"\nLSTM(input_size={I}, hidden_size={H}), x of shape (T={T}, B={B}, I={I}), "
+        "float32"
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     dy = rng.standard_normal((T, B, H)).astype(np.float32)
@@ -46,17 +48,22 @@ def demo(args: argparse.Namespace) -> int:
             y, _ = layer.forward(x)
             layer.backward(dy)
             return y
+
         return run
 
     y_fast, y_slow = step(fast)(), step(slow)()
     dw = max(float(np.max(np.abs(fast.grads[k] - slow.grads[k]))) for k in fast.grads)
-    print(f"max |y_kernel - y_numpy|      = {float(np.max(np.abs(y_fast - y_slow))):.2e}")
+    print(
+        f"max |y_kernel - y_numpy|      = {float(np.max(np.abs(y_fast - y_slow))):.2e}"
+    )
     print(f"max |dW_kernel - dW_numpy|    = {dw:.2e}")
     t_fast, t_slow = _best_time(step(fast)), _best_time(step(slow), repeat=2)
     flops = 3 * 2 * T * B * 4 * H * (I + H)
-    print(f"training step (forward + backward): rnnkit {t_fast * 1e3:.1f} ms "
-          f"({flops / t_fast / 1e9:.0f} GFLOP/s), NumPy reference {t_slow * 1e3:.1f} ms "
-          f"({flops / t_slow / 1e9:.0f} GFLOP/s): {t_slow / t_fast:.1f}x")
+    print(
+        f"training step (forward + backward): rnnkit {t_fast * 1e3:.1f} ms "
+        f"({flops / t_fast / 1e9:.0f} GFLOP/s), NumPy reference {t_slow * 1e3:.1f} ms "
+        f"({flops / t_slow / 1e9:.0f} GFLOP/s): {t_slow / t_fast:.1f}x"
+    )
     return 0
 
 
@@ -84,7 +91,7 @@ _TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
-    """``(text, name, encoding)`` of ``path``, or of the corpus that ships with rnnkit."""
+    """``(text, name, encoding)`` of ``path``, or of the corpus shipped with rnnkit."""
     from rnnkit import text as tx
 
     p = tx.default_corpus_path() if path is None else Path(path)
@@ -93,8 +100,11 @@ def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
     if p.is_dir():
         raise tx.TextFileError(f"{p}: is a directory, not a text file")
     text, enc = tx.decode_text(p.read_bytes(), encoding, str(p))
-    name = f"{tx.DEFAULT_CORPUS} (default corpus, shipped with rnnkit)" if path is None \
+    name = (
+        f"{tx.DEFAULT_CORPUS} (default corpus, shipped with rnnkit)"
+        if path is None
         else str(p)
+    )
     return text, name, enc
 
 
@@ -134,7 +144,9 @@ def train(args: argparse.Namespace) -> int:
     try:
         return _train(args)
     except KeyboardInterrupt:
-        print("\ninterrupted (nothing saved since the last checkpoint)", file=sys.stderr)
+        print(
+            "\ninterrupted (nothing saved since the last checkpoint)", file=sys.stderr
+        )
         return 130
 
 
@@ -173,10 +185,11 @@ def _train(args: argparse.Namespace) -> int:
         start = tx.TrainPosition.from_dict(saved.get("position"))
         if (saved.get("corpus") or {}).get("sha256") not in (None, digest):
             print(
-                f"note: {name} is not the corpus {out} was trained on; continuing on it",
+                f"note: {name} is not the corpus {out} was trained on; "
+                "continuing on it",
                 file=sys.stderr,
             )
-            start.chunk = 0
+            start.batch = 0
     else:
         vocab = tx.Vocab.from_text(text, unknown=args.unknown) if text else None
         if vocab is None:
@@ -200,7 +213,9 @@ def _train(args: argparse.Namespace) -> int:
         given = getattr(args, k)
         if given is not None:
             if start is not None and k in ("seq_len", "batch") and given != v:
-                start.chunk = 0  # another chunking: the position within the epoch is lost
+                start.batch = (
+                    0  # another chunking: the position within the epoch is lost
+                )
             cfg[k] = given
     try:
         cfg = {k: type(_TRAIN_DEFAULTS[k])(v) for k, v in cfg.items()}
@@ -227,19 +242,30 @@ def _train(args: argparse.Namespace) -> int:
         f"training on {len(train_ids):,}, validating on the last {len(val_ids):,}\n"
         f"model: vocabulary {c['vocab_size']}, {c['cell'].upper()} {c['num_layers']} x "
         f"{c['hidden_size']}, embedding "
-        f"{c['embedding_dim']}, {c['parameters']:,} parameters; seq-len {cfg['seq_len']}, "
+        f"{c['embedding_dim']}, {c['parameters']:,} parameters; "
+        f"seq-len {cfg['seq_len']}, "
         f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
         f"{rk.get_num_threads()} thread(s), {rk.get_simd()}"
-        + (f"\nresuming {out} at epoch {start.epoch + 1}, step {start.steps}"
-           if start is not None else ""),
+        + (
+            f"\nresuming {out} at epoch {start.epoch + 1}, step {start.steps}"
+            if start is not None
+            else ""
+        ),
         file=sys.stderr,
     )
     if args.epochs is None and args.time_budget is None:
         args.epochs = 10
-    if start is not None and args.epochs is not None and args.time_budget is None \
-            and start.epoch >= args.epochs:
-        print(f"{out} has already been trained for {start.epoch} epochs; ask for more "
-              "with --epochs N or --time-budget SECONDS", file=sys.stderr)
+    if (
+        start is not None
+        and args.epochs is not None
+        and args.time_budget is None
+        and start.epoch >= args.epochs
+    ):
+        print(
+            f"{out} has already been trained for {start.epoch} epochs; ask for more "
+            "with --epochs N or --time-budget SECONDS",
+            file=sys.stderr,
+        )
         return 0
     meta: dict[str, Any] = {
         "config": cfg,
@@ -260,9 +286,10 @@ def _train(args: argparse.Namespace) -> int:
         meta["best_val_bpc"] = best["val_bpc"]
         lm.save(out, train=meta)
 
-    def on_eval(logs: dict[str, Any]) -> None:
-        if math.isfinite(logs["val_bpc"]):
-            best["val_bpc"] = min(best["val_bpc"], logs["val_bpc"])
+    def on_eval(epoch: int, logs: dict[str, Any]) -> None:
+        val_bpc = logs.get("val_bpc", math.nan)
+        if math.isfinite(val_bpc):
+            best["val_bpc"] = min(best["val_bpc"], val_bpc)
         if logs["event"] == "end":
             return  # saved below
         checkpoint(logs["position"])
@@ -276,7 +303,11 @@ def _train(args: argparse.Namespace) -> int:
         print(
             "training "
             + (f"for {args.time_budget:g} s" if args.time_budget is not None else "")
-            + (" or " if args.time_budget is not None and args.epochs is not None else "")
+            + (
+                " or "
+                if args.time_budget is not None and args.epochs is not None
+                else ""
+            )
             + (f"to epoch {args.epochs}" if args.epochs is not None else "")
             + f"; checkpoints to {out} (Ctrl-C saves and stops)",
             file=sys.stderr,
@@ -286,7 +317,7 @@ def _train(args: argparse.Namespace) -> int:
             train_ids,
             val_data=val_ids if len(val_ids) > 1 else None,
             epochs=args.epochs,
-            time_budget=args.time_budget,
+            max_time=args.time_budget,
             batch_size=cfg["batch"],
             seq_len=cfg["seq_len"],
             lr=cfg["lr"],
@@ -312,8 +343,8 @@ def _train(args: argparse.Namespace) -> int:
     if history.stop_reason == "non-finite loss":
         print("rnnkit train: stopped: the loss became non-finite", file=sys.stderr)
         return 1
-    vb = history.val_bpc[-1] if history.val_bpc else math.nan
-    tb = history.bpc[-1] if history.bpc else math.nan
+    vb = (history.get("val_bpc") or [math.nan])[-1]
+    tb = (history.get("bpc") or [math.nan])[-1]
     score = f"validation {vb:.3f}" if math.isfinite(vb) else f"training {tb:.3f}"
     print(
         f"done: {history.position.steps} steps, {history.position.seconds:.0f} s of "
@@ -322,8 +353,11 @@ def _train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.final_length > 0:
-        print(f"--- generated ({args.final_length} characters, temperature "
-              f"{args.temperature:g}) ---", flush=True)
+        print(
+            f"--- generated ({args.final_length} characters, temperature "
+            f"{args.temperature:g}) ---",
+            flush=True,
+        )
         print(args.prime + sample_text(args.final_length), flush=True)
     return 0
 
@@ -356,8 +390,11 @@ def generate(args: argparse.Namespace) -> int:
     missing = lm.vocab.missing(args.prime)
     if missing and not args.quiet:
         done = {"skip": "skipped", "replace": "replaced by U+FFFD"}[lm.vocab.unknown]
-        print(f"note: the prime's characters {''.join(missing)!r} are not in the "
-              f"model's vocabulary ({done})", file=sys.stderr)
+        print(
+            f"note: the prime's characters {''.join(missing)!r} are not in the "
+            f"model's vocabulary ({done})",
+            file=sys.stderr,
+        )
     out = sys.stdout
     live = bool(getattr(out, "isatty", lambda: False)())
     out.write(args.prime)
@@ -372,8 +409,10 @@ def generate(args: argparse.Namespace) -> int:
     out.write("\n")
     out.flush()
     if not args.quiet:
-        print(f"({n} characters in {dt:.2f} s, {n / max(dt, 1e-9):,.0f} chars/s)",
-              file=sys.stderr)
+        print(
+            f"({n} characters in {dt:.2f} s, {n / max(dt, 1e-9):,.0f} chars/s)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -385,44 +424,86 @@ def _add_train_parser(sub: Any) -> None:
         "-> linear) with truncated BPTT; print a sample each epoch and text at the "
         "end. Ctrl-C saves a checkpoint; --resume continues it.",
     )
-    p.add_argument("corpus", nargs="?", default=None,
-                   help="a text file (default: the War and Peace excerpt that ships "
-                   "with rnnkit)")
+    p.add_argument(
+        "corpus",
+        nargs="?",
+        default=None,
+        help="a text file (default: the War and Peace excerpt that ships with rnnkit)",
+    )
     p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
     p.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
     p.add_argument("--layers", type=int, default=1, help="stacked layers (1)")
     p.add_argument("--embedding", type=int, default=64, help="embedding size (64)")
-    p.add_argument("--seq-len", type=int, default=None,
-                   help="truncated-BPTT chunk length (100)")
+    p.add_argument(
+        "--seq-len", type=int, default=None, help="truncated-BPTT chunk length (100)"
+    )
     p.add_argument("--batch", type=int, default=None, help="parallel streams (32)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (2e-3)")
-    p.add_argument("--clip", type=float, default=None,
-                   help="gradient-norm clipping, 0 = off (5)")
-    p.add_argument("--val-fraction", type=float, default=None,
-                   help="held-out tail of the corpus (0.05)")
+    p.add_argument(
+        "--clip", type=float, default=None, help="gradient-norm clipping, 0 = off (5)"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="held-out tail of the corpus (0.05)",
+    )
     g = p.add_argument_group("how long (default: 10 epochs)")
-    g.add_argument("--epochs", type=int, default=None,
-                   help="total epochs (with --resume, counting the earlier ones)")
-    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="seconds of training for this run (evaluation excluded)")
-    p.add_argument("--eval-every", type=float, default=None, metavar="SECONDS",
-                   help="also evaluate (and checkpoint) every this many seconds")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="total epochs (with --resume, counting the earlier ones)",
+    )
+    g.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds of training for this run (evaluation excluded)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also evaluate (and checkpoint) every this many seconds",
+    )
     p.add_argument("--out", default="model.rk", help="checkpoint file (model.rk)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the checkpoint at --out (model, optimizer, position)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and samples (0)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the checkpoint at --out (model, optimizer, position)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="initial weights and samples (0)"
+    )
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads")
-    p.add_argument("--encoding", default=None,
-                   help="the corpus's encoding (default: detected)")
-    p.add_argument("--unknown", choices=("error", "skip", "replace"), default="skip",
-                   help="characters outside the vocabulary when generating (skip)")
+    p.add_argument(
+        "--encoding", default=None, help="the corpus's encoding (default: detected)"
+    )
+    p.add_argument(
+        "--unknown",
+        choices=("error", "skip", "replace"),
+        default="skip",
+        help="characters outside the vocabulary when generating (skip)",
+    )
     p.add_argument("--prime", default="", help="text the samples continue")
-    p.add_argument("--temperature", type=float, default=0.8,
-                   help="sampling temperature (0.8)")
-    p.add_argument("--sample-length", type=int, default=200,
-                   help="characters of the sample printed each epoch, 0 = none (200)")
-    p.add_argument("--final-length", type=int, default=500,
-                   help="characters generated at the end (500)")
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature (0.8)"
+    )
+    p.add_argument(
+        "--sample-length",
+        type=int,
+        default=200,
+        help="characters of the sample printed each epoch, 0 = none (200)",
+    )
+    p.add_argument(
+        "--final-length",
+        type=int,
+        default=500,
+        help="characters generated at the end (500)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -448,13 +529,17 @@ def _add_generate_parser(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="forward/backward of an LSTM vs the NumPy reference")
+    p = sub.add_parser(
+        "demo", help="forward/backward of an LSTM vs the NumPy reference"
+    )
     p.add_argument("--T", type=int, default=50)
     p.add_argument("--B", type=int, default=64)
     p.add_argument("--I", type=int, default=256)
     p.add_argument("--H", type=int, default=256)
     sub.add_parser("config", help="print version, SIMD path, threads and build flags")
-    sub.add_parser("bench", help="a quick benchmark (rnnkit bench --help)", add_help=False)
+    sub.add_parser(
+        "bench", help="a quick benchmark (rnnkit bench --help)", add_help=False
+    )
     _add_train_parser(sub)
     _add_generate_parser(sub)
     args, rest = parser.parse_known_args(argv)

@@ -1,22 +1,35 @@
-"""A ``fit`` loop: batches, epochs or a step/time budget, validation, progress,
-early stopping, a history of metrics and an optional loss-curve PNG.
+"""The training loop, ``fit``: batches from a data source, epochs or a step/time
+budget, evaluation at the end of each epoch and at intervals, state carried across
+chunks (truncated BPTT), a resume position, progress, early stopping, a history of
+metrics and an optional loss-curve PNG. Everything that trains calls it:
+:meth:`rnnkit.text.CharLM.fit`, ``rnnkit train`` and the examples.
 
     history = rk.fit(model, "cross_entropy", rk.Adam(model, lr=3e-3),
                      (x, y, lengths), val_data=(xv, yv, lv), epochs=20,
                      batch_size=64, metrics=["accuracy"], early_stopping=3)
     history["val_accuracy"][-1]
 
-Data is batch-first: ``(x, y)``, ``(x, y, lengths)`` or a dict with keys ``x``,
-``y`` and optionally ``lengths`` and ``mask``; every array is sliced along axis 0.
-``x`` may be a tuple of arrays, passed positionally to ``model.forward`` (for
-:class:`~rnnkit.EncoderDecoder`: ``(src, tgt_in)``). ``lengths`` goes to
-``model.forward(..., lengths=...)``; for a many-to-many ``Sequential`` each batch
-is trimmed to its longest row and, without an explicit ``mask``, the loss is
-masked to the valid steps.
+Data
+----
+In-memory data is batch-first: ``(x, y)``, ``(x, y, lengths)`` or a dict with
+keys ``x``, ``y`` and optionally ``lengths`` and ``mask``; every array is sliced
+along axis 0. ``x`` may be a tuple of arrays, passed positionally to
+``model.forward`` (for :class:`~rnnkit.EncoderDecoder`: ``(src, tgt_in)``).
+``lengths`` goes to ``model.forward(..., lengths=...)``; for a many-to-many
+``Sequential`` each batch is trimmed to its longest row and, without an explicit
+``mask``, the loss is masked to the valid steps.
+
+Anything else that trains implements :class:`DataSource` (the extension point):
+``len(source)`` batches per epoch and ``source.batches(epoch, start)`` yielding
+:class:`Batch` objects. A batch says which of its rows continue the rows of the
+batch before (``Batch.carry``); for those rows the model's final state after the
+previous step is the initial state of this one (truncated BPTT: the state is a
+plain input, no gradient flows back into the earlier chunk).
+:class:`rnnkit.text.BPTTBatches` is such a source.
 
 A custom loop needs none of this: ``model.zero_grad()``, ``out = model.forward(...)``,
 ``loss, d = rk.losses.cross_entropy(out, y)``, ``model.backward(d)``,
-``optimizer.step()``.
+``optimizer.step()`` -- which is all :func:`train_step` does.
 """
 
 from __future__ import annotations
@@ -25,9 +38,9 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import numpy as np
 
@@ -130,12 +143,15 @@ def _as_data(data: Any, name: str) -> _Data:
 
 
 def _prepare(
-    model: Any, b: _Data
+    model: Any,
+    xs: tuple[np.ndarray, ...],
+    y: np.ndarray,
+    lengths: np.ndarray | None,
+    mask: np.ndarray | None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Trims a Sequential batch to its longest row; derives the loss mask."""
     from .models import Sequential
 
-    xs, y, lengths, mask = b.xs, b.y, b.lengths, b.mask
     if (
         isinstance(model, Sequential)
         and model.input == "sequence"
@@ -152,10 +168,19 @@ def _prepare(
     return xs, y, lengths, mask
 
 
-def _forward(model: Any, xs: tuple[np.ndarray, ...], lengths: Any, train: bool) -> Any:
-    if lengths is None:
-        return model.forward(*xs, train=train)
-    return model.forward(*xs, lengths=lengths, train=train)
+def _forward(
+    model: Any,
+    xs: tuple[np.ndarray, ...],
+    lengths: Any,
+    train: bool,
+    state: Any = None,
+) -> Any:
+    kw: dict[str, Any] = {"train": train}
+    if lengths is not None:
+        kw["lengths"] = lengths
+    if state is not None:
+        kw["state"] = state
+    return model.forward(*xs, **kw)
 
 
 def _metric_fns(metrics: Any) -> dict[str, Callable[..., float]]:
@@ -184,7 +209,7 @@ def evaluate(
     sums = {"loss": 0.0, **{k: 0.0 for k in fns}}
     for a in range(0, d.n, batch_size):
         b = d.take(slice(a, a + batch_size))
-        xs, y, lengths, mask = _prepare(model, b)
+        xs, y, lengths, mask = _prepare(model, b.xs, b.y, b.lengths, b.mask)
         out = _forward(model, xs, lengths, train=False)
         value, _ = loss_fn(out, y, mask)
         rows = b.n
@@ -194,9 +219,262 @@ def evaluate(
     return {k: v / d.n for k, v in sums.items()}
 
 
+# ---------------------------------------------------------------- data sources
+@dataclass
+class Batch:
+    """One training step's data, as a :class:`DataSource` yields it.
+
+    Attributes
+    ----------
+    xs : the positional inputs of ``model.forward`` (usually one array).
+    y : the targets, B rows.
+    lengths, mask : optional (B,) valid steps per row / loss mask (see the module
+        docstring).
+    carry : which rows continue the rows of the previous batch: False (none: every
+        row starts from a zero state), True (all) or a bool array (B,). For a row
+        that continues, the model's final state after the previous step is this
+        step's initial state (detached: truncated BPTT).
+    items : what the throughput counts (``DataSource.unit``); 0 means B rows.
+
+    Shapes
+    ------
+    ``xs[i]`` and ``y`` (B, ...); ``carry`` (B,) when an array.
+    """
+
+    xs: tuple[np.ndarray, ...]
+    y: np.ndarray
+    lengths: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    carry: bool | np.ndarray = False
+    items: int = 0
+
+    @property
+    def rows(self) -> int:
+        return int(self.y.shape[0])
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What :func:`fit` trains on: ``len(source)`` batches per epoch, in order.
+
+    ``batches(epoch, start)`` yields the :class:`Batch` objects of epoch ``epoch``
+    (0-based), from batch index ``start`` on (``0 <= start < len(source)``). It
+    must be a deterministic function of ``(epoch, start)``, so that a run resumed
+    from a :class:`TrainPosition` sees exactly the batches the interrupted run
+    would have seen. ``unit`` names what :attr:`Batch.items` counts (``"examples"``,
+    ``"chars"``); the history's throughput key is ``f"{unit}_per_s"``.
+
+    Sources that carry state (``Batch.carry``) keep the batch size B fixed. A
+    distributed source gives each rank its own rows (its share of the streams)
+    with the same ``len`` on every rank.
+    """
+
+    unit: str
+
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
+
+
+class _ArraySource:
+    """In-memory batch-first data as a :class:`DataSource`: rows shuffled per
+    epoch (the permutations drawn in epoch order from ``rng``, so epoch ``e``
+    always gets the same one), batches of ``batch_size`` rows, no carried state."""
+
+    unit = "examples"
+
+    def __init__(
+        self, data: _Data, batch_size: int, shuffle: bool, rng: np.random.Generator
+    ) -> None:
+        self.data, self.batch_size, self.shuffle, self.rng = (
+            data,
+            batch_size,
+            shuffle,
+            rng,
+        )
+        self._epoch, self._perm = -1, np.arange(data.n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.data.n / self.batch_size)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return self._perm
+        if epoch < self._epoch:
+            raise ValueError(f"epoch {epoch} asked after epoch {self._epoch}")
+        while self._epoch < epoch:  # replayed from epoch 0: resuming is exact
+            self._perm = self.rng.permutation(self.data.n)
+            self._epoch += 1
+        return self._perm
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        order, B = self._order(epoch), self.batch_size
+        for j in range(start, len(self)):
+            b = self.data.take(order[j * B : (j + 1) * B])
+            yield Batch(b.xs, b.y, b.lengths, b.mask)
+
+
+def _carried(state: Any, carry: Any, rows: int) -> Any:
+    """The initial state of a step: ``state`` (the previous final state) for the
+    rows that carry, zeros for the others; None when no row carries."""
+    if state is None or carry is False or carry is None:
+        return None
+    keep = None if carry is True else np.asarray(carry, dtype=bool)
+    if keep is not None and not keep.any():
+        return None
+
+    def rows_of(s: np.ndarray) -> np.ndarray:
+        if s.shape[1] != rows:
+            raise ValueError(
+                f"a batch of {rows} rows carries a state of {s.shape[1]} rows; a "
+                "source that carries state must keep the batch size"
+            )
+        if keep is None or keep.all():
+            return s
+        return s * keep.reshape(1, -1, *([1] * (s.ndim - 2))).astype(s.dtype)
+
+    return [
+        tuple(rows_of(t) for t in st) if isinstance(st, tuple) else rows_of(st)
+        for st in state
+    ]
+
+
+# ------------------------------------------------------------------- position
+@dataclass(init=False)
+class TrainPosition:
+    """Where training is: the next batch to read and what was done so far.
+
+    :func:`fit` returns it as ``history.position`` and continues from it with
+    ``start=``; ``rnnkit train`` saves it in a checkpoint's
+    ``meta["train"]["position"]`` (:func:`dataclasses.asdict`). A resumed stateful
+    source starts the resumed epoch from a zero state (the carried state is not
+    saved; it costs one chunk of context per stream).
+
+    ``chunk`` and ``chars`` are the deprecated names of ``batch`` and ``items``.
+    """
+
+    epoch: int  # epochs completed
+    batch: int  # next batch of the current epoch
+    steps: int  # optimizer steps
+    items: int  # training items read (the source's unit)
+    seconds: float  # training time (evaluation, callbacks and progress excluded)
+
+    def __init__(
+        self,
+        epoch: int = 0,
+        batch: int = 0,
+        steps: int = 0,
+        items: int = 0,
+        seconds: float = 0.0,
+        *,
+        chunk: int | None = None,
+        chars: int | None = None,
+    ) -> None:
+        if chunk is not None:
+            _renamed("TrainPosition(chunk=)", "batch")
+            batch = chunk
+        if chars is not None:
+            _renamed("TrainPosition(chars=)", "items")
+            items = chars
+        self.epoch, self.batch, self.steps = int(epoch), int(batch), int(steps)
+        self.items, self.seconds = int(items), float(seconds)
+
+    @property
+    def chunk(self) -> int:
+        _renamed("TrainPosition.chunk", "batch")
+        return self.batch
+
+    @chunk.setter
+    def chunk(self, value: int) -> None:
+        _renamed("TrainPosition.chunk", "batch")
+        self.batch = value
+
+    @property
+    def chars(self) -> int:
+        _renamed("TrainPosition.chars", "items")
+        return self.items
+
+    def copy(self) -> TrainPosition:
+        return TrainPosition(**asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TrainPosition:
+        """From :func:`dataclasses.asdict` output (also the older ``chunk`` /
+        ``chars`` keys); missing or invalid entries are 0."""
+        if not isinstance(d, dict):
+            return cls()
+        old = {"batch": "chunk", "items": "chars"}
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            v = d.get(f.name, d.get(old.get(f.name, ""), 0))
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+                kw[f.name] = float(v) if f.name == "seconds" else int(v)
+        return cls(**kw)
+
+
+def _renamed(old: str, new: str, stacklevel: int = 3) -> None:
+    warnings.warn(
+        f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel
+    )
+
+
+# -------------------------------------------------------------------- history
+class History(dict):
+    """What :func:`fit` measured: a dict of lists, one entry per evaluation.
+
+    Keys: ``loss`` (mean training loss since the previous evaluation, batches
+    weighted by rows), ``val_loss`` and ``val_<metric>`` (with ``val_data``), any
+    ``extra_logs``, ``lr``, ``time`` (training seconds so far), ``step``
+    (optimizer steps so far), ``epoch`` (epochs completed, a float: 1.0 at the end
+    of the first, 1.5 half way through the second) and ``<unit>_per_s``
+    (training throughput since the previous evaluation). The lists read as
+    attributes too (``history.val_loss``).
+
+    Attributes
+    ----------
+    steps : optimizer steps in this call.
+    stop_reason : ``"epochs"``, ``"max_steps"``, ``"max_time"``, ``"interrupted"``,
+        ``"callback"``, ``"early_stopping"`` or ``"non-finite loss"``.
+    best_epoch : with early stopping, the 0-based epoch of the best score (None).
+    position : the :class:`TrainPosition` to resume from.
+    """
+
+    steps: int = 0
+    stop_reason: str = ""
+    best_epoch: int | None = None
+    position: TrainPosition
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.position = TrainPosition()
+
+    def __getattr__(self, name: str) -> list[Any]:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"History has no {name!r}; it has {sorted(self)}"
+            ) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The lists plus ``steps``, ``stop_reason``, ``best_epoch`` and
+        ``position`` (a dict): JSON-ready."""
+        return {
+            **{k: list(v) for k, v in self.items()},
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "best_epoch": self.best_epoch,
+            "position": asdict(self.position),
+        }
+
+
 # ------------------------------------------------------------------- progress
+_UNIT_ABBREV = {"examples": "ex"}
+
+
 class _TextBar:
-    """Plain-text progress: an updating line on a terminal, one line per epoch else."""
+    """Plain-text progress: an updating line on a terminal, one line per
+    evaluation else."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -204,7 +482,7 @@ class _TextBar:
         self._last = 0.0
 
     def update(
-        self, epoch: str, done: int, total: int, loss: float, rate: float
+        self, label: str, done: int, total: int, loss: float, rate: float, unit: str
     ) -> None:
         now = time.perf_counter()
         if not self.tty or now - self._last < 0.1:
@@ -213,8 +491,8 @@ class _TextBar:
         width = 20
         fill = int(width * done / max(total, 1))
         self.stream.write(
-            f"\r{epoch} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}"
-            f" loss {loss:.4f} {rate:,.0f} ex/s "
+            f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}"
+            f" loss {loss:.4f} {rate:,.0f} {unit}/s "
         )
         self.stream.flush()
 
@@ -227,18 +505,23 @@ class _TextBar:
 
 class _TqdmBar:
     def __init__(self) -> None:
-        import tqdm  # type: ignore[import-untyped]  # optional
+        import tqdm  # optional
 
         self.tqdm = tqdm.tqdm
         self.bar: Any = None
+        self.label = ""
 
     def update(
-        self, epoch: str, done: int, total: int, loss: float, rate: float
+        self, label: str, done: int, total: int, loss: float, rate: float, unit: str
     ) -> None:
+        if self.bar is not None and self.label != label:
+            self.bar.close()
+            self.bar = None
         if self.bar is None:
-            self.bar = self.tqdm(total=total, desc=epoch, leave=False, unit="batch")
+            self.bar = self.tqdm(total=total, desc=label, leave=False, unit="batch")
+            self.label = label
         self.bar.n = done
-        self.bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{rate:,.0f}", refresh=True)
+        self.bar.set_postfix(loss=f"{loss:.4f}", **{f"{unit}_s": f"{rate:,.0f}"})
 
     def end(self, line: str) -> None:
         if self.bar is not None:
@@ -299,16 +582,56 @@ class EarlyStopping:
         return 1.0 if mode == "min" else -1.0
 
 
-class History(dict):
-    """Per-epoch metrics (``history["loss"]``, ``["val_loss"]``, ...) plus
-    ``steps``, ``stop_reason`` and ``best_epoch`` (0-based, or None)."""
+def _stopper(early_stopping: Any, has_val: bool) -> EarlyStopping | None:
+    if isinstance(early_stopping, bool):
+        raise TypeError("early_stopping must be a patience (int) or EarlyStopping")
+    if isinstance(early_stopping, int):
+        return _stopper(EarlyStopping(patience=early_stopping), has_val)
+    s: EarlyStopping | None = early_stopping
+    if s is not None and not has_val and s.monitor.startswith("val_"):
+        s = EarlyStopping(
+            s.patience, s.monitor[4:], s.mode, s.min_delta, s.restore_best
+        )
+    return s
 
-    steps: int = 0
-    stop_reason: str = ""
-    best_epoch: int | None = None
+
+# ----------------------------------------------------------------------- step
+def train_step(
+    model: Any,
+    loss_fn: Callable[..., tuple[float, Any]],
+    optimizer: Any,
+    xs: tuple[np.ndarray, ...],
+    y: np.ndarray,
+    lengths: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    state: Any = None,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+) -> float:
+    """One optimizer step: forward, loss, backward, clipping, update; the loss.
+
+    ``state`` (one entry per recurrent layer, or None for zeros) is the initial
+    state; afterwards ``model.final_state`` holds the final one. A non-finite loss
+    is returned before the backward pass, and nothing is updated.
+    """
+    model.zero_grad()
+    out = _forward(model, xs, lengths, True, state)
+    value, dout = loss_fn(out, y, mask)
+    if not math.isfinite(value):  # stop before the update spreads it
+        return float(value)
+    model.backward(dout)
+    if clip_norm is not None:
+        clip_grad_norm(model, clip_norm)
+    if clip_value is not None:
+        clip_grad_value(model, clip_value)
+    optimizer.step()
+    return float(value)
 
 
 # ------------------------------------------------------------------------ fit
+Callback = Callable[[int, dict[str, Any]], Any]
+
+
 def fit(
     model: Any,
     loss: Any,
@@ -316,7 +639,7 @@ def fit(
     data: Any,
     *,
     val_data: Any = None,
-    epochs: int = 1,
+    epochs: int | None = None,
     batch_size: int = 32,
     max_steps: int | None = None,
     max_time: float | None = None,
@@ -325,131 +648,171 @@ def fit(
     clip_norm: float | None = None,
     clip_value: float | None = None,
     metrics: Iterable[Any] | Mapping[str, Callable[..., float]] | None = None,
+    eval_every: float | None = None,
+    eval_every_steps: int | None = None,
+    extra_logs: Callable[[Mapping[str, float]], Mapping[str, float]] | None = None,
     early_stopping: int | EarlyStopping | None = None,
+    start: TrainPosition | None = None,
     progress: Any = True,
     plot: str | None = None,
-    callback: Callable[[int, dict[str, float]], Any] | None = None,
+    callback: Callback | None = None,
+    should_stop: Callable[[], Any] | None = None,
 ) -> History:
     """Trains ``model`` with ``optimizer`` on ``loss``; returns a :class:`History`.
 
     Parameters
     ----------
     model : an rnnkit model (``Sequential``, ``EncoderDecoder``) or anything with
-        ``forward(*x, [lengths=], train=)``, ``backward(dout)``, ``zero_grad()``.
+        ``forward(*x, [lengths=], [state=], train=)``, ``backward(dout)``,
+        ``zero_grad()`` (and ``final_state`` for a source that carries state).
     loss : a name (``"cross_entropy"``, ``"bce_with_logits"``, ``"mse"``) or a
         callable ``(output, target, mask) -> (loss, doutput)``.
     optimizer : an :mod:`rnnkit.optim` optimizer over the model's parameters;
         it is attached as ``model.optimizer`` so ``model.save`` stores it.
-    data, val_data : batch-first data (see the module docstring).
-    epochs : passes over ``data``; ``max_steps`` (optimizer steps) and
-        ``max_time`` (seconds) stop earlier, at the end of the current step.
-    shuffle, seed : reshuffle each epoch with ``np.random.default_rng(seed)``.
+    data : in-memory batch-first data (see the module docstring), cut into
+        batches of ``batch_size`` rows, reshuffled each epoch when ``shuffle``
+        (``np.random.default_rng(seed)``); or a :class:`DataSource`, which makes
+        its own batches (``batch_size``, ``shuffle`` and ``seed`` then unused).
+    val_data : in-memory data, evaluated whole (:func:`evaluate`, with
+        ``metrics``) at each evaluation; or a callable ``model -> dict`` whose
+        items are logged with a ``val_`` prefix.
+    epochs : train until this many epochs are completed (counting those before
+        ``start``); default 1, or no limit when ``max_steps`` or ``max_time`` is
+        given.
+    max_steps : optimizer steps in this call.
+    max_time : seconds of training in this call (the steps only: evaluation,
+        callbacks and progress excluded); stops after the step that reaches it.
     clip_norm, clip_value : gradient clipping before each step (global L2 norm,
         then per-entry value).
     metrics : names in :data:`METRICS` (``"accuracy"``) or a dict of callables
-        ``(output, target, mask) -> float``, evaluated on ``val_data`` each epoch.
+        ``(output, target, mask) -> float``, evaluated on in-memory ``val_data``.
+    eval_every, eval_every_steps : also evaluate every this many training
+        seconds / optimizer steps (on the clocks of the position, so a resumed
+        run keeps the schedule). Evaluations always happen at the end of each
+        epoch and at the end of training (if steps were taken since the last).
+    extra_logs : ``logs -> dict`` of quantities derived at each evaluation and
+        logged with them (``CharLM`` adds bits per character this way).
     early_stopping : patience in epochs (monitoring ``val_loss``, or ``loss``
-        without validation data), or an :class:`EarlyStopping`.
-    progress : True (plain-text bar on stderr), False, ``"tqdm"`` or a stream.
+        without validation data), or an :class:`EarlyStopping`; checked at the
+        end of each epoch and of training.
+    start : a :class:`TrainPosition` (``history.position`` of an earlier call) to
+        continue from: the same epoch and batch, counters going on.
+    progress : True (plain-text bar on stderr), False, ``"tqdm"`` or a stream; one
+        line per evaluation.
     plot : path of a PNG loss curve, written at the end (needs matplotlib).
-    callback : called as ``callback(epoch, logs)`` after each epoch; returning
-        True stops training.
+    callback : ``callback(epoch, logs)`` after each evaluation; returning True
+        (exactly) stops training (see below).
+    should_stop : polled after every step; a true value stops training with
+        ``stop_reason == "interrupted"`` (a Ctrl-C flag, say).
+
+    Epochs and the callback protocol
+    --------------------------------
+    An epoch is one pass over the source's batches. ``epoch`` as passed to the
+    callback is the 0-based index of the epoch the evaluation belongs to (the one
+    just finished, at the end of an epoch); progress lines name it counting from 1
+    (``"epoch 3/10"`` is index 2); ``logs["epoch"]`` and ``history["epoch"]``
+    count epochs completed (3.0 after that third epoch, 2.5 half way through it),
+    as does ``TrainPosition.epoch`` (an int). ``logs`` holds this evaluation's
+    entries of the history (floats) plus ``event`` (``"epoch"``, ``"interval"``
+    or ``"end"``) and ``position`` (a :class:`TrainPosition` copy: where to
+    resume from). The callback may save a checkpoint, record a curve, or stop
+    training by returning True.
+
+    Carried state
+    -------------
+    Between the batches of one epoch the model's final state feeds the next batch
+    for the rows its ``Batch.carry`` names; each epoch (and each call) starts from
+    zeros.
 
     Returns
     -------
-    History: lists per epoch of ``loss`` (mean training loss), ``val_loss`` and
-    ``val_<metric>`` (with ``val_data``), ``lr``, ``time`` (s) and
-    ``examples_per_s``.
+    :class:`History`.
     """
     loss_fn = get_loss(loss)
-    train = _as_data(data, "data")
-    val = None if val_data is None else _as_data(val_data, "val_data")
-    fns = _metric_fns(metrics)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    stopper: EarlyStopping | None
-    if isinstance(early_stopping, bool):
-        raise TypeError("early_stopping must be a patience (int) or EarlyStopping")
-    if isinstance(early_stopping, int):
-        stopper = EarlyStopping(patience=early_stopping)
+    if isinstance(data, DataSource):
+        source: Any = data
     else:
-        stopper = early_stopping
-    if stopper is not None and val is None and stopper.monitor.startswith("val_"):
-        stopper = EarlyStopping(
-            stopper.patience,
-            stopper.monitor[4:],
-            stopper.mode,
-            stopper.min_delta,
-            stopper.restore_best,
+        rng = (
+            seed
+            if isinstance(seed, np.random.Generator)
+            else np.random.default_rng(seed)
         )
+        source = _ArraySource(_as_data(data, "data"), batch_size, shuffle, rng)
+    nb = len(source)
+    if nb < 1:
+        raise ValueError("data has no batches")
+    unit = getattr(source, "unit", "examples")
+    rate_key = f"{unit}_per_s"
+    validate: Callable[[Any], Mapping[str, float]] | None
+    if val_data is None or callable(val_data):
+        validate = val_data
+    else:
+        val, fns = _as_data(val_data, "val_data"), _metric_fns(metrics)
+        eval_batch = max(batch_size, 256)
+
+        def validate(m: Any) -> Mapping[str, float]:
+            return evaluate(m, loss_fn, val, eval_batch, fns)
+
+    stopper = _stopper(early_stopping, validate is not None)
     sign = stopper.sign() if stopper is not None else 1.0
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if epochs is None:
+        epochs = 1 if max_steps is None and max_time is None else sys.maxsize
+    for name, v in (("eval_every", eval_every), ("eval_every_steps", eval_every_steps)):
+        if v is not None and not v > 0:
+            raise ValueError(f"{name} must be > 0 or None, got {v!r}")
     bar = _bar(progress)
     if hasattr(model, "optimizer"):
         model.optimizer = optimizer
+    pos = start.copy() if start is not None else TrainPosition()
+    if pos.batch >= nb:
+        pos.epoch, pos.batch = pos.epoch + 1, 0
     hist = History()
+    hist.position = pos
     best, best_params, bad_epochs = math.inf, None, 0
-    t_start = time.perf_counter()
-    steps = 0
-    nb = math.ceil(train.n / batch_size)
+    t_train, steps0 = 0.0, pos.steps  # training seconds and steps before this call
+    since = {"loss": 0.0, "rows": 0, "items": 0, "t": 0.0}  # since the last eval
+    next_t = _next_multiple(pos.seconds, eval_every)
+    next_s = _next_multiple(pos.steps, eval_every_steps)
+    total = f"/{epochs}" if epochs < sys.maxsize else ""
     stop = ""
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(train.n) if shuffle else np.arange(train.n)
-        total, seen = 0.0, 0
-        label = f"epoch {epoch + 1}/{epochs}"
-        for j in range(nb):
-            b = train.take(order[j * batch_size : (j + 1) * batch_size])
-            xs, y, lengths, mask = _prepare(model, b)
-            model.zero_grad()
-            out = _forward(model, xs, lengths, train=True)
-            value, dout = loss_fn(out, y, mask)
-            total += value * b.n
-            seen += b.n
-            if not math.isfinite(value):  # stop before the update spreads it
-                stop = "non-finite loss"
-                break
-            model.backward(dout)
-            if clip_norm is not None:
-                clip_grad_norm(model, clip_norm)
-            if clip_value is not None:
-                clip_grad_value(model, clip_value)
-            optimizer.step()
-            steps += 1
-            elapsed = time.perf_counter() - t0
-            bar.update(label, j + 1, nb, total / seen, seen / max(elapsed, 1e-9))
-            if max_steps is not None and steps >= max_steps:
-                stop = "max_steps"
-            elif max_time is not None and time.perf_counter() - t_start >= max_time:
-                stop = "max_time"
-            if stop:
-                break
-        elapsed = time.perf_counter() - t0
-        logs = {"loss": total / seen}
-        if val is not None:
-            logs.update(
-                {
-                    f"val_{k}": v
-                    for k, v in evaluate(
-                        model, loss_fn, val, max(batch_size, 256), fns
-                    ).items()
-                }
-            )
+
+    def do_eval(event: str, index: int) -> bool:
+        """Evaluates, records, reports; True when training should stop."""
+        nonlocal next_t, next_s, best, best_params, bad_epochs, stop
+        logs: dict[str, Any] = {
+            "loss": since["loss"] / since["rows"] if since["rows"] else math.nan
+        }
+        if validate is not None:
+            logs.update({f"val_{k}": float(v) for k, v in validate(model).items()})
+        if extra_logs is not None:
+            logs.update({k: float(v) for k, v in extra_logs(dict(logs)).items()})
+        dt = t_train - since["t"]
         logs["lr"] = float(getattr(optimizer, "last_lr", math.nan))
-        logs["time"] = elapsed
-        logs["examples_per_s"] = seen / max(elapsed, 1e-9)
+        logs["time"] = pos.seconds
+        logs["step"] = pos.steps
+        logs["epoch"] = pos.epoch + pos.batch / nb
+        logs[rate_key] = since["items"] / dt if dt > 0 else math.nan
         for k, v in logs.items():
             hist.setdefault(k, []).append(v)
-        bar.end(
-            f"{label} "
-            + " ".join(
-                f"{k} {v:.4g}"
-                for k, v in logs.items()
-                if k not in ("time", "examples_per_s", "lr")
-            )
-            + f" | {elapsed:.1f}s {logs['examples_per_s']:,.0f} ex/s"
+        since.update(loss=0.0, rows=0, items=0, t=t_train)
+        next_t = _next_multiple(pos.seconds, eval_every)
+        next_s = _next_multiple(pos.steps, eval_every_steps)
+        label = f"epoch {index + 1}{total}" + (
+            f" ({pos.batch / nb:.0%})" if event == "interval" else ""
         )
-        if stopper is not None:
+        shown = " ".join(
+            f"{k} {v:.4g}"
+            for k, v in logs.items()
+            if k not in ("lr", "time", "step", "epoch", rate_key)
+        )
+        bar.end(
+            f"{label} step {pos.steps} {pos.seconds:.1f}s | {shown} | "
+            f"{logs[rate_key]:,.0f} {_UNIT_ABBREV.get(unit, unit)}/s"
+        )
+        halt = False
+        if stopper is not None and event != "interval":
             if stopper.monitor not in logs:
                 raise ValueError(
                     f"early_stopping monitors {stopper.monitor!r}, which is "
@@ -457,24 +820,94 @@ def fit(
                 )
             score = sign * logs[stopper.monitor]
             if score < best - stopper.min_delta:
-                best, bad_epochs, hist.best_epoch = score, 0, epoch
+                best, bad_epochs, hist.best_epoch = score, 0, index
                 if stopper.restore_best:
                     best_params = [p.copy() for p, _ in model.parameters()]
             else:
                 bad_epochs += 1
                 if bad_epochs >= stopper.patience and not stop:
-                    stop = "early_stopping"
-        if callback is not None and callback(epoch, logs) is True and not stop:
-            stop = "callback"
-        if stop:
-            break
+                    stop, halt = "early_stopping", True
+        if callback is not None:
+            logs["event"], logs["position"] = event, pos.copy()
+            if callback(index, logs) is True and not stop:
+                stop = "callback"
+                halt = True
+        return halt
+
+    index = pos.epoch  # 0-based: the epoch being trained
+    while pos.epoch < epochs and not stop:
+        state = None
+        index = pos.epoch
+        for batch in source.batches(pos.epoch, pos.batch):
+            xs, y, lengths, mask = _prepare(
+                model, batch.xs, batch.y, batch.lengths, batch.mask
+            )
+            init = _carried(state, batch.carry, batch.rows)
+            t0 = time.perf_counter()
+            value = train_step(
+                model,
+                loss_fn,
+                optimizer,
+                xs,
+                y,
+                lengths,
+                mask,
+                init,
+                clip_norm,
+                clip_value,
+            )
+            dt = time.perf_counter() - t0
+            since["loss"] += value * batch.rows
+            since["rows"] += batch.rows
+            if not math.isfinite(value):
+                stop = "non-finite loss"
+                break
+            state = getattr(model, "final_state", None)
+            items = batch.items or batch.rows
+            t_train += dt
+            pos.seconds += dt
+            pos.steps += 1
+            pos.batch += 1
+            pos.items += items
+            since["items"] += items
+            rate = since["items"] / max(t_train - since["t"], 1e-9)
+            bar.update(
+                f"epoch {index + 1}{total}",
+                pos.batch,
+                nb,
+                since["loss"] / since["rows"],
+                rate,
+                _UNIT_ABBREV.get(unit, unit),
+            )
+            if max_time is not None and t_train >= max_time:
+                stop = "max_time"
+            elif max_steps is not None and pos.steps - steps0 >= max_steps:
+                stop = "max_steps"
+            elif should_stop is not None and should_stop():
+                stop = "interrupted"
+            if stop:
+                break
+            due = pos.seconds >= next_t or pos.steps >= next_s
+            if due and pos.batch < nb and do_eval("interval", index):
+                break
+        if pos.batch >= nb:
+            pos.epoch, pos.batch = pos.epoch + 1, 0
+            if since["rows"]:
+                do_eval("epoch", index)
+    if since["rows"]:
+        do_eval("end", index)
     if stopper is not None and stopper.restore_best and best_params is not None:
         for (p, _), saved in zip(model.parameters(), best_params):
             p[...] = saved
-    hist.steps, hist.stop_reason = steps, stop or "epochs"
+    hist.steps, hist.stop_reason = pos.steps - steps0, stop or "epochs"
     if plot is not None:
         plot_history(hist, plot)
     return hist
+
+
+def _next_multiple(now: float, every: float | None) -> float:
+    """The first multiple of ``every`` after ``now`` (inf without ``every``)."""
+    return (math.floor(now / every) + 1) * every if every else math.inf
 
 
 def plot_history(history: Mapping[str, list[float]], path: str) -> bool:
@@ -506,10 +939,14 @@ def plot_history(history: Mapping[str, list[float]], path: str) -> bool:
 
 __all__ = [
     "METRICS",
+    "Batch",
+    "DataSource",
     "EarlyStopping",
     "History",
+    "TrainPosition",
     "accuracy",
     "evaluate",
     "fit",
     "plot_history",
+    "train_step",
 ]
