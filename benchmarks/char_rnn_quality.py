@@ -131,13 +131,13 @@ def worker_rnnkit(args: argparse.Namespace, prob: dict[str, Any]) -> dict[str, A
     out["eval_seconds_t0"] = time.perf_counter() - t0
     curve = [(0.0, 0, 0.0, v0["loss"])]
 
-    def record(logs: dict[str, Any]) -> None:
+    def record(epoch: int, logs: dict[str, Any]) -> None:
         curve.append((logs["time"], logs["step"], logs["epoch"], logs["val_loss"]))
 
     hist = lm.fit(
         prob["train"],
         val_data=prob["val"],
-        time_budget=args.budget,
+        max_time=args.budget,
         batch_size=args.batch,
         seq_len=args.seq_len,
         lr=args.lr,
@@ -151,9 +151,9 @@ def worker_rnnkit(args: argparse.Namespace, prob: dict[str, Any]) -> dict[str, A
     out.update(
         curve=curve,
         steps=pos.steps,
-        train_chars=pos.chars,
+        train_chars=pos.items,
         train_seconds=pos.seconds,
-        chars_per_s=pos.chars / pos.seconds,
+        chars_per_s=pos.items / pos.seconds,
         simd=rk.get_simd(),
         threads=rk.get_num_threads(),
         version=rk.__version__,

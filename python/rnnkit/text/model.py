@@ -480,13 +480,13 @@ def _deprecated_fit_options(
     """Maps the old keywords of ``CharLM.fit`` onto :func:`rnnkit.fit`'s, warning."""
     budget = "time_budget" in kw
     if budget:
+        if max_time is not None:
+            raise TypeError("pass max_time or time_budget (deprecated), not both")
         warnings.warn(
             "CharLM.fit(time_budget=) is deprecated; use max_time=",
             DeprecationWarning,
             stacklevel=3,
         )
-        if max_time is not None:
-            raise TypeError("pass max_time or time_budget (deprecated), not both")
         max_time = kw.pop("time_budget")
     if kw:
         raise TypeError(f"CharLM.fit() got unexpected keyword(s) {sorted(kw)}")
