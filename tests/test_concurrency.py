@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from _helpers import (
     Case,

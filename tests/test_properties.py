@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from _helpers import (
     CELLS,
@@ -37,8 +38,7 @@ from _helpers import (
 )
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings
-from hypothesis import strategies as st
+given, settings, st = hypothesis.given, hypothesis.settings, hypothesis.strategies
 
 PROPS = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True)
 
