@@ -1,13 +1,14 @@
 """Property-based tests (hypothesis) across all three cells, and the caller's
 floating-point state.
 
-The per-cell files already draw random small configurations of one cell on the
-default SIMD path and thread count (``test_parity_random_configs``, via
+The per-cell suite (test_cells.py) already draws random small configurations of one
+cell on the default SIMD path and thread count (``test_parity_random_configs``, via
 ``_helpers.case_strategy``). These tests reuse that strategy and add what it leaves
 fixed: every SIMD path this CPU runs, thread counts (with shapes large enough that
 the kernels really split the work), arbitrary per-row lengths, denormal and large
 input scales, a SIMD switch between forward and backward, and random chunkings of
 the time axis. Draws are derandomized, so a failure reproduces on every run.
+
 
 The last part checks that a kernel call leaves the calling thread's MXCSR as it was
 (the kernels set flush-to-zero and denormals-are-zero in their own threads only):
