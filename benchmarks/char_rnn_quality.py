@@ -52,11 +52,9 @@ own best within the budget is lower. Judged, never asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -65,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rnnkit import _sysinfo
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "warpeace.txt"
@@ -207,6 +207,7 @@ def check_rnnkit(
 # ---------------------------------------------------------------- the PyTorch side
 def worker_torch(args: argparse.Namespace, prob: dict[str, Any]) -> dict[str, Any]:
     import torch
+
     from rnnkit import text as tx  # the same batching and evaluation layout
 
     torch.set_num_threads(args.threads)
@@ -326,21 +327,11 @@ def worker_torch(args: argparse.Namespace, prob: dict[str, Any]) -> dict[str, An
 
 
 # ---------------------------------------------------------------- the driver
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
 def run_side(
     side: str, args: argparse.Namespace, problem: Path, tmp: Path
 ) -> dict | None:
     out = tmp / f"{side}.json"
-    env = dict(os.environ)
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[k] = str(args.threads)
+    env = _sysinfo.thread_env(args.threads)
     cmd = [
         sys.executable,
         __file__,
@@ -407,10 +398,11 @@ def summarize(res: dict[str, dict], args: argparse.Namespace, meta: dict) -> dic
         ratio = None if t_first is None or not t_torch else t_first / t_torch
         goals.append(
             {
-                "goal": "rnnkit reaches PyTorch's best validation loss in <= 2/3 of PyTorch's time",
+                "goal": "rnnkit reaches PyTorch's best validation loss in <= 2/3 of "
+                "PyTorch's time",
                 "value": (
-                    f"{t_first:.0f} s vs {t_torch:.0f} s (ratio {ratio:.2f}; interpolated "
-                    f"{t_interp:.0f} s)"
+                    f"{t_first:.0f} s vs {t_torch:.0f} s (ratio {ratio:.2f}; "
+                    f"interpolated {t_interp:.0f} s)"
                 )
                 if ratio is not None
                 else "never reached",
@@ -420,7 +412,8 @@ def summarize(res: dict[str, dict], args: argparse.Namespace, meta: dict) -> dic
         rb = summary["rnnkit"]["best_val_loss"]
         goals.append(
             {
-                "goal": "rnnkit's best validation loss within the budget is lower than PyTorch's",
+                "goal": "rnnkit's best validation loss within the budget is lower "
+                "than PyTorch's",
                 "value": f"{rb / LN2:.4f} vs {tb / LN2:.4f} bits/char",
                 "met": rb < tb,
             }
@@ -446,24 +439,26 @@ def write_markdown(
         (
             f"Configuration: {meta['corpus']} ({meta['chars']:,} characters, V = "
             f"{meta['vocab']}); validation = last {args.val_fraction:.0%} "
-            f"({meta['val_chars']:,} characters, scored whole); Embedding({meta['vocab']}, "
-            f"{args.embedding}) -> LSTM({args.embedding}, {args.hidden}) -> Linear; seq "
-            f"{args.seq_len}, batch {args.batch}, Adam {args.lr:g}, clip {args.clip:g}; same "
-            f"initial weights (seed {args.seed}); {args.budget:g} s training budget per side, "
-            f"evaluation every {args.eval_every:g} s of training and at epoch ends; "
+            f"({meta['val_chars']:,} characters, scored whole); "
+            f"Embedding({meta['vocab']}, {args.embedding}) -> "
+            f"LSTM({args.embedding}, {args.hidden}) -> Linear; seq "
+            f"{args.seq_len}, batch {args.batch}, Adam {args.lr:g}, "
+            f"clip {args.clip:g}; same initial weights (seed {args.seed}); "
+            f"{args.budget:g} s training budget per side, evaluation every "
+            f"{args.eval_every:g} s of training and at epoch ends; "
             f"{args.threads} thread(s) per side."
         ),
         "",
         (
             f"Machine: {meta['cpu']}; rnnkit {meta.get('rnnkit_version', '?')} "
-            f"({meta.get('simd', '?')}), torch {meta.get('torch_version', 'n/a')}, numpy "
-            f"{meta['numpy']}; load average at start/end "
+            f"({meta.get('simd', '?')}), torch {meta.get('torch_version', 'n/a')}, "
+            f"numpy {meta['numpy']}; load average at start/end "
             f"{meta['loadavg_start'][0]:.2f} / {meta['loadavg_end'][0]:.2f}."
         ),
         "",
         (
-            "| side | steps | training chars/s | best val (bits/char) | at (s) | final val "
-            "(bits/char) | generation chars/s | µs/char |"
+            "| side | steps | training chars/s | best val (bits/char) | at (s) "
+            "| final val (bits/char) | generation chars/s | µs/char |"
         ),
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -471,23 +466,23 @@ def write_markdown(
         if side not in res:
             continue
         L.append(
-            f"| {side} | {s['steps']:,} | {s['chars_per_s']:,.0f} | {s['best_val_bpc']:.4f} "
-            f"| {s['best_at_s']:.0f} | {s['final_val_loss'] / LN2:.4f} | "
-            f"{s['gen_chars_per_s']:,.0f} | {s['gen_us_per_char']:.1f} |"
+            f"| {side} | {s['steps']:,} | {s['chars_per_s']:,.0f} "
+            f"| {s['best_val_bpc']:.4f} | {s['best_at_s']:.0f} "
+            f"| {s['final_val_loss'] / LN2:.4f} | {s['gen_chars_per_s']:,.0f} "
+            f"| {s['gen_us_per_char']:.1f} |"
         )
     if summary.get("goals"):
         L += ["", "| goal | measured | |", "|---|---|---|"]
         for g in summary["goals"]:
-            L.append(
-                f"| {g['goal']} | {g['value']} | {'met' if g['met'] else '**NOT met**'} |"
-            )
+            met = "met" if g["met"] else "**NOT met**"
+            L.append(f"| {g['goal']} | {g['value']} | {met} |")
     checks = []
     if "rnnkit" in res:
         c = res["rnnkit"]["check"]
         checks.append(
             f"rnnkit's first training chunk matches the float64 reference (loss "
-            f"{c['loss']:.6f} vs {c['loss_ref64']:.6f}, gradient norm {c['grad_norm']:.5f} "
-            f"vs {c['grad_norm_ref64']:.5f})"
+            f"{c['loss']:.6f} vs {c['loss_ref64']:.6f}, gradient norm "
+            f"{c['grad_norm']:.5f} vs {c['grad_norm_ref64']:.5f})"
         )
     if "t0_parity" in summary:
         p = summary["t0_parity"]
@@ -622,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
             [Path(sys.argv[0]).name if argv is None else "char_rnn_quality.py"]
             + (sys.argv[1:] if argv is None else list(argv))
         ),
-        "cpu": cpu_model(),
+        "cpu": _sysinfo.cpu_model(),
+        "machine": _sysinfo.machine_info(),
         "numpy": np.__version__,
         "rnnkit_version": rk.__version__,
         "simd": rk.get_simd(),

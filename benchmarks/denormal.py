@@ -1,4 +1,5 @@
-"""Denormal-heavy inputs: the kernels run at normal speed, the caller's FP state is kept.
+"""Denormal-heavy inputs: the kernels run at normal speed; the caller's FP state is
+kept.
 
     python benchmarks/denormal.py                  # LSTM and GRU, float32, 1 thread
     python benchmarks/denormal.py --cells lstm --threads 2 --out denormal.json
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -138,8 +138,10 @@ def main() -> int:
     T, B, I, H = (int(v) for v in args.shape.split("x"))
 
     import rnnkit as rk
+    from rnnkit import _sysinfo
 
     rk.set_num_threads(args.threads)
+    _sysinfo.set_openblas_threads(1)
     print(
         f"denormal: rnnkit {rk.__version__}, simd {rk.get_simd()}, threads "
         f"{rk.get_num_threads()}, {args.dtype}, T×B×I×H = {args.shape}, median of "
@@ -166,8 +168,9 @@ def main() -> int:
                     "rnnkit": rk.__version__,
                     "simd": rk.get_simd(),
                     "threads": rk.get_num_threads(),
-                    "cpu": platform.processor() or platform.machine(),
+                    "cpu": _sysinfo.cpu_model(),
                     "numpy": np.__version__,
+                    "machine": _sysinfo.machine_info(),
                     "rows": rows,
                 },
                 f,

@@ -4,16 +4,16 @@
     python benchmarks/soak.py --cells lstm --calls 100000 --out soak.json
 
 Each call is a training forward + backward + zero_grad on a small layer (2 layers,
-bidirectional, H=48), with the sequence length, batch size and per-row lengths drawn
-at random every call, so the workspaces and the per-thread scratch grow, shrink and
-are reused; every 10th call is an inference forward, every 100th makes a single-step
-generator and steps it 5 times; the first calls use the largest shapes. Resident memory (``/proc/self/statm``) is sampled every
-``--every`` calls after a warm-up (the first ``--warmup`` calls: buffers reach their
-largest size and the allocator settles). RSS moves between a few levels as buffers are
-freed and made again, so "growth" is the peak RSS of the second half of the samples
-minus that of the first half; a leak of 100 bytes a call adds ~0.5 MB to it over
-10,000 calls. Verdict: growth under ``--tolerance-mb`` (default 1 MB), else exit
-status 1.
+bidirectional, H=48), with the sequence length, batch size and per-row lengths drawn at
+random every call, so the workspaces and the per-thread scratch grow, shrink and are
+reused; every 10th call is an inference forward, every 100th makes a single-step
+generator and steps it 5 times; the first calls use the largest shapes. Resident memory
+(``/proc/self/statm``) is sampled every ``--every`` calls after a warm-up (the first
+``--warmup`` calls: buffers reach their largest size and the allocator settles). RSS
+moves between a few levels as buffers are freed and made again, so "growth" is the peak
+RSS of the second half of the samples minus that of the first half; a leak of 100 bytes
+a call adds ~0.5 MB to it over 10,000 calls. Verdict: growth under ``--tolerance-mb``
+(default 1 MB), else exit status 1.
 
 Threads are fixed (``--threads``, default 1) for the kernels and 1 for OpenBLAS.
 Prints one line per sample and a summary, and writes JSON with ``--out``.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -116,8 +115,10 @@ def main() -> int:
     args = ap.parse_args()
 
     import rnnkit as rk
+    from rnnkit import _sysinfo
 
     rk.set_num_threads(args.threads)
+    _sysinfo.set_openblas_threads(1)
     start = rss_mb()
     print(
         f"soak: rnnkit {rk.__version__}, simd {rk.get_simd()}, threads "
@@ -152,9 +153,9 @@ def main() -> int:
                     "rnnkit": rk.__version__,
                     "simd": rk.get_simd(),
                     "threads": rk.get_num_threads(),
-                    "cpu": platform.processor() or platform.machine(),
-                    "python": platform.python_version(),
+                    "cpu": _sysinfo.cpu_model(),
                     "numpy": np.__version__,
+                    "machine": _sysinfo.machine_info(),
                     "tolerance_mb": args.tolerance_mb,
                     "rss_process_start_mb": round(start, 2),
                     "ok": ok,

@@ -1,4 +1,4 @@
-"""Helpers shared by the per-cell test files (test_rnn.py, test_lstm.py, test_gru.py).
+"""Helpers shared by the per-cell suite (test_cells.py) and the cross-cell tests.
 
 A ``Case`` names one configuration (cell, sizes, layout, dtype, lengths); the
 ``check_*`` functions run it on the compiled kernels and on the NumPy reference
@@ -10,18 +10,66 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import tol
 
-CELLS = ("rnn", "lstm", "gru")
-NONLINEARITIES = ("tanh", "relu", "sigmoid")
+from conftest import FD_TOL, tol
+from rnnkit import _cells
+
+CELLS = tuple(_cells.CELLS)  # every registered cell, in the registry's order
 DTYPES = ("float32", "float64")
 
 Results = dict[str, np.ndarray]
+
+
+# ---------------------------------------------------------- finite differences
+def fd_derivative(
+    f: Callable[[], float],
+    x: np.ndarray,
+    direction: np.ndarray | None = None,
+    *,
+    index: int | None = None,
+    eps: float = FD_TOL["eps"],
+) -> float:
+    """Centered difference ``(f(x + eps v) - f(x - eps v)) / (2 eps)`` in float64.
+
+    ``x`` is perturbed in place (``f`` reads it, takes no arguments) and restored
+    bitwise afterwards. ``v`` is ``direction`` (same shape as ``x``) or, with
+    ``index``, the unit vector of flat entry ``index``.
+    """
+    if (direction is None) == (index is None):
+        raise ValueError("pass exactly one of direction and index")
+    old = x.copy()
+    try:
+        if index is not None:
+            flat = x.reshape(-1)
+            assert np.shares_memory(flat, x), "x must be contiguous"
+            flat[index] = old.reshape(-1)[index] + eps
+            up = f()
+            flat[index] = old.reshape(-1)[index] - eps
+            down = f()
+        else:
+            x[...] = old + eps * direction
+            up = f()
+            x[...] = old - eps * direction
+            down = f()
+    finally:
+        x[...] = old
+    return float((up - down) / (2 * eps))
+
+
+def fd_gradient(
+    f: Callable[[], float], x: np.ndarray, eps: float = FD_TOL["eps"]
+) -> np.ndarray:
+    """The whole gradient of ``f`` at ``x`` by centered differences, entry by entry
+    (``x`` perturbed in place and restored, as in :func:`fd_derivative`)."""
+    g = np.zeros(x.shape, np.float64)
+    for i in range(x.size):
+        g.reshape(-1)[i] = fd_derivative(f, x, index=i, eps=eps)
+    return g
 
 
 # --------------------------------------------------------------------- cases
@@ -42,7 +90,9 @@ class Case:
 
     def __str__(self) -> str:
         parts = [
-            self.cell if self.cell != "rnn" else f"rnn-{self.nonlinearity}",
+            self.cell
+            if len(variants(self.cell)) == 1
+            else f"{self.cell}-{self.nonlinearity}",
             f"T{self.T}B{self.B}I{self.I}H{self.H}L{self.L}",
             "bi" if self.bidir else "uni",
             "bf" if self.batch_first else "tm",
@@ -59,8 +109,14 @@ class Case:
 
 
 def variants(cell: str) -> list[str]:
-    """The nonlinearities a cell is tested with (only RNN has a choice)."""
-    return list(NONLINEARITIES) if cell == "rnn" else ["tanh"]
+    """The nonlinearities a cell is tested with: every one it accepts (only RNN has a
+    choice; the others accept just ``"tanh"``)."""
+    return list(_cells.get(cell).nonlinearities)
+
+
+def has_cell_state(cell: str) -> bool:
+    """True when the cell's state is a pair ``(h, c)`` (LSTM)."""
+    return _cells.get(cell).has_cell_state
 
 
 def grid_cases(cell: str) -> list[Case]:
@@ -114,8 +170,9 @@ def large_cases(cell: str) -> list[Case]:
     return cases
 
 
-# Gate rows G*H of each cell, and an H that makes G*H just exceed 4096.
-_WIDE_H = {"rnn": 4099, "lstm": 1025, "gru": 1366}
+def wide_hidden(cell: str, panel: int = 4096) -> int:
+    """The smallest H whose gate rows G*H exceed one ``panel``-wide GEMM N panel."""
+    return panel // _cells.get(cell).gates + 1
 
 
 def blocking_cases(cell: str) -> list[Case]:
@@ -124,7 +181,7 @@ def blocking_cases(cell: str) -> list[Case]:
     K block, and G*H past a 4096-wide N panel."""
     return [
         Case(cell, 9, 33, 300, 130, 2, True, False, "unsorted", "float32"),
-        Case(cell, 2, 3, 5, _WIDE_H[cell], 1, False, False, None, "float32"),
+        Case(cell, 2, 3, 5, wide_hidden(cell), 1, False, False, None, "float32"),
     ]
 
 
@@ -170,7 +227,7 @@ def layer_classes(impl: str) -> dict[str, type]:
         import rnnkit.reference as mod
     else:
         raise ValueError(impl)
-    return {"rnn": mod.RNN, "lstm": mod.LSTM, "gru": mod.GRU}
+    return {name: getattr(mod, spec.class_name) for name, spec in _cells.CELLS.items()}
 
 
 def make_layer(case: Case, impl: str = "kernel", seed: int = 7, **overrides: Any):
@@ -183,7 +240,7 @@ def make_layer(case: Case, impl: str = "kernel", seed: int = 7, **overrides: Any
         "dtype": case.dtype,
         "seed": seed,
     }
-    if case.cell == "rnn":
+    if len(variants(case.cell)) > 1:
         kw["nonlinearity"] = case.nonlinearity
     kw.update(overrides)
     return cls(case.I, case.H, **kw)
@@ -212,7 +269,8 @@ def make_lengths(mode: str | None, T: int, B: int) -> np.ndarray | None:
 
 
 def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
-    """x, initial state, dy and final-state gradients for ``case`` (in the layer's layout)."""
+    """x, initial state, dy and final-state gradients for ``case`` (in the layer's
+    layout)."""
     dt = np.dtype(case.dtype)
     T, B = case.T, case.B
     S = (case.L * case.D, B, case.H)
@@ -224,7 +282,7 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
 
     x, dy = randn(xs), randn(ys)
     h0, dhn = randn(S, 0.5), randn(S)
-    if case.cell == "lstm":
+    if has_cell_state(case.cell):
         hx, dhx = (h0, randn(S)), (dhn, randn(S))
     else:
         hx, dhx = h0, dhn
@@ -253,14 +311,14 @@ def run(
         layer.zero_grad()
     y, hn = layer.forward(x, hx, lengths=lengths)
     out: Results = {"y": np.array(y)}
-    if layer.cell == "lstm":
+    if has_cell_state(layer.cell):
         out["h_n"], out["c_n"] = np.array(hn[0]), np.array(hn[1])
     else:
         out["h_n"] = np.array(hn)
     if backward:
         dx, dh0 = layer.backward(dy, dhx)
         out["dx"] = np.array(dx)
-        if layer.cell == "lstm":
+        if has_cell_state(layer.cell):
             out["dh0"], out["dc0"] = np.array(dh0[0]), np.array(dh0[1])
         else:
             out["dh0"] = np.array(dh0)
@@ -300,7 +358,8 @@ def _describe(key: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float) 
         np.argmax(np.where(bad, np.nan_to_num(err, nan=np.inf), -1)), a.shape
     )
     return (
-        f"{key}: {int(bad.sum())}/{a.size} elements off, worst at {tuple(map(int, idx))}:"
+        f"{key}: {int(bad.sum())}/{a.size} elements off,"
+        f" worst at {tuple(map(int, idx))}:"
         f" got {a[idx]!r}, expected {b[idx]!r} (max abs err {np.nanmax(err):.3g},"
         f" rtol={rtol:g}, atol={atol:g})"
     )
@@ -375,7 +434,7 @@ def check_shapes(case: Case, res: Results) -> None:
     )
     xs = ys[:2] + (case.I,)
     expected = {"y": ys, "h_n": S, "dx": xs, "dh0": S}
-    if case.cell == "lstm":
+    if has_cell_state(case.cell):
         expected.update(c_n=S, dc0=S)
     for key, shape in expected.items():
         if key in res:
@@ -410,7 +469,7 @@ def check_chunks(case: Case, rng: np.random.Generator, splits: list[int]) -> Non
         y, hx = layer.forward(inputs["x"][sl], hx)
         ys.append(np.array(y))
     got: Results = {"y": np.concatenate(ys, axis=tax)}
-    if case.cell == "lstm":
+    if has_cell_state(case.cell):
         got["h_n"], got["c_n"] = np.array(hx[0]), np.array(hx[1])
     else:
         got["h_n"] = np.array(hx)
@@ -421,7 +480,7 @@ def check_chunks(case: Case, rng: np.random.Generator, splits: list[int]) -> Non
         dx, dhx = layer.backward(np.ascontiguousarray(inputs["dy"][sl]), dhx)
         dxs.append(np.array(dx))
     got["dx"] = np.concatenate(dxs[::-1], axis=tax)
-    if case.cell == "lstm":
+    if has_cell_state(case.cell):
         got["dh0"], got["dc0"] = np.array(dhx[0]), np.array(dhx[1])
     else:
         got["dh0"] = np.array(dhx)
@@ -507,7 +566,8 @@ def check_simd_threads(
 
 
 def check_inference(case: Case, rng: np.random.Generator) -> None:
-    """train=False gives the training path's y and final states; backward then raises."""
+    """train=False gives the training path's y and final states; backward then
+    raises."""
     layer = make_layer(case)
     inputs = make_inputs(case, rng)
     train = run_case(layer, inputs, backward=False)
@@ -515,7 +575,7 @@ def check_inference(case: Case, rng: np.random.Generator) -> None:
         inputs["x"], inputs["hx"], lengths=inputs["lengths"], train=False
     )
     infer: Results = {"y": np.array(y)}
-    if case.cell == "lstm":
+    if has_cell_state(case.cell):
         infer["h_n"], infer["c_n"] = np.array(hn[0]), np.array(hn[1])
     else:
         infer["h_n"] = np.array(hn)
@@ -614,7 +674,7 @@ def check_none_defaults(case: Case, rng: np.random.Generator) -> None:
     inputs = make_inputs(case, rng)
     S = (case.L * case.D, case.B, case.H)
     zeros = np.zeros(S, case.dtype)
-    zstate = (zeros, zeros) if case.cell == "lstm" else zeros
+    zstate = (zeros, zeros) if has_cell_state(case.cell) else zeros
     dy0 = np.zeros_like(inputs["dy"])
     a = run(layer, inputs["x"], None, None, inputs["dhx"], inputs["lengths"])
     b = run(layer, inputs["x"], zstate, dy0, inputs["dhx"], inputs["lengths"])

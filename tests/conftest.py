@@ -1,13 +1,21 @@
-"""Shared fixtures and the one tolerance table of the test suite.
+"""Shared fixtures, the one tolerance table of the test suite, and the torch gate.
 
 Every comparison between two implementations (compiled kernels vs the NumPy
 reference, rnnkit vs PyTorch, one SIMD path vs another) reads its tolerances
-from ``TOL``; comparisons that must be exact (thread counts, memory layouts of
-the same input) use ``np.array_equal`` instead.
+from ``TOL`` (by dtype and kind, via :func:`tol`) or, where a test compares
+something else, from a named entry of ``NAMED_TOL`` (via :func:`named_tol`);
+comparisons that must be exact (thread counts, memory layouts of the same input)
+use ``np.array_equal`` instead.
+
+PyTorch is optional: its parity tests skip cleanly without it. With
+``RNNKIT_REQUIRE_TORCH=1`` in the environment (``.ci/run`` exports it) a torch
+that does not import is an error, and any test skipped for want of torch fails
+the run.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -18,25 +26,104 @@ import pytest
 #   "out":  forward results (y, h_n, c_n).
 #   "grad": backward results (dx, dh0, dc0, parameter gradients); sums over
 #           T*B terms and through time, so looser than the forward.
+#   "step": single steps (``layer.stepper``) vs a whole-sequence forward of the
+#           same layer, and one SIMD path's steps vs another's: the same kernels,
+#           the state round-tripping through Python, so tighter than "out" in
+#           float64 and within rounding of a short recurrence in float32.
 TOL: dict[np.dtype, dict[str, tuple[float, float]]] = {
-    np.dtype(np.float32): {"out": (1e-4, 1e-5), "grad": (1e-3, 1e-4)},
-    np.dtype(np.float64): {"out": (1e-10, 1e-12), "grad": (1e-9, 1e-11)},
+    np.dtype(np.float32): {
+        "out": (1e-4, 1e-5),
+        "grad": (1e-3, 1e-4),
+        "step": (1e-5, 1e-5),
+    },
+    np.dtype(np.float64): {
+        "out": (1e-10, 1e-12),
+        "grad": (1e-9, 1e-11),
+        "step": (1e-12, 1e-12),
+    },
 }
 
-# The reference in float64 vs the reference's own centered finite differences.
+# Comparisons that are not "one implementation vs another in one dtype"; each says
+# why it needs its own entry. (rtol, atol), as above.
+NAMED_TOL: dict[str, tuple[float, float]] = {
+    # The reference's forward in float32 vs the same problem in float64: the float32
+    # rounding of inputs, weights and every step, not a kernel difference.
+    "float32_vs_float64": (1e-5, 1e-5),
+    # A stable sigmoid vs 1 / (1 + exp(-a)) in long double: a few ulps, relative,
+    # down to the smallest normal number (the test adds finfo(dtype).tiny to atol).
+    "sigmoid_vs_longdouble": (1e-6, 0.0),
+    # The same float64 gradient added twice vs twice the gradient: one rounding.
+    "accumulate_twice": (1e-12, 1e-14),
+    # Gradients through a whole model (embedding, dropout, several layers, a loss)
+    # vs centered differences: FD_TOL's rtol, ten times, for the longer chain.
+    "fd_model": (1e-4, 1e-8),
+    # Analytic float64 results vs the same formula in PyTorch (float64): rounding
+    # of a different but equally exact order of operations.
+    "torch_float64": (1e-10, 1e-14),
+    # Optimizer trajectories (several steps, float64) vs PyTorch's optimizers.
+    "optim_float64": (1e-11, 1e-13),
+}
+
+# The reference in float64 vs the reference's own centered finite differences
+# (``_helpers.fd_derivative``, ``_helpers.fd_gradient``).
 FD_TOL: dict[str, float] = {"eps": 1e-6, "rtol": 1e-5, "atol": 1e-7}
 
 SEED = 20240611
 
+#: Set by .ci/run: torch must import and no test may skip for want of it.
+REQUIRE_TORCH = os.environ.get("RNNKIT_REQUIRE_TORCH", "") == "1"
+
 
 def tol(dtype: np.dtype | str | type, kind: str) -> tuple[float, float]:
-    """(rtol, atol) for ``kind`` ("out" or "grad") in ``dtype``."""
+    """(rtol, atol) for ``kind`` ("out", "grad" or "step") in ``dtype``."""
     return TOL[np.dtype(dtype)][kind]
+
+
+def named_tol(name: str) -> tuple[float, float]:
+    """(rtol, atol) of the named comparison ``name`` (a key of ``NAMED_TOL``)."""
+    return NAMED_TOL[name]
+
+
+# ------------------------------------------------------------------ torch gate
+_torch_skips: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_TORCH:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise pytest.UsageError(
+                f"RNNKIT_REQUIRE_TORCH=1 but torch does not import: {e}"
+            ) from e
+
+
+def _note_torch_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if REQUIRE_TORCH and report.skipped and "'torch'" in str(report.longrepr):
+        _torch_skips.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _note_torch_skip(report)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_torch_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _torch_skips:
+        print(
+            f"\nRNNKIT_REQUIRE_TORCH=1: {len(_torch_skips)} item(s) skipped for want "
+            "of torch: " + ", ".join(_torch_skips[:5]),
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
-    """A freshly seeded generator per test: every test sees the same inputs on every run."""
+    """A freshly seeded generator per test: the same inputs on every run."""
     return np.random.default_rng(SEED)
 
 
@@ -53,7 +140,8 @@ def restore_config():
 
 @pytest.fixture(autouse=True)
 def _no_config_leak():
-    """Fails loudly if a test changed the SIMD path or thread count and did not restore it."""
+    """Fails loudly if a test changed the SIMD path or thread count and did not
+    restore it."""
     config = sys.modules.get("rnnkit._config")
     before = _snapshot(config)
     yield

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+
 from _helpers import (
     CELLS,
     Case,

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import rnnkit as rk
 
 ROOT = Path(__file__).resolve().parent.parent

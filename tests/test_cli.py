@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+
 import rnnkit as rk
 from rnnkit import cli
 from rnnkit import text as tx

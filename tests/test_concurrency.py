@@ -13,9 +13,9 @@ training one layer from several threads at once (a training forward keeps what i
 backward needs on the layer), or changing the SIMD path while calls are in flight
 (a call then stops with a ValueError about its workspace, never a crash).
 
-The per-cell files run ``_helpers.check_concurrent`` (three layers of one cell);
-these tests mix cells and dtypes, share layers, oversubscribe the cores and check
-that the GIL is released.
+The per-cell suite (test_cells.py) runs ``_helpers.check_concurrent`` (three layers
+of one cell); these tests mix cells and dtypes, share layers, oversubscribe the
+cores and check that the GIL is released.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from _helpers import (
     Case,

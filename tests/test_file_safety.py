@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from rnnkit.io import CheckpointError
 
@@ -361,7 +362,8 @@ def test_device_file_is_refused():
         "from rnnkit.io import CheckpointError\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
         "import os\n"
-        "vm = int(open('/proc/self/statm').read().split()[0]) * os.sysconf('SC_PAGE_SIZE')\n"
+        "vm = int(open('/proc/self/statm').read().split()[0])"
+        " * os.sysconf('SC_PAGE_SIZE')\n"
         "resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), hard))\n"
         "try:\n"
         "    rk.load('/dev/zero')\n"

@@ -1,13 +1,14 @@
 """Property-based tests (hypothesis) across all three cells, and the caller's
 floating-point state.
 
-The per-cell files already draw random small configurations of one cell on the
-default SIMD path and thread count (``test_parity_random_configs``, via
+The per-cell suite (test_cells.py) already draws random small configurations of one
+cell on the default SIMD path and thread count (``test_parity_random_configs``, via
 ``_helpers.case_strategy``). These tests reuse that strategy and add what it leaves
 fixed: every SIMD path this CPU runs, thread counts (with shapes large enough that
 the kernels really split the work), arbitrary per-row lengths, denormal and large
 input scales, a SIMD switch between forward and backward, and random chunkings of
 the time axis. Draws are derandomized, so a failure reproduces on every run.
+
 
 The last part checks that a kernel call leaves the calling thread's MXCSR as it was
 (the kernels set flush-to-zero and denormals-are-zero in their own threads only):
@@ -21,6 +22,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from _helpers import (
     CELLS,
@@ -37,8 +39,7 @@ from _helpers import (
 )
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings
-from hypothesis import strategies as st
+given, settings, st = hypothesis.given, hypothesis.settings, hypothesis.strategies
 
 PROPS = settings(max_examples=60, deadline=None, derandomize=True, print_blob=True)
 

@@ -18,14 +18,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FD_TOL, tol
-from rnnkit import layers
-from rnnkit import reference as ref
-from rnnkit import _ops
 
+from _helpers import fd_derivative
+from conftest import FD_TOL, named_tol, tol
+from rnnkit import _cells, _ops, layers
+from rnnkit import reference as ref
+
+# PyTorch's gate rows per cell, written out here independently of the registry
+# (make_params builds the parameters from them; test_registry_matches checks that
+# rnnkit._cells agrees).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("lstm", "tanh"),
-         ("gru", "tanh")]
+CELLS = [
+    (cell, nl) for cell, spec in _cells.CELLS.items() for nl in spec.nonlinearities
+]
 
 
 def cell_id(c: tuple[str, str]) -> str:
@@ -59,10 +64,16 @@ class Problem:
     def run(self, arrays: dict[str, np.ndarray] | None = None, train: bool = False):
         a = self.arrays if arrays is None else arrays
         return ref.forward(
-            self.cell, a["x"], a["h0"], a.get("c0"),
+            self.cell,
+            a["x"],
+            a["h0"],
+            a.get("c0"),
             {k: a[k] for k in self.param_names},
-            num_layers=self.L, bidirectional=self.bidir, nonlinearity=self.nl,
-            lengths=self.lengths, train=train,
+            num_layers=self.L,
+            bidirectional=self.bidir,
+            nonlinearity=self.nl,
+            lengths=self.lengths,
+            train=train,
         )
 
     def loss(self, arrays: dict[str, np.ndarray]) -> float:
@@ -83,9 +94,16 @@ class Problem:
         return grads
 
 
-def make_params(cell: str, I: int, H: int, L: int, D: int, bias: bool,
-                rng: np.random.Generator,
-                dtype: Any = np.float64) -> dict[str, np.ndarray]:
+def make_params(
+    cell: str,
+    I: int,
+    H: int,
+    L: int,
+    D: int,
+    bias: bool,
+    rng: np.random.Generator,
+    dtype: Any = np.float64,
+) -> dict[str, np.ndarray]:
     """PyTorch's names and shapes, written out here independently of layers.py."""
     G = GATES[cell]
     params = {}
@@ -107,17 +125,31 @@ def unsorted_lengths(T: int, B: int) -> np.ndarray:
     return np.roll(base, 1)
 
 
-def make_problem(cell: str, nl: str, T: int, B: int, I: int, H: int, L: int = 1,
-                 bidir: bool = False, lengths: Any = None, bias: bool = True,
-                 rng: np.random.Generator | None = None,
-                 dtype: Any = np.float64) -> Problem:
+def make_problem(
+    cell: str,
+    nl: str,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    L: int = 1,
+    bidir: bool = False,
+    lengths: Any = None,
+    bias: bool = True,
+    rng: np.random.Generator | None = None,
+    dtype: Any = np.float64,
+) -> Problem:
     rng = np.random.default_rng(0) if rng is None else rng
     D = 2 if bidir else 1
     if isinstance(lengths, str):
-        lengths = {"unsorted": unsorted_lengths(T, B),
-                   "short": np.minimum(unsorted_lengths(T, B), max(T - 1, 1))}[lengths]
-    arrays = {"x": rng.standard_normal((T, B, I)),
-              "h0": 0.5 * rng.standard_normal((L * D, B, H))}
+        lengths = {
+            "unsorted": unsorted_lengths(T, B),
+            "short": np.minimum(unsorted_lengths(T, B), max(T - 1, 1)),
+        }[lengths]
+    arrays = {
+        "x": rng.standard_normal((T, B, I)),
+        "h0": 0.5 * rng.standard_normal((L * D, B, H)),
+    }
     if cell == "lstm":
         arrays["c0"] = 0.5 * rng.standard_normal((L * D, B, H))
     arrays = {k: v.astype(dtype) for k, v in arrays.items()}
@@ -129,9 +161,23 @@ def make_problem(cell: str, nl: str, T: int, B: int, I: int, H: int, L: int = 1,
     return Problem(cell, nl, L, bidir, lengths, arrays, Wy, Wh, Wc)
 
 
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("L, bidir, bias", [(1, False, True), (3, True, False)])
+def test_registry_matches(cell, L, bidir, bias):
+    """rnnkit._cells gives the names and shapes written out independently here."""
+    rng = np.random.default_rng(0)
+    want = {
+        k: v.shape for k, v in make_params(cell, 5, 3, L, 1 + bidir, bias, rng).items()
+    }
+    assert _cells.get(cell).param_shapes(5, 3, L, bidir, bias) == want
+    assert list(_cells.get(cell).param_shapes(5, 3, L, bidir, bias)) == list(want)
+    assert set(_cells.CELLS) == set(GATES)
+
+
 # ------------------------------------------------------ finite differences
-def check_finite_differences(p: Problem, rng: np.random.Generator,
-                             entries: int = 3) -> None:
+def check_finite_differences(
+    p: Problem, rng: np.random.Generator, entries: int = 3
+) -> None:
     """Centered differences on ``entries`` random entries of every tensor, plus one
     random direction per tensor (which involves all of its entries at once)."""
     eps, rtol, atol = FD_TOL["eps"], FD_TOL["rtol"], FD_TOL["atol"]
@@ -152,30 +198,34 @@ def check_finite_differences(p: Problem, rng: np.random.Generator,
         v = rng.standard_normal(value.shape)
         probes.append((v, float(np.sum(g * v)), f"{name}·random"))
         for v, want, label in probes:
-            plus, minus = dict(p.arrays), dict(p.arrays)
-            plus[name] = value + eps * v
-            minus[name] = value - eps * v
-            fd = (p.loss(plus) - p.loss(minus)) / (2 * eps)
+            fd = fd_derivative(lambda: p.loss(p.arrays), value, v, eps=eps)
             if not abs(fd - want) <= atol + rtol * abs(want):
-                problems.append(f"{label}: analytic {want:.10g}, "
-                                f"finite difference {fd:.10g}")
+                problems.append(
+                    f"{label}: analytic {want:.10g}, finite difference {fd:.10g}"
+                )
     assert not problems, "gradient mismatch:\n  " + "\n  ".join(problems)
 
 
 FD_GRID = [
-    pytest.param(c, L, bidir, lengths,
-                 id=f"{cell_id(c)}-L{L}-{'bi' if bidir else 'uni'}-"
-                    f"{lengths or 'nolen'}")
+    pytest.param(
+        c,
+        L,
+        bidir,
+        lengths,
+        id=f"{cell_id(c)}-L{L}-{'bi' if bidir else 'uni'}-{lengths or 'nolen'}",
+    )
     for c, L, bidir, lengths in itertools.product(
-        CELLS, (1, 2), (False, True), (None, "unsorted"))
+        CELLS, (1, 2), (False, True), (None, "unsorted")
+    )
 ]
 
 
 @pytest.mark.parametrize("cell_nl, L, bidir, lengths", FD_GRID)
 def test_gradients_finite_differences(cell_nl, L, bidir, lengths, rng):
     cell, nl = cell_nl
-    p = make_problem(cell, nl, T=4, B=3, I=5, H=3, L=L, bidir=bidir, lengths=lengths,
-                     rng=rng)
+    p = make_problem(
+        cell, nl, T=4, B=3, I=5, H=3, L=L, bidir=bidir, lengths=lengths, rng=rng
+    )
     check_finite_differences(p, rng)
 
 
@@ -190,8 +240,9 @@ EDGE = [  # T, B, I, H, L, bidir, lengths, bias
 
 @pytest.mark.parametrize("cell_nl", CELLS, ids=cell_id)
 @pytest.mark.parametrize("T, B, I, H, L, bidir, lengths, bias", EDGE)
-def test_gradients_finite_differences_edge(cell_nl, T, B, I, H, L, bidir, lengths, bias,
-                                           rng):
+def test_gradients_finite_differences_edge(
+    cell_nl, T, B, I, H, L, bidir, lengths, bias, rng
+):
     cell, nl = cell_nl
     p = make_problem(cell, nl, T, B, I, H, L, bidir, lengths, bias, rng)
     assert any(k.startswith("bias") for k in p.arrays) == bias
@@ -212,8 +263,13 @@ def sequence_alone(p: Problem, b: int) -> Problem:
     if p.lstm:
         arrays["c0"] = p.arrays["c0"][:, one]
     return dataclasses.replace(
-        p, lengths=None, arrays=arrays, Wy=p.Wy[:n, one], Wh=p.Wh[:, one],
-        Wc=None if p.Wc is None else p.Wc[:, one])
+        p,
+        lengths=None,
+        arrays=arrays,
+        Wy=p.Wy[:n, one],
+        Wh=p.Wh[:, one],
+        Wc=None if p.Wc is None else p.Wc[:, one],
+    )
 
 
 @pytest.mark.parametrize("cell_nl", CELLS, ids=cell_id)
@@ -235,15 +291,15 @@ def test_lengths_equal_each_sequence_alone(cell_nl, mode, rng):
         assert not g["x"][n:, b].any(), f"dx past the end of sequence {b} is not zero"
         alone = sequence_alone(p, b)
         y1, h1, c1, _ = alone.run()
-        assert_close(y[:n, b:b + 1], y1, "out", f"y of sequence {b}")
-        assert_close(h_n[:, b:b + 1], h1, "out", f"h_n of sequence {b}")
+        assert_close(y[:n, b : b + 1], y1, "out", f"y of sequence {b}")
+        assert_close(h_n[:, b : b + 1], h1, "out", f"h_n of sequence {b}")
         if p.lstm:
-            assert_close(c_n[:, b:b + 1], c1, "out", f"c_n of sequence {b}")
+            assert_close(c_n[:, b : b + 1], c1, "out", f"c_n of sequence {b}")
         g1 = alone.grads()
-        assert_close(g["x"][:n, b:b + 1], g1["x"], "grad", f"dx of sequence {b}")
+        assert_close(g["x"][:n, b : b + 1], g1["x"], "grad", f"dx of sequence {b}")
         for k in ("h0", "c0"):
             if k in g:
-                assert_close(g[k][:, b:b + 1], g1[k], "grad", f"d{k} of sequence {b}")
+                assert_close(g[k][:, b : b + 1], g1[k], "grad", f"d{k} of sequence {b}")
         for k in param_sums:
             param_sums[k] += g1[k]
     # Parameter gradients of the batch are the sums over the sequences alone.
@@ -286,9 +342,16 @@ def run_chunks(p: Problem, bounds: list[int]):
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     h, c, ys, caches = a["h0"], a.get("c0"), [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        y, h, c, cache = ref.forward(p.cell, a["x"][lo:hi], h, c, params,
-                                     num_layers=p.L, bidirectional=False,
-                                     nonlinearity=p.nl)
+        y, h, c, cache = ref.forward(
+            p.cell,
+            a["x"][lo:hi],
+            h,
+            c,
+            params,
+            num_layers=p.L,
+            bidirectional=False,
+            nonlinearity=p.nl,
+        )
         ys.append(y)
         caches.append(cache)
     dh, dc, dxs = p.Wh, p.Wc, []
@@ -324,22 +387,25 @@ def test_chunks_equal_one_call(cell_nl, split, rng):
 @pytest.mark.parametrize("lengths", [None, "unsorted"])
 def test_float32_matches_float64(cell_nl, lengths):
     cell, nl = cell_nl
-    p64 = make_problem(cell, nl, 6, 3, 5, 7, L=2, bidir=True, lengths=lengths,
-                       rng=np.random.default_rng(1))
-    p32 = make_problem(cell, nl, 6, 3, 5, 7, L=2, bidir=True, lengths=lengths,
-                       rng=np.random.default_rng(1), dtype=np.float32)
+    kw = {"L": 2, "bidir": True, "lengths": lengths}
+    p64 = make_problem(cell, nl, 6, 3, 5, 7, rng=np.random.default_rng(1), **kw)
+    p32 = make_problem(
+        cell, nl, 6, 3, 5, 7, rng=np.random.default_rng(1), dtype=np.float32, **kw
+    )
     for a32, a64, name in zip(p32.run(), p64.run(), ("y", "h_n", "c_n")):
         if a64 is None:
             assert a32 is None
             continue
         assert a32.dtype == np.float32, f"{name} computed in {a32.dtype}"
-        np.testing.assert_allclose(a32, a64, rtol=1e-5, atol=1e-5, err_msg=name)
+        rtol, atol = named_tol("float32_vs_float64")
+        np.testing.assert_allclose(a32, a64, rtol=rtol, atol=atol, err_msg=name)
     g32, g64 = p32.grads(), p64.grads()
     for name in g64:
         assert g32[name].dtype == np.float32, name
         rtol, atol = tol(np.float32, "grad")
-        np.testing.assert_allclose(g32[name], g64[name], rtol=rtol, atol=atol,
-                                   err_msg=f"d{name}")
+        np.testing.assert_allclose(
+            g32[name], g64[name], rtol=rtol, atol=atol, err_msg=f"d{name}"
+        )
 
 
 def test_compute_dtype_is_the_dtype_of_x(rng):
@@ -374,15 +440,17 @@ def test_huge_inputs_saturate_without_warnings(cell_nl, dtype, rng):
 
 def test_sigmoid_is_stable():
     for dtype in (np.float32, np.float64):
-        a = np.array([-1e30, -1000, -100, -30, -1, 0, 1, 30, 100, 1000, 1e30,
-                      np.inf, -np.inf, np.nan], dtype=dtype)
+        finite = [-1e30, -1000, -100, -30, -1, 0, 1, 30, 100, 1000, 1e30]
+        a = np.array(finite + [np.inf, -np.inf, np.nan], dtype=dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             s = _ops.sigmoid(a, out=np.empty_like(a))
             want = 1 / (1 + np.exp(-a.astype(np.longdouble)))
         assert s.dtype == dtype
         # Relative accuracy down to the smallest normal number (below it: 0).
-        np.testing.assert_allclose(s[:-1], want[:-1].astype(dtype), rtol=1e-6,
-                                   atol=np.finfo(dtype).tiny)
+        rtol, atol = named_tol("sigmoid_vs_longdouble")
+        np.testing.assert_allclose(
+            s[:-1], want[:-1].astype(dtype), rtol=rtol, atol=atol + np.finfo(dtype).tiny
+        )
         assert np.isnan(s[-1])
 
 
@@ -410,8 +478,9 @@ def test_nan_propagates_without_exceptions(cell_nl, rng):
 
 # ------------------------------------------------------------- API details
 def test_backward_adds_and_leaves_inputs_alone(rng):
-    p = make_problem("gru", "tanh", 4, 3, 5, 3, L=2, bidir=True, lengths="unsorted",
-                     rng=rng)
+    p = make_problem(
+        "gru", "tanh", 4, 3, 5, 3, L=2, bidir=True, lengths="unsorted", rng=rng
+    )
     before = {k: v.copy() for k, v in p.arrays.items()}
     *_, cache = p.run(train=True)
     grads = {k: np.zeros_like(p.arrays[k]) for k in p.param_names}
@@ -420,8 +489,9 @@ def test_backward_adds_and_leaves_inputs_alone(rng):
     once = {k: v.copy() for k, v in grads.items()}
     _, _, _, cache = p.run(train=True)
     ref.backward(cache, dy, dh, None, grads)
+    rtol, atol = named_tol("accumulate_twice")
     for k, g in grads.items():
-        np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g, 2 * once[k], rtol=rtol, atol=atol)
     for k, v in before.items():
         assert np.array_equal(p.arrays[k], v), f"{k} was modified"
     assert np.array_equal(dy, p.Wy) and np.array_equal(dh, p.Wh)
@@ -439,11 +509,11 @@ def test_inference_returns_no_cache(rng):
 @pytest.mark.parametrize("cell_nl", CELLS, ids=cell_id)
 def test_layer_classes_match_functional_api(cell_nl, rng):
     cell, nl = cell_nl
-    cls = {"rnn": ref.RNN, "lstm": ref.LSTM, "gru": ref.GRU}[cell]
-    base = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}[cell]
+    cls = getattr(ref, _cells.get(cell).class_name)
+    base = getattr(layers, _cells.get(cell).class_name)
     kw = {"nonlinearity": nl} if cell == "rnn" else {}
-    layer = cls(5, 4, num_layers=2, bidirectional=True, batch_first=True,
-                dtype="float64", seed=3, **kw)
+    kw.update(num_layers=2, bidirectional=True, batch_first=True, dtype="float64")
+    layer = cls(5, 4, seed=3, **kw)
     assert isinstance(layer, base) and type(layer).__name__ == base.__name__
     T, B = 6, 3
     x = rng.standard_normal((B, T, 5))
@@ -458,12 +528,20 @@ def test_layer_classes_match_functional_api(cell_nl, rng):
     dx, dh0 = layer.backward(dy, dhx)
 
     grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
-    y1, h1, c1, cache = ref.forward(cell, x.transpose(1, 0, 2).copy(), h0,
-                                    c0 if cell == "lstm" else None, layer.params,
-                                    num_layers=2, bidirectional=True, nonlinearity=nl,
-                                    lengths=lengths)
-    dx1, dh01, dc01 = ref.backward(cache, dy.transpose(1, 0, 2).copy(), dh,
-                                   dc if cell == "lstm" else None, grads)
+    y1, h1, c1, cache = ref.forward(
+        cell,
+        x.transpose(1, 0, 2).copy(),
+        h0,
+        c0 if cell == "lstm" else None,
+        layer.params,
+        num_layers=2,
+        bidirectional=True,
+        nonlinearity=nl,
+        lengths=lengths,
+    )
+    dx1, dh01, dc01 = ref.backward(
+        cache, dy.transpose(1, 0, 2).copy(), dh, dc if cell == "lstm" else None, grads
+    )
     assert np.array_equal(y, y1.transpose(1, 0, 2))
     assert np.array_equal(dx, dx1.transpose(1, 0, 2))
     if cell == "lstm":
@@ -512,8 +590,9 @@ def torch_grads(torch, p: Problem, lengths: np.ndarray | None = None):
     c0 = torch.from_numpy(p.arrays["c0"].copy()).requires_grad_() if p.lstm else None
     inp: Any = x
     if lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(lengths),
-                                                      enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.from_numpy(lengths), enforce_sorted=False
+        )
     out, hn = m(inp, (h0, c0) if p.lstm else h0)
     if lengths is not None:
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
@@ -544,8 +623,9 @@ def compare_with_torch(p: Problem, want: dict[str, np.ndarray]) -> None:
 TORCH_CELLS = [c for c in CELLS if c != ("rnn", "sigmoid")]  # torch: tanh, relu only
 TORCH_GRID = [
     pytest.param(c, L, bidir, id=f"{cell_id(c)}-L{L}-{'bi' if bidir else 'uni'}")
-    for c, (L, bidir) in itertools.product(TORCH_CELLS,
-                                           ((1, False), (2, True), (2, False)))
+    for c, (L, bidir) in itertools.product(
+        TORCH_CELLS, ((1, False), (2, True), (2, False))
+    )
 ]
 
 

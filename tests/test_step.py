@@ -4,20 +4,28 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
-from rnnkit import reference
+from conftest import tol
+from rnnkit import _cells, reference
 
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("lstm", None), ("gru", None)]
+# (cell, nonlinearity); None for cells without a choice.
+CELLS = [
+    (cell, nl if len(spec.nonlinearities) > 1 else None)
+    for cell, spec in _cells.CELLS.items()
+    for nl in spec.nonlinearities
+]
 
 
 def make(cls_mod, cell, nl, I, H, L, dtype, batch_first=False):
-    cls = {"rnn": cls_mod.RNN, "lstm": cls_mod.LSTM, "gru": cls_mod.GRU}[cell]
-    kw = {"nonlinearity": nl} if cell == "rnn" else {}
+    cls = getattr(cls_mod, _cells.get(cell).class_name)
+    kw = {"nonlinearity": nl} if nl is not None else {}
     return cls(I, H, num_layers=L, dtype=dtype, seed=3, batch_first=batch_first, **kw)
 
 
 @pytest.mark.parametrize("cell,nl", CELLS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("B,I,H,L", [(1, 7, 13, 1), (1, 16, 16, 2), (5, 3, 33, 3), (30, 9, 20, 2)])
+@pytest.mark.parametrize(
+    "B,I,H,L", [(1, 7, 13, 1), (1, 16, 16, 2), (5, 3, 33, 3), (30, 9, 20, 2)]
+)
 def test_steps_equal_sequence(cell, nl, dtype, B, I, H, L, rng):
     layer = make(rk, cell, nl, I, H, L, dtype)
     T = 6
@@ -25,17 +33,17 @@ def test_steps_equal_sequence(cell, nl, dtype, B, I, H, L, rng):
     shape = (L, B, H)
     h0 = rng.standard_normal(shape).astype(dtype) * 0.5
     c0 = rng.standard_normal(shape).astype(dtype) * 0.5
-    hx = (h0, c0) if cell == "lstm" else h0
+    hx = (h0, c0) if _cells.get(cell).has_cell_state else h0
     y, state = layer.forward(x, hx, train=False)
     st = layer.stepper(batch_size=B, hx=hx)
     ys = np.stack([st.step(x[t]) for t in range(T)])
-    tol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(ys, y, rtol=tol, atol=tol)
+    rtol, atol = tol(dtype, "step")
+    np.testing.assert_allclose(ys, y, rtol=rtol, atol=atol)
     h, c = st.get_state()
-    hn = state[0] if cell == "lstm" else state
-    np.testing.assert_allclose(h, hn, rtol=tol, atol=tol)
-    if cell == "lstm":
-        np.testing.assert_allclose(c, state[1], rtol=tol, atol=tol)
+    hn = state[0] if _cells.get(cell).has_cell_state else state
+    np.testing.assert_allclose(h, hn, rtol=rtol, atol=atol)
+    if _cells.get(cell).has_cell_state:
+        np.testing.assert_allclose(c, state[1], rtol=rtol, atol=atol)
     else:
         assert c is None
 
@@ -45,9 +53,10 @@ def test_kernel_stepper_matches_reference_stepper(cell, nl, rng):
     fast = make(rk, cell, nl, 5, 11, 2, "float64")
     slow = make(reference, cell, nl, 5, 11, 2, "float64")
     a, b = fast.stepper(2), slow.stepper(2)
+    rtol, atol = tol("float64", "step")
     for _ in range(4):
         x = rng.standard_normal((2, 5))
-        np.testing.assert_allclose(a.step(x), b.step(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.step(x), b.step(x), rtol=rtol, atol=atol)
 
 
 def test_stepper_threads_and_simd_paths_bitwise(rng):
@@ -62,9 +71,13 @@ def test_stepper_threads_and_simd_paths_bitwise(rng):
                 rk.set_num_threads(n)
                 st = layer.stepper()
                 outs[simd, n] = np.stack([st.step(x) for x in xs])
+        rtol, atol = tol("float32", "step")
+        first = rk.simd_paths()[0]
         for simd in rk.simd_paths():
             assert np.array_equal(outs[simd, 1], outs[simd, 2])
-            np.testing.assert_allclose(outs[simd, 1], outs[rk.simd_paths()[0], 1], atol=1e-5)
+            np.testing.assert_allclose(
+                outs[simd, 1], outs[first, 1], rtol=rtol, atol=atol
+            )
     finally:
         rk.set_num_threads(old_t)
         rk.set_simd(old_s)

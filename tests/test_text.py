@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from rnnkit import text as tx
 

@@ -14,10 +14,9 @@ import itertools
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 import rnnkit as rk
 from _helpers import (
+    CELLS,
     Case,
     assert_results_close,
     assert_results_equal,
@@ -26,8 +25,10 @@ from _helpers import (
     run,
     run_case,
 )
+from rnnkit import _cells
 
-TORCH_CLASSES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+torch = pytest.importorskip("torch")
+TORCH_CLASSES = {c: getattr(torch.nn, _cells.get(c).class_name) for c in CELLS}
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -55,7 +56,7 @@ def torch_layer(case: Case):
 
 
 def rk_layer(case: Case, tmod):
-    cls = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}[case.cell]
+    cls = getattr(rk, _cells.get(case.cell).class_name)
     kw = {
         "num_layers": case.L,
         "bias": case.bias,
@@ -72,7 +73,8 @@ def rk_layer(case: Case, tmod):
 
 
 def run_torch(case: Case, tmod, inputs: dict) -> dict[str, np.ndarray]:
-    """Forward + backward of ``sum(y*dy) + sum(h_n*dh_n) [+ sum(c_n*dc_n)]`` in torch."""
+    """Forward + backward, in torch, of
+    ``sum(y*dy) + sum(h_n*dh_n) [+ sum(c_n*dc_n)]``."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     def leaf(a):
@@ -155,7 +157,7 @@ def test_torch_parity(case, rng):
     assert_results_close(got, want, case.dtype, what="rnnkit vs torch")
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_state_dict_names_match_torch(cell):
     case = Case(cell, 3, 2, 4, 5, 2, True)
     tmod = torch_layer(case)
@@ -165,9 +167,10 @@ def test_state_dict_names_match_torch(cell):
         assert np.array_equal(layer.params[name], t.numpy()), name
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_torch_tensors_as_inputs(cell, rng):
-    """x, states, lengths, dy and dh_n may be torch tensors (even ones requiring grad)."""
+    """x, states, lengths, dy and dh_n may be torch tensors (even ones requiring
+    grad)."""
     case = Case(cell, 5, 3, 4, 6, 2, True, False, "unsorted", "float32")
     tmod = torch_layer(case)
     layer = rk_layer(case, tmod)

@@ -33,6 +33,7 @@ MODELS = {"Nehalem": ["generic"], "Haswell": ["avx2", "generic"]}
 
 def probe(expect: list[str]) -> int:
     import numpy as np
+
     import rnnkit as rk
     import rnnkit.reference as ref
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import math
-import platform
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from . import _cells, _sysinfo
+
+_GATES = {name: spec.gates for name, spec in _cells.CELLS.items()}
 _TOL = 1e-3  # normwise relative error against the float64 reference
 
 
@@ -36,37 +35,6 @@ def _shape(s: str) -> tuple[int, int, int, int]:
         raise argparse.ArgumentTypeError(f"shape must be TxBxIxH, got {s!r}")
     T, B, I, H = (int(q) for q in parts)
     return T, B, I, H
-
-
-def _set_openblas_threads(n: int) -> None:
-    """OpenBLAS reads OPENBLAS_NUM_THREADS at import: set it again (best effort)."""
-    try:
-        paths = {
-            ln.split()[-1]
-            for ln in Path("/proc/self/maps").read_text().splitlines()
-            if "openblas" in ln.lower() and ln.split()[-1].startswith("/")
-        }
-    except OSError:
-        return
-    for path in paths:
-        with contextlib.suppress(OSError):
-            lib = ctypes.CDLL(path)
-            for name in (
-                "scipy_openblas_set_num_threads64_",
-                "openblas_set_num_threads64_",
-                "openblas_set_num_threads",
-            ):
-                if hasattr(lib, name):
-                    getattr(lib, name)(ctypes.c_int(n))
-                    break
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
 def _fmt_time(t: float | None, unit: float, us: str) -> str:
@@ -131,19 +99,16 @@ class _Side:
         weights: dict[str, np.ndarray],
         dtype: str = "float32",
     ) -> None:
-        self.kind, self.lstm = kind, cell == "lstm"
+        self.kind, self.lstm = kind, _cells.get(cell).has_cell_state
         self.np_dtype = np.dtype(dtype)
         if kind == "torch":
             self.torch = module
-            cls = {"rnn": module.nn.RNN, "lstm": module.nn.LSTM, "gru": module.nn.GRU}[
-                cell
-            ]
-            self.mod = cls(I, H)
+            self.mod = getattr(module.nn, _cells.get(cell).class_name)(I, H)
             self.mod.load_state_dict(
                 {k: module.from_numpy(v.copy()) for k, v in weights.items()}
             )
         else:
-            cls = {"rnn": module.RNN, "lstm": module.LSTM, "gru": module.GRU}[cell]
+            cls = getattr(module, _cells.get(cell).class_name)
             self.layer = cls(I, H, dtype=dtype, seed=0)
             self.layer.load_state_dict(weights)
 
@@ -271,28 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in _GATES]
     if bad:
-        ap.error(f"--cells must be among rnn,lstm,gru, got {bad}")
+        ap.error(f"--cells must be among {','.join(_GATES)}, got {bad}")
 
-    threads = args.threads or (
-        rk.get_num_threads() if hasattr(rk, "get_num_threads") else 1
-    )
+    threads = args.threads or rk.get_num_threads()
     rk.set_num_threads(threads)
-    _set_openblas_threads(threads)
+    _sysinfo.set_openblas_threads(threads)
     torch: Any = None
     if not args.no_torch:
         try:
-            import torch  # type: ignore[no-redef]
+            import torch
 
             torch.set_num_threads(threads)
         except ImportError:
             torch = None
 
-    simd = rk.get_simd() if hasattr(rk, "get_simd") else "?"
-    print(
-        f"rnnkit {rk.__version__} ({simd}), numpy {np.__version__}"
-        + (f", torch {torch.__version__}" if torch else ", torch not installed")
-        + f"; {threads} threads; {_cpu_model()}"
-    )
+    print(_sysinfo.summary_line(threads, torch_note="not installed"))
     peers = ["numpy"] + (["torch"] if torch else [])
     head = f"{'mode':<6}{'cell':<6}{'shape':<16}{'rnnkit':>13}{'GFLOP/s':>9}" + "".join(
         f"{p:>13}{'x' + p:>9}" for p in peers
