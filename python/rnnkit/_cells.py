@@ -98,11 +98,24 @@ def get(name: str) -> CellSpec:
 
 
 def register(name: str) -> Any:
-    """Class decorator: records ``cls`` as the layer class of cell ``name``."""
+    """Class decorator: makes ``cls`` the (fast-path) layer class of cell ``name``.
+
+    Records the class as ``CELLS[name].layer_class`` and sets ``cls.cell = name``,
+    so the class names its cell once, in the decorator. Subclasses that compute the
+    same cell another way (``rnnkit.reference.LSTM``) inherit ``cell`` and are not
+    registered here.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> get("lstm").layer_class is rk.LSTM, rk.LSTM.cell
+    (True, 'lstm')
+    """
 
     def deco(cls: type) -> type:
         spec = CELLS[name]
         spec.cls[:] = [cls]
+        setattr(cls, "cell", spec.name)  # noqa: B010 - any class, not only layers
         return cls
 
     return deco
