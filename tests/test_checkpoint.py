@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from rnnkit import losses
 from rnnkit.io import CheckpointError

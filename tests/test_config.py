@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 
 KNOWN_PATHS = ("avx512", "avx2", "generic")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import FD_TOL
 from rnnkit import losses as L
 

@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from conftest import FD_TOL
 from rnnkit import losses

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from conftest import FD_TOL
 from test_losses import fd_grad

@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+
 import rnnkit as rk
 from rnnkit import optim
 
