@@ -137,3 +137,45 @@ def test_package_import_leaves_the_reference_unloaded():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+DOCUMENTED = [
+    "rnnkit",
+    "rnnkit._cells",
+    "rnnkit._config",
+    "rnnkit._params",
+    "rnnkit._serial",
+    "rnnkit.io",
+    "rnnkit.layers",
+    "rnnkit.losses",
+    "rnnkit.models",
+    "rnnkit.modules",
+    "rnnkit.optim",
+    "rnnkit.reference",
+]
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize("cls_name", ["RNN", "LSTM", "GRU"])
+def test_layer_docstrings_document_every_argument(cls_name):
+    import inspect
+
+    import rnnkit as rk
+
+    cls = getattr(rk, cls_name)
+    doc = inspect.getdoc(cls) or ""
+    for section in ("Parameters", "Shapes", "Examples"):
+        assert f"\n{section}\n" in doc, f"{cls_name} lacks {section}"
+    for arg in inspect.signature(cls).parameters:
+        assert f"\n{arg} :" in doc, f"{cls_name} does not document {arg}"
+    for method in ("forward", "backward", "stepper", "state_dict"):
+        assert "Returns" in (inspect.getdoc(getattr(cls, method)) or "")
