@@ -124,6 +124,32 @@ def test_reference_layers_round_trip(tmp_path):
     assert type(back.layers[0]) is reference.GRU
 
 
+def test_reference_checkpoint_needs_the_reference_imported(tmp_path):
+    """The fast path never imports rnnkit.reference, so loading a checkpoint of
+    reference layers in a fresh process asks for the import instead of doing it."""
+    import subprocess
+    import sys
+
+    from rnnkit import reference
+
+    path = tmp_path / "r.npz"
+    rk.Sequential(reference.LSTM(3, 4, seed=0)).save(path)
+    code = (
+        "import sys, rnnkit as rk\n"
+        "try:\n"
+        f"    rk.load({str(path)!r})\n"
+        "except rk.CheckpointError as e:\n"
+        "    print('refused:', e)\n"
+        "import rnnkit.reference\n"
+        f"print(type(rk.load({str(path)!r}).layers[0]).__module__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "refused:" in out and "import rnnkit.reference first" in out
+    assert out.strip().endswith("rnnkit.reference")
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     model = seq_model()

@@ -578,3 +578,29 @@ def test_fit_data_errors(rng):
         rk.fit(model, "cross_entropy", opt, (np.ones((4, 3), int), np.ones(5, int)))
     with pytest.raises(TypeError, match="must be"):
         rk.fit(model, "cross_entropy", opt, np.ones(3))
+
+
+def test_model_is_a_params_module_over_its_layers_views():
+    """Model uses the shared _Params base: its params/grads are the layers' own
+    views into the model's one flat buffer, keyed '<module>.<param>'."""
+    from rnnkit._params import _Params
+
+    enc = rk.Sequential(rk.Embedding(7, 3, seed=0), rk.GRU(3, 4, seed=1))
+    dec = rk.Sequential(
+        rk.Embedding(5, 3, seed=2), rk.GRU(3, 4, seed=3), rk.Linear(4, 5, seed=4)
+    )
+    model = rk.EncoderDecoder(enc, dec)
+    assert isinstance(model, _Params)
+    assert list(model.params) == list(model.state_dict())
+    ((P, G),) = model.parameters()
+    assert P.size == model.num_parameters
+    for part, sub in (("encoder", enc), ("decoder", dec)):
+        for key, view in sub.params.items():
+            assert np.shares_memory(view, P)  # nested views follow the outer buffer
+            assert view is model.params[f"{part}.{key}"]
+    model.grads["decoder.2.bias"][...] = 1.0
+    assert G.sum() == 5.0
+    model.zero_grad()
+    assert not G.any()
+    with pytest.raises(KeyError, match="state_dict does not match EncoderDecoder"):
+        model.load_state_dict({})

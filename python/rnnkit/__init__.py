@@ -1,9 +1,20 @@
-"""rnnkit: recurrent neural networks (RNN, LSTM, GRU) on hand-written SIMD + OpenMP kernels.
+"""rnnkit: recurrent networks (RNN, LSTM, GRU) on hand-written SIMD + OpenMP kernels.
 
+PyTorch's math, gate orders, parameter names and shapes; NumPy arrays in and out.
+This module only re-exports: layers (:mod:`rnnkit.layers`), blocks
+(:mod:`rnnkit.modules`), models (:mod:`rnnkit.models`), losses, optimizers, the
+training loop, checkpoints (:mod:`rnnkit.io`), the text model and the run-time
+configuration. The NumPy reference, :mod:`rnnkit.reference`, is imported only
+on request.
+
+>>> import numpy as np
 >>> import rnnkit as rk
 >>> lstm = rk.LSTM(8, 16, seed=0)
->>> y, (h_n, c_n) = lstm.forward(x)            # x: (T, B, 8)
->>> dx, (dh0, dc0) = lstm.backward(dy)         # adds into lstm.grads
+>>> x = np.ones((5, 2, 8), dtype=np.float32)      # (T, B, I)
+>>> y, (h_n, c_n) = lstm.forward(x)
+>>> dx, (dh0, dc0) = lstm.backward(np.ones_like(y))   # adds into lstm.grads
+>>> y.shape, h_n.shape
+((5, 2, 16), (1, 2, 16))
 """
 
 from . import losses, optim

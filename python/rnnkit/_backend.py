@@ -1,14 +1,33 @@
-"""The compiled backend: runs a layer's forward/backward on rnnkit._core."""
+"""The compiled backend: runs a layer's forward/backward on rnnkit._core.
+
+The layers (:mod:`rnnkit.layers`) validate and convert every array, then hand it to
+a *backend*; this one asks the kernels for their workspace sizes, owns the memory
+(a per-layer reserve kept from a training forward for its backward, and a
+per-thread scratch buffer reused across calls) and calls ``_core``. It imports
+nothing else of the package, so the layers import it at their top.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from .layers import _scratch
+
+_tls = threading.local()
+
+
+def _scratch(nbytes: int, dtype: np.dtype) -> np.ndarray:
+    """Per-thread scratch buffer, grown on demand and reused across calls."""
+    buf = getattr(_tls, "scratch", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 1 << 16) // 8 + 1, dtype=np.float64)
+        _tls.scratch = buf
+    n = nbytes // dtype.itemsize
+    return buf.view(dtype)[:n]
 
 
 @dataclass
@@ -18,19 +37,35 @@ class _Ctx:
     T: int
     B: int
     lengths: np.ndarray | None
-    reserve: np.ndarray
+    reserve: np.ndarray | None
 
 
 def _desc(layer: Any, T: int, B: int) -> tuple:
-    return (layer.cell, layer.dtype.name, T, B, layer.input_size, layer.hidden_size,
-            layer.num_layers, layer.bidirectional, layer.bias)
+    return (
+        layer.cell,
+        layer.dtype.name,
+        T,
+        B,
+        layer.input_size,
+        layer.hidden_size,
+        layer.num_layers,
+        layer.bidirectional,
+        layer.bias,
+    )
 
 
 class CoreBackend:
     """Adapter between the layer protocol and the kernels' argument lists."""
 
-    def forward(self, layer: Any, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-                lengths: np.ndarray | None, train: bool):
+    def forward(
+        self,
+        layer: Any,
+        x: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray | None,
+        lengths: np.ndarray | None,
+        train: bool,
+    ):
         T, B = x.shape[0], x.shape[1]
         reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B),
                                                             1 if train else 0)
@@ -42,25 +77,56 @@ class CoreBackend:
                 reserve = np.empty(reserve_bytes, dtype=np.uint8)
                 layer._reserve = reserve
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
-        y, hn, cn = _core.forward(layer.cell, layer.nonlinearity, layer.num_layers,
-                                  layer.bidirectional, x, h0, c0,
-                                  layer._weight_list(layer.params), lengths, reserve,
-                                  scratch, train)
+        y, hn, cn = _core.forward(
+            layer.cell,
+            layer.nonlinearity,
+            layer.num_layers,
+            layer.bidirectional,
+            x,
+            h0,
+            c0,
+            layer._weight_list(layer.params),
+            lengths,
+            reserve,
+            scratch,
+            train,
+        )
         ctx = _Ctx(T, B, lengths, reserve) if train else None
         return y, hn, cn, ctx
 
     def stepper(self, layer: Any, batch_size: int) -> Any:
         """The compiled single-step generator (see ``_Recurrent.stepper``)."""
         cls = _core.Stepper32 if layer.dtype == np.float32 else _core.Stepper64
-        return cls(layer.cell, layer.nonlinearity, layer.num_layers, batch_size,
-                   layer._weight_list(layer.params))
+        return cls(
+            layer.cell,
+            layer.nonlinearity,
+            layer.num_layers,
+            batch_size,
+            layer._weight_list(layer.params),
+        )
 
-    def backward(self, layer: Any, ctx: _Ctx, dy: np.ndarray, dhn: np.ndarray,
-                 dcn: np.ndarray | None):
+    def backward(
+        self,
+        layer: Any,
+        ctx: _Ctx,
+        dy: np.ndarray,
+        dhn: np.ndarray,
+        dcn: np.ndarray | None,
+    ):
         _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
-        return _core.backward(layer.cell, layer.nonlinearity, layer.num_layers,
-                              layer.bidirectional, layer.input_size, dy, dhn, dcn,
-                              layer._weight_list(layer.params),
-                              layer._weight_list(layer.grads), ctx.lengths,
-                              ctx.reserve, scratch)
+        return _core.backward(
+            layer.cell,
+            layer.nonlinearity,
+            layer.num_layers,
+            layer.bidirectional,
+            layer.input_size,
+            dy,
+            dhn,
+            dcn,
+            layer._weight_list(layer.params),
+            layer._weight_list(layer.grads),
+            ctx.lengths,
+            ctx.reserve,
+            scratch,
+        )

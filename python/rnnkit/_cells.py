@@ -55,7 +55,24 @@ class CellSpec:
         bidirectional: bool = False,
         bias: bool = True,
     ) -> dict[str, tuple[int, ...]]:
-        """PyTorch's parameter names and shapes, in its storage order."""
+        """PyTorch's parameter names and shapes, in its storage order.
+
+        Parameters
+        ----------
+        input_size, hidden_size : int
+            I and H.
+        num_layers : int, default 1
+            L.
+        bidirectional : bool, default False
+            D = 2 adds the ``_reverse`` tensors of every layer.
+        bias : bool, default True
+            Without it the ``bias_*`` names are absent.
+
+        Examples
+        --------
+        >>> get("gru").param_shapes(5, 2, bias=False)
+        {'weight_ih_l0': (6, 5), 'weight_hh_l0': (6, 2)}
+        """
         G, H = self.gates, hidden_size
         D = 2 if bidirectional else 1
         shapes: dict[str, tuple[int, ...]] = {}
@@ -72,7 +89,13 @@ class CellSpec:
 
 
 def suffix(layer: int, direction: int) -> str:
-    """PyTorch's parameter-name suffix: ``_l{layer}``, ``_reverse`` for direction 1."""
+    """PyTorch's parameter-name suffix: ``_l{layer}``, ``_reverse`` for direction 1.
+
+    Examples
+    --------
+    >>> suffix(0, 0), suffix(2, 1)
+    ('_l0', '_l2_reverse')
+    """
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
@@ -90,7 +113,18 @@ BY_CLASS_NAME: dict[str, CellSpec] = {s.class_name: s for s in CELLS.values()}
 
 
 def get(name: str) -> CellSpec:
-    """The spec of cell ``name`` (``"lstm"``, or the class name ``"LSTM"``)."""
+    """The spec of cell ``name`` (``"lstm"``, or the class name ``"LSTM"``).
+
+    Raises
+    ------
+    ValueError
+        An unknown cell; the message lists the known ones.
+
+    Examples
+    --------
+    >>> get("LSTM").gates, get("lstm").has_cell_state, get("rnn").nonlinearities
+    (4, True, ('tanh', 'relu', 'sigmoid'))
+    """
     spec = CELLS.get(name) or BY_CLASS_NAME.get(name)
     if spec is None:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {name!r}")
@@ -98,11 +132,24 @@ def get(name: str) -> CellSpec:
 
 
 def register(name: str) -> Any:
-    """Class decorator: records ``cls`` as the layer class of cell ``name``."""
+    """Class decorator: makes ``cls`` the (fast-path) layer class of cell ``name``.
+
+    Records the class as ``CELLS[name].layer_class`` and sets ``cls.cell = name``,
+    so the class names its cell once, in the decorator. Subclasses that compute the
+    same cell another way (``rnnkit.reference.LSTM``) inherit ``cell`` and are not
+    registered here.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> get("lstm").layer_class is rk.LSTM, rk.LSTM.cell
+    (True, 'lstm')
+    """
 
     def deco(cls: type) -> type:
         spec = CELLS[name]
         spec.cls[:] = [cls]
+        setattr(cls, "cell", spec.name)  # noqa: B010 - any class, not only layers
         return cls
 
     return deco

@@ -16,37 +16,125 @@ except metadata.PackageNotFoundError:  # running from a source tree
 
 
 def simd_paths() -> list[str]:
-    """SIMD paths this build contains and this CPU runs, best first."""
+    """SIMD paths this build contains and this CPU runs, best first.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["avx512", "avx2", "generic"]``; ``"generic"`` (the scalar path)
+        is always there.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> "generic" in rk.simd_paths()
+    True
+    """
     return list(_core.simd_paths())
 
 
 def get_simd() -> str:
-    """The active SIMD path ('avx512', 'avx2' or 'generic')."""
+    """The active SIMD path (``"avx512"``, ``"avx2"`` or ``"generic"``).
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> rk.get_simd() in rk.simd_paths()
+    True
+    """
     return str(_core.get_simd())
 
 
 def set_simd(name: str) -> None:
-    """Selects a SIMD path for every later kernel call (ValueError if unsupported).
+    """Selects the SIMD path every later kernel call uses.
 
     The environment variable ``RNNKIT_SIMD`` does the same when the module loads.
+    Results are bitwise identical for any thread count on one path, not across
+    paths.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`simd_paths`.
+
+    Raises
+    ------
+    ValueError
+        This build or this CPU does not have ``name``.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> before = rk.get_simd()
+    >>> rk.set_simd("generic"); rk.get_simd()
+    'generic'
+    >>> rk.set_simd(before)
     """
     _core.set_simd(name)
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (default: OpenMP's, i.e. ``OMP_NUM_THREADS`` or cores)."""
+    """Threads the kernels use (default OpenMP's: ``OMP_NUM_THREADS`` or the cores).
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> rk.get_num_threads() >= 1
+    True
+    """
     return int(_core.get_num_threads())
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads the kernels use (n >= 1)."""
+    """Sets the number of threads the kernels use.
+
+    Parameters
+    ----------
+    n : int
+        Threads, >= 1. Results do not depend on it (threads own disjoint outputs).
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an int.
+    ValueError
+        ``n < 1``.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> before = rk.get_num_threads()
+    >>> rk.set_num_threads(1); rk.get_num_threads()
+    1
+    >>> rk.set_num_threads(before)
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     _core.set_num_threads(n)
 
 
 def show_config(print_fn: Any = print) -> dict[str, Any]:
-    """Prints and returns the version, SIMD paths, threads, compiler and flags."""
+    """Prints and returns the version, SIMD paths, threads, compiler and flags.
+
+    Parameters
+    ----------
+    print_fn : callable or None, default print
+        Receives the report as one string; None prints nothing.
+
+    Returns
+    -------
+    dict
+        ``version``, ``simd_active``, ``simd_available``, ``simd_compiled``,
+        ``simd_requested``, ``threads``, ``machine``, ``python`` and the build's
+        ``compiler``, ``cxx_flags``, ``isa_flags``, ``openmp``.
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> cfg = rk.show_config(print_fn=None)
+    >>> cfg["version"] == rk.__version__, cfg["simd_active"] == rk.get_simd()
+    (True, True)
+    """
     info = dict(_core.build_info())
     requested = os.environ.get("RNNKIT_SIMD", "")
     cfg: dict[str, Any] = {
@@ -61,8 +149,10 @@ def show_config(print_fn: Any = print) -> dict[str, Any]:
         **info,
     }
     lines = [f"rnnkit {cfg['version']}"]
-    lines.append(f"  SIMD path      : {cfg['simd_active']}"
-                 + (f" (RNNKIT_SIMD={requested})" if requested else ""))
+    lines.append(
+        f"  SIMD path      : {cfg['simd_active']}"
+        + (f" (RNNKIT_SIMD={requested})" if requested else "")
+    )
     lines.append(f"  available      : {', '.join(cfg['simd_available'])}")
     lines.append(f"  compiled       : {', '.join(cfg['simd_compiled'])}")
     lines.append(f"  threads        : {cfg['threads']} (OpenMP {cfg['openmp']})")

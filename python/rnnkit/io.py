@@ -60,6 +60,10 @@ from typing import Any
 
 import numpy as np
 
+from ._config import __version__
+from ._serial import is_model, model_from_config, model_param_shapes
+from .optim import optimizer_from_config
+
 FORMAT = "rnnkit-checkpoint"
 VERSION = 1
 HEADER = "__rnnkit__"
@@ -68,7 +72,10 @@ _ALLOWED_DTYPES = {np.dtype("<f4"), np.dtype("<f8")}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is truncated, corrupt, of another version or hostile."""
+    """A checkpoint file is truncated, corrupt, of another version or hostile.
+
+    A ``ValueError``; the message names the file and what was wrong.
+    """
 
 
 # ---------------------------------------------------------------------- save
@@ -86,13 +93,39 @@ def _check_json(name: str, value: Any) -> None:
 
 
 def save(path: Any, model: Any, optimizer: Any = None) -> None:
-    """Writes ``model`` (and ``optimizer``, default ``model.optimizer``) to ``path``.
+    """Writes ``model`` and its optimizer's state to ``path``, atomically.
 
-    See the module docstring for the format. The write is atomic.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file (see the module docstring for the format); written to a
+        temporary file in the same directory, then renamed over ``path``.
+    model : Sequential or EncoderDecoder
+        Its architecture, weights, ``vocab`` and ``meta`` are stored.
+    optimizer : optimizer or None
+        Whose state and step count to store; None means ``model.optimizer`` (which
+        may be None: then no optimizer is stored).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not an rnnkit model, or ``meta`` / the optimizer's config is
+        not JSON-serialisable.
+    ValueError
+        ``optimizer`` does not update this model's parameters.
+
+    Examples
+    --------
+    >>> import os, tempfile, rnnkit as rk
+    >>> model = rk.Sequential(rk.LSTM(3, 4, seed=0), rk.Linear(4, 2, seed=1))
+    >>> opt = rk.Adam(model, lr=1e-3)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> rk.save(path, model, opt)
+    >>> back = rk.load(path)
+    >>> type(back.optimizer).__name__, back.layers[0]
+    ('Adam', LSTM(3, 4, dtype=float32))
     """
-    from .models import Model
-
-    if not isinstance(model, Model):
+    if not is_model(model):
         raise TypeError(
             f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
             f"got {type(model).__name__}"
@@ -123,8 +156,6 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
             "step_count": int(optimizer.step_count),
             "slots": {s: len(a) for s, a in optimizer.state.items()},
         }
-    from ._config import __version__
-
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -213,7 +244,13 @@ class _Reader:
                     )
             except CheckpointError:
                 raise
-            except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as e:
+            except (
+                ValueError,
+                EOFError,
+                SyntaxError,
+                TypeError,
+                tokenize.TokenError,
+            ) as e:
                 raise CheckpointError(f"{where}: bad .npy header ({e})") from None
             if dtype.hasobject or dtype not in dtypes:
                 raise CheckpointError(
@@ -302,13 +339,34 @@ def _header(reader: _Reader) -> dict[str, Any]:
 def load(path: Any) -> Any:
     """Reads a checkpoint written by :func:`save` / ``Model.save``.
 
-    Returns the model with its weights, ``vocab``, ``meta`` and (when saved)
-    ``model.optimizer`` restored, including the optimizer's step count and state.
-    Raises :class:`CheckpointError` for anything that is not a valid checkpoint.
-    """
-    from .models import model_from_config, model_param_shapes
-    from .optim import optimizer_from_config
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A regular file; nothing in it is unpickled, and every member is checked
+        against the header's architecture before it is read (module docstring).
 
+    Returns
+    -------
+    Sequential or EncoderDecoder
+        The model with its weights, ``vocab``, ``meta`` and (when saved)
+        ``model.optimizer`` restored, including the optimizer's step count and
+        state.
+
+    Raises
+    ------
+    CheckpointError
+        Anything that is not a valid checkpoint (truncated, corrupt, another
+        format version, hostile sizes). A checkpoint of NumPy-reference layers
+        loads only after ``import rnnkit.reference``.
+
+    Examples
+    --------
+    >>> import os, tempfile, rnnkit as rk
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.npz")
+    >>> rk.Sequential(rk.GRU(2, 3, seed=0)).save(path)
+    >>> rk.load(path).layers
+    [GRU(2, 3, dtype=float32)]
+    """
     path = os.fspath(path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
@@ -323,14 +381,7 @@ def load(path: Any) -> Any:
             ) from None
         try:
             with zf:
-                return _load(
-                    zf,
-                    size,
-                    path,
-                    model_from_config,
-                    model_param_shapes,
-                    optimizer_from_config,
-                )
+                return _load(zf, size, path)
         except CheckpointError:
             raise
         except (
@@ -354,6 +405,7 @@ def _declared_recurrent_layers(config: Any, depth: int = 0) -> int:
     if depth > 32:
         raise CheckpointError("architecture nested too deeply")
     total = 0
+    items: Any
     if isinstance(config, dict):
         n = config.get("num_layers")
         if isinstance(n, int) and not isinstance(n, bool) and n > 0:
@@ -369,14 +421,7 @@ def _declared_recurrent_layers(config: Any, depth: int = 0) -> int:
     return total
 
 
-def _load(
-    zf: zipfile.ZipFile,
-    size: int,
-    path: str,
-    model_from_config: Any,
-    model_param_shapes: Any,
-    optimizer_from_config: Any,
-) -> Any:
+def _load(zf: zipfile.ZipFile, size: int, path: str) -> Any:
     reader = _Reader(zf, size, path)
     header = _header(reader)
     dtype = np.dtype(header["dtype"]).newbyteorder("<")

@@ -1,13 +1,18 @@
 """Recurrent layers: RNN, LSTM and GRU with PyTorch's math, names and shapes.
 
 Each layer owns one flat parameter buffer and one flat gradient buffer with
-named views (``params`` / ``grads``), runs its compute on a *backend* (the
-compiled kernels in ``rnnkit._core`` by default, the NumPy reference for
-``rnnkit.reference.*``), and follows a tiny protocol::
+named views (``params`` / ``grads``, see :mod:`rnnkit._params`), runs its compute
+on a *backend* (the compiled kernels, :mod:`rnnkit._backend`, by default; the NumPy
+reference for ``rnnkit.reference.*``, which sets its own), and follows a tiny
+protocol::
 
     y, h_n = layer.forward(x, h0, lengths=None, train=True)
     dx, dh0 = layer.backward(dy, dh_n)      # adds into layer.grads
     layer.zero_grad()
+
+What differs between the cells (gate count, state kind, accepted nonlinearities,
+parameter names and shapes) comes from the cell registry :mod:`rnnkit._cells`;
+each layer class registers itself there with :func:`rnnkit._cells.register`.
 
 Shapes (PyTorch's): ``x`` is (T, B, I), or (B, T, I) with ``batch_first``;
 ``y`` is (T, B, D*H); states are (L*D, B, H) with index ``l*D + d``.
@@ -15,109 +20,27 @@ Shapes (PyTorch's): ``x`` is (T, B, I), or (B, T, I) with ``batch_first``;
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-_NONLINEARITIES = ("tanh", "relu", "sigmoid")
-_tls = threading.local()
+from . import _cells
+from ._backend import CoreBackend
+from ._params import _as_float_array, _check_shape, _Params
 
-
-def _scratch(nbytes: int, dtype: np.dtype) -> np.ndarray:
-    """Per-thread scratch buffer, grown on demand and reused across calls."""
-    buf = getattr(_tls, "scratch", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(max(nbytes, 1 << 16) // 8 + 1, dtype=np.float64)
-        _tls.scratch = buf
-    n = nbytes // dtype.itemsize
-    return buf.view(dtype)[:n]
-
-
-def _as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
-    """Checks the kind of ``value`` and returns it as a C-contiguous ``dtype`` array.
-
-    Integer, boolean, complex and object arrays are rejected with ``TypeError``;
-    any other floating dtype is converted to the layer's dtype.
-    """
-    if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f":
-        raise TypeError(
-            f"{name} must be a floating-point array ({dtype.name}), got dtype {arr.dtype}"
-        )
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...]) -> None:
-    if arr.shape != expected:
-        raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
-
-
-class _Params:
-    """One flat parameter buffer and one flat gradient buffer, same layout, with
-    named views (llm.c style): optimizers update everything in one pass. Shared by
-    the recurrent layers and the blocks in ``rnnkit.modules``."""
-
-    dtype: np.dtype
-    params: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
-    _flat_params: np.ndarray
-    _flat_grads: np.ndarray
-
-    def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        """Allocates both buffers for ``{name: shape}`` in storage order."""
-        total = sum(int(np.prod(s)) for s in shapes.values())
-        self._flat_params = np.zeros(total, dtype=self.dtype)
-        self._flat_grads = np.zeros(total, dtype=self.dtype)
-        self.params, self.grads = {}, {}
-        offset = 0
-        for name, shape in shapes.items():
-            n = int(np.prod(shape))
-            self.params[name] = self._flat_params[offset:offset + n].reshape(shape)
-            self.grads[name] = self._flat_grads[offset:offset + n].reshape(shape)
-            offset += n
-
-    def zero_grad(self) -> None:
-        self._flat_grads.fill(0)
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(parameter, gradient) pairs: one flat pair covering every tensor."""
-        return [(self._flat_params, self._flat_grads)]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.params.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copies ``state`` into the parameters; accepts array-likes and torch tensors.
-
-        Every entry is checked before anything is written: missing or unexpected
-        keys raise ``KeyError``, wrong shapes ``ValueError``, non-float values
-        ``TypeError``. On error the parameters are unchanged.
-        """
-        missing = [k for k in self.params if k not in state]
-        extra = [k for k in state if k not in self.params]
-        if missing or extra:
-            raise KeyError(
-                f"state_dict does not match {type(self).__name__}: "
-                f"missing keys {missing}, unexpected keys {extra}"
-            )
-        staged = {}
-        for name, p in self.params.items():
-            arr = _as_float_array(f"state_dict[{name!r}]", state[name], self.dtype)
-            _check_shape(f"state_dict[{name!r}]", arr, p.shape)
-            staged[name] = arr
-        for name, arr in staged.items():
-            self.params[name][...] = arr
+__all__ = ["GRU", "LSTM", "RNN"]
 
 
 class _Recurrent(_Params):
-    """Stacked, optionally bidirectional recurrent layer (base of RNN, LSTM, GRU)."""
+    """Stacked, optionally bidirectional recurrent layer (base of RNN, LSTM, GRU).
+
+    Subclasses are registered with :func:`rnnkit._cells.register`, which sets
+    :attr:`cell`; everything cell-specific is read from :attr:`spec`.
+    """
 
     cell: str = ""
-    _backend: Any = None  # set below to the compiled backend; reference overrides
+    """The cell's registry key (``"lstm"``), set by :func:`rnnkit._cells.register`."""
+    _backend: Any = CoreBackend()  # the compiled kernels; rnnkit.reference overrides
 
     def __init__(
         self,
@@ -131,16 +54,21 @@ class _Recurrent(_Params):
         seed: int | np.random.Generator | None = None,
         nonlinearity: str = "tanh",
     ) -> None:
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
+        for name, v in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.spec = _cells.get(self.cell)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        if nonlinearity not in _NONLINEARITIES:
+        if nonlinearity not in self.spec.nonlinearities:
             raise ValueError(
-                f"nonlinearity must be one of {_NONLINEARITIES}, got {nonlinearity!r}"
+                f"nonlinearity must be one of {self.spec.nonlinearities}, "
+                f"got {nonlinearity!r}"
             )
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
@@ -150,74 +78,93 @@ class _Recurrent(_Params):
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self.nonlinearity = nonlinearity
-        self.gates = _GATES[self.cell]
+        self.gates = self.spec.gates
 
-        self._allocate(self._param_shapes())  # PyTorch's names, in its order
+        self._allocate(  # PyTorch's names, in its order
+            self.spec.param_shapes(
+                self.input_size,
+                self.hidden_size,
+                self.num_layers,
+                self.bidirectional,
+                self.bias,
+            )
+        )
         self.reset_parameters(seed)
         self._ctx: Any = None  # what backward needs; set by a training forward
         self._reserve: np.ndarray | None = None  # kernel workspace kept for backward
 
     # ----------------------------------------------------------------- params
-    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
-        G, H = self.gates, self.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else H * self.num_directions
-            for suffix in self._suffixes(layer):
-                shapes["weight_ih" + suffix] = (G * H, in_size)
-                shapes["weight_hh" + suffix] = (G * H, H)
-                if self.bias:
-                    shapes["bias_ih" + suffix] = (G * H,)
-                    shapes["bias_hh" + suffix] = (G * H,)
-        return shapes
-
-    def _suffixes(self, layer: int) -> list[str]:
-        return [f"_l{layer}" + ("_reverse" if d else "") for d in range(self.num_directions)]
-
     def _weight_list(self, store: dict[str, np.ndarray]) -> list[np.ndarray | None]:
         """[W_ih, W_hh, b_ih, b_hh] per (layer, direction), biases None without bias."""
         out: list[np.ndarray | None] = []
         for layer in range(self.num_layers):
-            for s in self._suffixes(layer):
-                out += [store["weight_ih" + s], store["weight_hh" + s],
-                        store.get("bias_ih" + s), store.get("bias_hh" + s)]
+            for d in range(self.num_directions):
+                s = _cells.suffix(layer, d)
+                out += [
+                    store["weight_ih" + s],
+                    store["weight_hh" + s],
+                    store.get("bias_ih" + s),
+                    store.get("bias_hh" + s),
+                ]
         return out
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """Uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, in PyTorch's order."""
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        """Draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does.
+
+        Parameters
+        ----------
+        seed : int, np.random.Generator or None
+            Source of the random numbers; the parameters are drawn in PyTorch's
+            storage order. None draws fresh entropy.
+        """
+        rng = (
+            seed
+            if isinstance(seed, np.random.Generator)
+            else np.random.default_rng(seed)
+        )
         k = 1.0 / np.sqrt(self.hidden_size)
-        for name, p in self.params.items():
+        for p in self.params.values():
             p[...] = rng.uniform(-k, k, size=p.shape)
 
     # ---------------------------------------------------------------- compute
-    def _check_forward(self, x: Any, hx: Any, lengths: Any):
+    def _check_forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Any, ...]:
         x = _as_float_array("x", x, self.dtype)
         if x.ndim != 3:
             layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            raise ValueError(f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape}")
+            raise ValueError(
+                f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape}"
+            )
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         T, B, I = x.shape
         if I != self.input_size:
-            raise ValueError(f"x must have input size {self.input_size} in its last axis, got {I}")
+            raise ValueError(
+                f"x must have input size {self.input_size} in its last axis, got {I}"
+            )
         if T == 0 or B == 0:
             raise ValueError(f"x must have T >= 1 and B >= 1, got T={T}, B={B}")
         state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         h0, c0 = self._split_state("h0", hx)
         h0 = self._check_state("h0", h0, state_shape)
-        c0 = self._check_state("c0", c0, state_shape) if self.cell == "lstm" else None
+        c0 = (
+            self._check_state("c0", c0, state_shape)
+            if self.spec.has_cell_state
+            else None
+        )
         if lengths is not None:
             lengths = self._check_lengths(lengths, T, B)
         return x, h0, c0, lengths
 
     def _split_state(self, name: str, hx: Any) -> tuple[Any, Any]:
-        if self.cell != "lstm":
+        if not self.spec.has_cell_state:
             return hx, None
         if hx is None:
             return None, None
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"LSTM state must be a tuple (h, c) or None, got {type(hx).__name__}")
+            raise TypeError(
+                f"{self.spec.class_name} state must be a tuple (h, c) or None, "
+                f"got {type(hx).__name__}"
+            )
         return hx[0], hx[1]
 
     def _check_state(self, name: str, s: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -244,21 +191,40 @@ class _Recurrent(_Params):
             )
         return np.ascontiguousarray(arr, dtype=np.int64)
 
-    def forward(self, x: Any, hx: Any = None, lengths: Any = None, train: bool = True):
+    def forward(
+        self, x: Any, hx: Any = None, lengths: Any = None, train: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """Runs the layer over a sequence.
 
         Parameters
         ----------
-        x : array, (T, B, I) or (B, T, I) with ``batch_first``
-            Input; another float dtype is converted to the layer's dtype.
-        hx : initial state (L*D, B, H), for LSTM a tuple ``(h0, c0)``; None = zeros.
-        lengths : optional int array (B,), 1 <= lengths[b] <= T, any order.
-            Steps past a sequence's end leave its state unchanged and output zeros.
-        train : keep what ``backward`` needs (True) or run the inference path.
+        x : array-like, (T, B, I), or (B, T, I) with ``batch_first``
+            The input sequence; any other float dtype is converted to the layer's
+            dtype (integer, boolean and complex arrays raise ``TypeError``).
+        hx : array-like (L*D, B, H), for LSTM a tuple ``(h0, c0)``, or None
+            The initial state, index ``l*D + d``; None means zeros.
+        lengths : int array-like (B,), optional
+            Valid steps per row, ``1 <= lengths[b] <= T``, in any order. Steps past
+            a row's end leave its state unchanged and output zeros; the reverse
+            direction starts at each row's own last step.
+        train : bool
+            Keep what :meth:`backward` needs (True) or run the inference path.
 
         Returns
         -------
-        y : (T, B, D*H) (or (B, T, D*H)), and ``h_n`` (L*D, B, H) — for LSTM ``(h_n, c_n)``.
+        y : ndarray (T, B, D*H), or (B, T, D*H) with ``batch_first``
+            The top layer's output at every step, forward direction in
+            ``[..., :H]``, reverse in ``[..., H:]``.
+        h_n : ndarray (L*D, B, H), for LSTM a tuple ``(h_n, c_n)``
+            The final state of every layer and direction.
+
+        Examples
+        --------
+        >>> import numpy as np, rnnkit as rk
+        >>> gru = rk.GRU(3, 5, num_layers=2, seed=0)
+        >>> y, h_n = gru.forward(np.zeros((7, 2, 3)), lengths=[7, 4])
+        >>> y.shape, h_n.shape
+        ((7, 2, 5), (2, 2, 5))
         """
         x, h0, c0, lengths = self._check_forward(x, hx, lengths)
         self._ctx = None
@@ -267,76 +233,132 @@ class _Recurrent(_Params):
             self._ctx = ctx
         if self.batch_first:
             y = y.transpose(1, 0, 2)
-        return (y, (hn, cn)) if self.cell == "lstm" else (y, hn)
+        return (y, (hn, cn)) if self.spec.has_cell_state else (y, hn)
 
     __call__ = forward
 
-    def backward(self, dy: Any, dhx: Any = None):
-        """Backpropagation through time for the last training ``forward``.
+    def backward(self, dy: Any, dhx: Any = None) -> tuple[np.ndarray, Any]:
+        """Backpropagation through time for the last training :meth:`forward`.
 
-        Adds parameter gradients into ``self.grads``; returns ``dx`` (shaped like
-        ``x``) and ``dh0`` (for LSTM ``(dh0, dc0)``). ``dy`` or ``dhx`` may be None
-        (zeros). Each training forward allows exactly one backward.
+        Adds the parameter gradients into ``self.grads`` (call :meth:`zero_grad`
+        between steps). Each training forward allows exactly one backward.
+
+        Parameters
+        ----------
+        dy : array-like shaped like ``y``, or None
+            Gradient of the loss w.r.t. the output; None means zeros.
+        dhx : array-like (L*D, B, H), for LSTM a tuple ``(dh_n, dc_n)``, or None
+            Gradient w.r.t. the final state; None means zeros.
+
+        Returns
+        -------
+        dx : ndarray shaped like ``x``
+            Gradient w.r.t. the input.
+        dh0 : ndarray (L*D, B, H), for LSTM a tuple ``(dh0, dc0)``
+            Gradient w.r.t. the initial state.
+
+        Raises
+        ------
+        RuntimeError
+            No training forward is pending.
+
+        Examples
+        --------
+        >>> import numpy as np, rnnkit as rk
+        >>> lstm = rk.LSTM(3, 4, seed=0)
+        >>> y, (h_n, c_n) = lstm.forward(np.ones((6, 2, 3)))
+        >>> dx, (dh0, dc0) = lstm.backward(np.ones_like(y))
+        >>> dx.shape, lstm.grads["weight_hh_l0"].shape
+        ((6, 2, 3), (16, 4))
         """
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(
-                "backward() needs a preceding forward(..., train=True); none is pending "
-                "(no forward yet, an inference forward, or backward already called)"
+                "backward() needs a preceding forward(..., train=True); none is "
+                "pending (no forward yet, an inference forward, or backward already "
+                "called)"
             )
         T, B = ctx.T, ctx.B
-        y_shape = (B, T, self.num_directions * self.hidden_size) if self.batch_first \
-            else (T, B, self.num_directions * self.hidden_size)
+        DH = self.num_directions * self.hidden_size
+        y_shape = (B, T, DH) if self.batch_first else (T, B, DH)
         if dy is None:
-            dy = np.zeros((T, B, y_shape[2]), dtype=self.dtype)
+            dy = np.zeros((T, B, DH), dtype=self.dtype)
         else:
             dy = _as_float_array("dy", dy, self.dtype)
             _check_shape("dy", dy, y_shape)
             if self.batch_first:
                 dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        lstm = self.spec.has_cell_state
         state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         dhn, dcn = self._split_state("dh_n", dhx)
         dhn = self._check_state("dh_n", dhn, state_shape)
-        dcn = self._check_state("dc_n", dcn, state_shape) if self.cell == "lstm" else None
+        dcn = self._check_state("dc_n", dcn, state_shape) if lstm else None
         self._ctx = None
         dx, dh0, dc0 = self._backend.backward(self, ctx, dy, dhn, dcn)
         if self.batch_first:
             dx = dx.transpose(1, 0, 2)
-        return (dx, (dh0, dc0)) if self.cell == "lstm" else (dx, dh0)
+        return (dx, (dh0, dc0)) if lstm else (dx, dh0)
 
     def stepper(self, batch_size: int = 1, hx: Any = None) -> Any:
-        """A generator of single steps: ``y = st.step(x)`` with x (B, I) -> y (B, H).
+        """A generator of single steps, for sampling and streaming.
 
         The weights are packed once, when the stepper is made (make a new one after
-        changing them), and the state (initially ``hx`` or zeros) is carried inside
-        between calls, so a step costs one fused product per layer and nothing else.
-        ``st.get_state()`` returns ``(h, c)`` (c None except LSTM), shapes (L, B, H);
-        ``st.set_state(h, c=None)`` replaces it. Unidirectional layers only.
+        changing them), and the state is carried inside between calls, so a step
+        costs one fused product per layer and nothing else. Unidirectional layers
+        only.
+
+        Parameters
+        ----------
+        batch_size : int
+            B, the rows of every step's input.
+        hx : array-like (L, B, H), for LSTM a tuple ``(h0, c0)``, or None
+            The initial state; None means zeros.
+
+        Returns
+        -------
+        stepper
+            ``st.step(x)`` takes x (B, I) and returns the top layer's new state
+            (B, H); ``st.get_state()`` returns ``(h, c)`` (c None except LSTM),
+            shapes (L, B, H); ``st.set_state(h, c=None)`` replaces it.
 
         Examples
         --------
+        >>> import numpy as np, rnnkit as rk
+        >>> lstm = rk.LSTM(3, 4, num_layers=2, seed=0)
         >>> st = lstm.stepper(batch_size=1)
-        >>> for _ in range(100):
-        ...     h = st.step(x)          # (1, H): the top layer's new state
+        >>> for _ in range(5):
+        ...     h = st.step(np.ones((1, 3), dtype=np.float32))
+        >>> h.shape, st.get_state()[1].shape
+        ((1, 4), (2, 1, 4))
         """
         if self.bidirectional:
-            raise ValueError("stepper() needs a unidirectional layer, got bidirectional=True")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ValueError(
+                "stepper() needs a unidirectional layer, got bidirectional=True"
+            )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer, got {batch_size!r}"
+            )
         make = getattr(self._backend, "stepper", None)
         st = make(self, int(batch_size)) if make else _PyStepper(self, int(batch_size))
         if hx is not None:
             shape = (self.num_layers, int(batch_size), self.hidden_size)
             h0, c0 = self._split_state("hx", hx)
             h0 = self._check_state("h0", h0, shape)
-            c0 = self._check_state("c0", c0, shape) if self.cell == "lstm" else None
+            c0 = (
+                self._check_state("c0", c0, shape) if self.spec.has_cell_state else None
+            )
             st.set_state(h0, c0)
         return st
 
     def extra_repr(self) -> str:
+        """The constructor arguments that differ from the defaults, as in ``repr``."""
         s = f"{self.input_size}, {self.hidden_size}"
-        if self.cell == "rnn":
+        if len(self.spec.nonlinearities) > 1:
             s += f", nonlinearity={self.nonlinearity!r}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
@@ -359,16 +381,17 @@ class _PyStepper:
         self._layer, self.batch_size = layer, batch_size
         shape = (layer.num_layers, batch_size, layer.hidden_size)
         self._h = np.zeros(shape, layer.dtype)
-        self._c = np.zeros(shape, layer.dtype) if layer.cell == "lstm" else None
+        self._c = np.zeros(shape, layer.dtype) if layer.spec.has_cell_state else None
 
     def step(self, x: Any) -> np.ndarray:
         layer = self._layer
         x = _as_float_array("x", x, layer.dtype)
         _check_shape("x", x, (self.batch_size, layer.input_size))
-        hx = (self._h, self._c) if layer.cell == "lstm" else self._h
+        lstm = layer.spec.has_cell_state
+        hx = (self._h, self._c) if lstm else self._h
         xs = x[:, None] if layer.batch_first else x[None]
         y, state = layer.forward(xs, hx, train=False)
-        self._h, self._c = state if layer.cell == "lstm" else (state, None)
+        self._h, self._c = state if lstm else (state, None)
         return self._h[-1].copy()
 
     def get_state(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -380,36 +403,232 @@ class _PyStepper:
             self._c = np.array(c, dtype=self._layer.dtype)
 
 
-def _core_backend() -> Any:
-    from ._backend import CoreBackend
-
-    return CoreBackend()
-
-
-_Recurrent._backend = _core_backend()
-
-
+@_cells.register("rnn")
 class RNN(_Recurrent):
-    """Elman RNN: ``h' = σ(W_ih x + b_ih + W_hh h + b_hh)``, σ ∈ {tanh, relu, sigmoid}."""
+    """Elman RNN, ``torch.nn.RNN``'s math, parameter names and shapes.
 
-    cell = "rnn"
+    For each layer and direction, at every step t::
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 bidirectional: bool = False, dtype: str | np.dtype = "float32",
-                 seed: int | np.random.Generator | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first,
-                         bidirectional, dtype, seed, nonlinearity)
+        h_t = σ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   σ ∈ {tanh, relu, sigmoid}
+
+    Parameters
+    ----------
+    input_size : int
+        I, the features of each step of ``x``.
+    hidden_size : int
+        H, the features of the state ``h`` (and of each direction's output).
+    num_layers : int, default 1
+        L, recurrent layers stacked; layer k > 0 reads layer k-1's output (D*H).
+    nonlinearity : {"tanh", "relu", "sigmoid"}, default "tanh"
+        σ above.
+    bias : bool, default True
+        Use ``b_ih`` and ``b_hh``; without them the bias keys are absent.
+    batch_first : bool, default False
+        ``x`` and ``y`` are (B, T, ·) instead of (T, B, ·); states are not affected.
+    bidirectional : bool, default False
+        Add a reverse direction (D = 2) that runs each row from its last valid
+        step to its first; outputs are concatenated on the last axis.
+    dtype : {"float32", "float64"}, default "float32"
+        Of the parameters, gradients, outputs and states.
+    seed : int, np.random.Generator or None
+        Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
+        PyTorch's storage order; None draws fresh entropy.
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        Named views into one flat parameter / gradient buffer, PyTorch's names:
+        ``weight_ih_l{k}`` (H, I or D*H), ``weight_hh_l{k}`` (H, H),
+        ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` for d = 1.
+
+    Shapes
+    ------
+    x : (T, B, I), or (B, T, I) with ``batch_first``
+    h0, h_n : (L*D, B, H), index ``l*D + d``
+    y : (T, B, D*H), or (B, T, D*H) with ``batch_first``
+    lengths : (B,) integers in [1, T]
+
+    Methods
+    -------
+    forward(x, hx=None, lengths=None, train=True) -> (y, h_n)
+    backward(dy, dhx=None) -> (dx, dh0), adding into ``grads``
+    stepper(batch_size=1, hx=None) -> single-step generator
+    zero_grad(), parameters(), state_dict(), load_state_dict(state)
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> rnn = rk.RNN(8, 16, num_layers=2, nonlinearity="relu", seed=0)
+    >>> x = np.ones((5, 3, 8), dtype=np.float32)
+    >>> y, h_n = rnn.forward(x)
+    >>> dx, dh0 = rnn.backward(np.ones_like(y))
+    >>> y.shape, h_n.shape, dx.shape
+    ((5, 3, 16), (2, 3, 16), (5, 3, 8))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dtype: str | np.dtype = "float32",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            bidirectional,
+            dtype,
+            seed,
+            nonlinearity,
+        )
 
 
+@_cells.register("lstm")
 class LSTM(_Recurrent):
-    """LSTM with PyTorch's gate order ``i, f, g, o``; state is a tuple ``(h, c)``."""
+    """Long short-term memory, ``torch.nn.LSTM``'s math, gate order, names and shapes.
 
-    cell = "lstm"
+    For each layer and direction, at every step t, with the gates in PyTorch's
+    order ``i, f, g, o`` (rows ``[0:H]``, ``[H:2H]``, ``[2H:3H]``, ``[3H:4H]``)::
+
+        i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
+        f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+        g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+        o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+        c' = f * c + i * g
+        h' = o * tanh(c')
+
+    The state is a pair ``(h, c)`` everywhere a state goes in or comes out.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the features of each step of ``x``.
+    hidden_size : int
+        H, the features of ``h`` and ``c`` (and of each direction's output).
+    num_layers : int, default 1
+        L, recurrent layers stacked; layer k > 0 reads layer k-1's output (D*H).
+    bias : bool, default True
+        Use ``b_ih`` and ``b_hh``; without them the bias keys are absent.
+    batch_first : bool, default False
+        ``x`` and ``y`` are (B, T, ·) instead of (T, B, ·); states are not affected.
+    bidirectional : bool, default False
+        Add a reverse direction (D = 2) that runs each row from its last valid
+        step to its first; outputs are concatenated on the last axis.
+    dtype : {"float32", "float64"}, default "float32"
+        Of the parameters, gradients, outputs and states.
+    seed : int, np.random.Generator or None
+        Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
+        PyTorch's storage order; None draws fresh entropy.
+    nonlinearity : {"tanh"}, default "tanh"
+        Accepted for a uniform constructor; the LSTM's activations are fixed.
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        Named views into one flat parameter / gradient buffer, PyTorch's names:
+        ``weight_ih_l{k}`` (4H, I or D*H), ``weight_hh_l{k}`` (4H, H),
+        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), ``_reverse`` for d = 1.
+
+    Shapes
+    ------
+    x : (T, B, I), or (B, T, I) with ``batch_first``
+    (h0, c0), (h_n, c_n) : each (L*D, B, H), index ``l*D + d``
+    y : (T, B, D*H), or (B, T, D*H) with ``batch_first``
+    lengths : (B,) integers in [1, T]
+
+    Methods
+    -------
+    forward(x, hx=None, lengths=None, train=True) -> (y, (h_n, c_n))
+    backward(dy, dhx=None) -> (dx, (dh0, dc0)), adding into ``grads``
+    stepper(batch_size=1, hx=None) -> single-step generator
+    zero_grad(), parameters(), state_dict(), load_state_dict(state)
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> lstm = rk.LSTM(8, 16, bidirectional=True, seed=0)
+    >>> x = np.ones((5, 3, 8), dtype=np.float32)
+    >>> y, (h_n, c_n) = lstm.forward(x)
+    >>> dx, (dh0, dc0) = lstm.backward(np.ones_like(y))   # adds into lstm.grads
+    >>> y.shape, h_n.shape, dx.shape
+    ((5, 3, 32), (2, 3, 16), (5, 3, 8))
+    >>> sorted(lstm.state_dict())[:2]
+    ['bias_hh_l0', 'bias_hh_l0_reverse']
+    """
 
 
+@_cells.register("gru")
 class GRU(_Recurrent):
-    """GRU with PyTorch's gate order ``r, z, n``:
-    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``."""
+    """Gated recurrent unit, ``torch.nn.GRU``'s math, gate order, names and shapes.
 
-    cell = "gru"
+    For each layer and direction, at every step t, with the gates in PyTorch's
+    order ``r, z, n`` (rows ``[0:H]``, ``[H:2H]``, ``[2H:3H]``) and the reset gate
+    applied after the recurrent product::
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+        z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h' = (1 - z) * n + z * h
+
+    Parameters
+    ----------
+    input_size : int
+        I, the features of each step of ``x``.
+    hidden_size : int
+        H, the features of the state ``h`` (and of each direction's output).
+    num_layers : int, default 1
+        L, recurrent layers stacked; layer k > 0 reads layer k-1's output (D*H).
+    bias : bool, default True
+        Use ``b_ih`` and ``b_hh``; without them the bias keys are absent.
+    batch_first : bool, default False
+        ``x`` and ``y`` are (B, T, ·) instead of (T, B, ·); states are not affected.
+    bidirectional : bool, default False
+        Add a reverse direction (D = 2) that runs each row from its last valid
+        step to its first; outputs are concatenated on the last axis.
+    dtype : {"float32", "float64"}, default "float32"
+        Of the parameters, gradients, outputs and states.
+    seed : int, np.random.Generator or None
+        Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
+        PyTorch's storage order; None draws fresh entropy.
+    nonlinearity : {"tanh"}, default "tanh"
+        Accepted for a uniform constructor; the GRU's activations are fixed.
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        Named views into one flat parameter / gradient buffer, PyTorch's names:
+        ``weight_ih_l{k}`` (3H, I or D*H), ``weight_hh_l{k}`` (3H, H),
+        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), ``_reverse`` for d = 1.
+
+    Shapes
+    ------
+    x : (T, B, I), or (B, T, I) with ``batch_first``
+    h0, h_n : (L*D, B, H), index ``l*D + d``
+    y : (T, B, D*H), or (B, T, D*H) with ``batch_first``
+    lengths : (B,) integers in [1, T]
+
+    Methods
+    -------
+    forward(x, hx=None, lengths=None, train=True) -> (y, h_n)
+    backward(dy, dhx=None) -> (dx, dh0), adding into ``grads``
+    stepper(batch_size=1, hx=None) -> single-step generator
+    zero_grad(), parameters(), state_dict(), load_state_dict(state)
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> gru = rk.GRU(8, 16, batch_first=True, seed=0)
+    >>> x = np.ones((3, 5, 8), dtype=np.float32)          # (B, T, I)
+    >>> y, h_n = gru.forward(x, lengths=[5, 2, 4])
+    >>> dx, dh0 = gru.backward(np.ones_like(y))
+    >>> y.shape, h_n.shape, dx.shape
+    ((3, 5, 16), (1, 3, 16), (3, 5, 8))
+    """

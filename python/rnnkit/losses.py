@@ -66,7 +66,20 @@ def _check_reduction(reduction: str) -> None:
 
 
 def length_mask(lengths: Any, T: int) -> np.ndarray:
-    """(B, T) bool mask, True at the real steps ``t < lengths[b]`` (batch-first)."""
+    """(B, T) bool mask, True at the real steps ``t < lengths[b]`` (batch-first).
+
+    Parameters
+    ----------
+    lengths : int array-like (B,)
+        Valid steps per row.
+    T : int
+        Steps of the padded batch.
+
+    Examples
+    --------
+    >>> length_mask([3, 1], 4).astype(int).tolist()
+    [[1, 1, 1, 0], [1, 0, 0, 0]]
+    """
     lengths = np.asarray(lengths)
     return np.arange(T)[None, :] < lengths[:, None]
 
@@ -163,6 +176,24 @@ def binary_cross_entropy_with_logits(
     Written as ``max(x, 0) - x y + log1p(exp(-|x|))``, finite for every finite
     ``x``. ``targets`` are floats in [0, 1] (soft labels allowed).
 
+    Parameters
+    ----------
+    logits : float array-like (...)
+        Pre-sigmoid scores ``x``.
+    targets : float array-like, shaped like ``logits``
+        Labels ``y`` in [0, 1].
+    mask : bool array-like or None
+        True where an entry counts; the output's shape or a prefix of it.
+    reduction : {"mean", "sum"}, default "mean"
+        Divide by the number of entries that count, or not.
+
+    Returns
+    -------
+    loss : float
+        The reduced loss, accumulated in float64.
+    dlogits : ndarray shaped like ``logits``
+        Gradient of ``loss`` w.r.t. ``logits``, in its dtype.
+
     Shapes
     ------
     logits (...), targets (...) same shape, mask (...) or a prefix -> dlogits (...).
@@ -194,6 +225,24 @@ def mse(
     reduction: str = "mean",
 ) -> tuple[float, np.ndarray]:
     """Mean squared error ``(output - target)^2``, gradient ``2 (output - target)``.
+
+    Parameters
+    ----------
+    output : float array-like (...)
+        Predictions.
+    target : float array-like, shaped like ``output``
+        Targets.
+    mask : bool array-like or None
+        True where an entry counts; the output's shape or a prefix of it.
+    reduction : {"mean", "sum"}, default "mean"
+        Divide by the number of entries that count, or not.
+
+    Returns
+    -------
+    loss : float
+        The reduced loss, accumulated in float64.
+    doutput : ndarray shaped like ``output``
+        Gradient of ``loss`` w.r.t. ``output``, in its dtype.
 
     Shapes
     ------
@@ -238,6 +287,7 @@ class _Loss:
     reduction = "mean"
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments."""
         return {"reduction": self.reduction}
 
     def __repr__(self) -> str:
@@ -246,7 +296,22 @@ class _Loss:
 
 
 class CrossEntropyLoss(_Loss):
-    """:func:`cross_entropy` with its options bound: ``loss, d = ce(logits, t, mask)``."""
+    """:func:`cross_entropy` with its options bound: ``loss, d = ce(logits, t, m)``.
+
+    Parameters
+    ----------
+    ignore_index : int or None, default -100
+        Targets equal to it do not count.
+    reduction : {"mean", "sum"}, default "mean"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ce = CrossEntropyLoss(reduction="sum")
+    >>> loss, d = ce(np.zeros((2, 4)), np.array([1, -100]))
+    >>> round(loss, 4), d.shape          # log(4): only the first row counts
+    (1.3863, (2, 4))
+    """
 
     name = "cross_entropy"
 
@@ -257,6 +322,7 @@ class CrossEntropyLoss(_Loss):
         self.ignore_index, self.reduction = ignore_index, reduction
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments."""
         return {"ignore_index": self.ignore_index, "reduction": self.reduction}
 
     def __call__(
@@ -272,7 +338,19 @@ class CrossEntropyLoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """:func:`binary_cross_entropy_with_logits` with its options bound."""
+    """:func:`binary_cross_entropy_with_logits` with its options bound.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, d = BCEWithLogitsLoss()(np.zeros(3), np.ones(3))
+    >>> round(loss, 4)
+    0.6931
+    """
 
     name = "bce_with_logits"
 
@@ -289,7 +367,18 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class MSELoss(_Loss):
-    """:func:`mse` with its options bound."""
+    """:func:`mse` with its options bound.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> MSELoss(reduction="sum")(np.array([1.0, 2.0]), np.zeros(2))[0]
+    5.0
+    """
 
     name = "mse"
 
@@ -311,7 +400,19 @@ LOSSES: dict[str, type[_Loss]] = {
 
 
 def get_loss(loss: Any) -> Any:
-    """A loss object from a name in :data:`LOSSES` or a callable (returned as is)."""
+    """A loss object from a name in :data:`LOSSES` or a callable (returned as is).
+
+    Parameters
+    ----------
+    loss : str or callable
+        ``"cross_entropy"``, ``"bce_with_logits"``, ``"mse"``, or any callable
+        ``loss(output, target, mask) -> (float, doutput)``.
+
+    Examples
+    --------
+    >>> get_loss("mse")
+    MSELoss(reduction='mean')
+    """
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(

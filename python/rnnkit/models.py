@@ -54,160 +54,39 @@ from typing import Any
 
 import numpy as np
 
-from . import layers as _layers
+from . import _serial
+from ._params import _as_float_array, _check_shape, _Params
+from ._serial import (
+    model_from_config,
+    model_param_shapes,
+    module_config,
+    module_from_config,
+    module_param_shapes,
+)
+from .io import save as _save
+from .layers import _Recurrent
 from .modules import Dropout, Embedding, Linear
 
-Recurrent = _layers._Recurrent
-_RECURRENT_TYPES: dict[str, type] = {
-    "RNN": _layers.RNN,
-    "LSTM": _layers.LSTM,
-    "GRU": _layers.GRU,
-}
-_MODULE_TYPES: dict[str, type] = {
-    "Linear": Linear,
-    "Embedding": Embedding,
-    "Dropout": Dropout,
-}
+Recurrent = _Recurrent
+"""The base class of every recurrent layer (``isinstance(m, Recurrent)``)."""
 
 
-# ----------------------------------------------------------- configurations
-def _is_reference(m: Any) -> bool:
-    return type(m).__module__.startswith("rnnkit.reference")
+def _sequential_config(cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    layers = cfg.get("layers")
+    if not isinstance(layers, list):
+        raise TypeError("Sequential config must have a list 'layers'")
+    for i, c in enumerate(layers):
+        if not isinstance(c, Mapping):
+            raise TypeError(f"layer {i} config must be an object")
+    return layers
 
 
-def module_config(m: Any) -> dict[str, Any]:
-    """``{"type": name, **constructor arguments}`` of a module (JSON)."""
-    if isinstance(m, Recurrent):
-        kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[m.cell]
-        cfg: dict[str, Any] = {
-            "type": kind,
-            "input_size": m.input_size,
-            "hidden_size": m.hidden_size,
-            "num_layers": m.num_layers,
-            "bias": m.bias,
-            "batch_first": m.batch_first,
-            "bidirectional": m.bidirectional,
-            "dtype": m.dtype.name,
-        }
-        if kind == "RNN":
-            cfg["nonlinearity"] = m.nonlinearity
-        if _is_reference(m):
-            cfg["reference"] = True
-        return cfg
-    if type(m) in _MODULE_TYPES.values():
-        return {"type": type(m).__name__, **m.config()}
-    raise TypeError(f"cannot describe module of type {type(m).__name__}")
-
-
-def module_from_config(cfg: Mapping[str, Any]) -> Any:
-    """Builds a module (fresh parameters) from :func:`module_config` output."""
-    cfg = dict(cfg)
-    kind = cfg.pop("type", None)
-    if kind in _RECURRENT_TYPES:
-        cls = _RECURRENT_TYPES[kind]
-        if cfg.pop("reference", False):
-            from . import reference
-
-            cls = getattr(reference, kind)
-        return cls(**cfg)
-    if kind in _MODULE_TYPES:
-        return _MODULE_TYPES[kind](**cfg)
-    raise ValueError(
-        f"unknown module type {kind!r}; known: "
-        f"{sorted(_RECURRENT_TYPES) + sorted(_MODULE_TYPES)}"
-    )
-
-
-def _int(cfg: Mapping[str, Any], key: str) -> int:
-    v = cfg.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{key} must be a positive integer, got {v!r}")
-    return v
-
-
-def module_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Parameter names and shapes a module config describes, without allocating.
-
-    Used by checkpoint loading to check declared sizes before building anything.
-    """
-    kind = cfg.get("type")
-    if kind in _RECURRENT_TYPES:
-        G = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
-        I, H, L = (
-            _int(cfg, "input_size"),
-            _int(cfg, "hidden_size"),
-            _int(cfg, "num_layers"),
-        )
-        D = 2 if cfg.get("bidirectional") else 1
-        shapes: dict[str, tuple[int, ...]] = {}
-        for k in range(L):
-            for d in range(D):
-                s = f"_l{k}" + ("_reverse" if d else "")
-                shapes["weight_ih" + s] = (G * H, I if k == 0 else D * H)
-                shapes["weight_hh" + s] = (G * H, H)
-                if cfg.get("bias", True):
-                    shapes["bias_ih" + s] = (G * H,)
-                    shapes["bias_hh" + s] = (G * H,)
-        return shapes
-    if kind == "Linear":
-        I, O = _int(cfg, "in_features"), _int(cfg, "out_features")
-        return {"weight": (O, I), **({"bias": (O,)} if cfg.get("bias", True) else {})}
-    if kind == "Embedding":
-        return {"weight": (_int(cfg, "num_embeddings"), _int(cfg, "embedding_dim"))}
-    if kind == "Dropout":
-        return {}
-    raise ValueError(f"unknown module type {kind!r}")
-
-
-def model_from_config(cfg: Mapping[str, Any]) -> Model:
-    """Builds a model (fresh parameters) from :meth:`Model.config` output."""
-    kind = cfg.get("type")
-    if kind == "Sequential":
-        layers = cfg.get("layers")
-        if not isinstance(layers, list):
-            raise TypeError("Sequential config must have a list 'layers'")
-        return Sequential(
-            *[module_from_config(c) for c in layers],
-            input=cfg.get("input", "sequence"),
-            output=cfg.get("output", "sequence"),
-            steps=cfg.get("steps"),
-        )
-    if kind == "EncoderDecoder":
-        enc, dec = cfg.get("encoder"), cfg.get("decoder")
-        if not isinstance(enc, Mapping) or not isinstance(dec, Mapping):
-            raise TypeError("EncoderDecoder config must have 'encoder' and 'decoder'")
-        e, d = model_from_config(enc), model_from_config(dec)
-        if not isinstance(e, Sequential) or not isinstance(d, Sequential):
-            raise TypeError("EncoderDecoder parts must be Sequential models")
-        return EncoderDecoder(e, d)
-    raise ValueError(
-        f"unknown model type {kind!r}; known: ['EncoderDecoder', 'Sequential']"
-    )
-
-
-def model_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """``state_dict`` keys and shapes of the model ``cfg`` describes (no allocation)."""
-    kind = cfg.get("type")
-    out: dict[str, tuple[int, ...]] = {}
-    if kind == "Sequential":
-        layers = cfg.get("layers")
-        if not isinstance(layers, list):
-            raise TypeError("Sequential config must have a list 'layers'")
-        for i, c in enumerate(layers):
-            if not isinstance(c, Mapping):
-                raise TypeError(f"layer {i} config must be an object")
-            for name, shape in module_param_shapes(c).items():
-                out[f"{i}.{name}"] = shape
-        return out
-    if kind == "EncoderDecoder":
-        for part in ("encoder", "decoder"):
-            sub = cfg.get(part)
-            if not isinstance(sub, Mapping):
-                raise TypeError(f"EncoderDecoder config must have an object {part!r}")
-            for name, shape in model_param_shapes(sub).items():
-                out[f"{part}.{name}"] = shape
-        return out
-    raise ValueError(f"unknown model type {kind!r}")
+def _parts_config(cfg: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    parts = cfg.get("encoder"), cfg.get("decoder")
+    for name, part in zip(("encoder", "decoder"), parts):
+        if not isinstance(part, Mapping):
+            raise TypeError(f"EncoderDecoder config must have an object {name!r}")
+    return parts  # type: ignore[return-value]
 
 
 # -------------------------------------------------------------- flat buffers
@@ -239,23 +118,33 @@ def _leaves(m: Any) -> list[Any]:
     return m._leaves() if isinstance(m, Model) else [m]
 
 
-class Model:
-    """Base of :class:`Sequential` and :class:`EncoderDecoder`: one flat parameter
-    buffer, the layer protocol, ``state_dict``, ``config`` and ``save``.
+class Model(_Params):
+    """Base of :class:`Sequential` and :class:`EncoderDecoder`.
+
+    Built on the parameter base every module shares (:class:`rnnkit._params._Params`):
+    one flat parameter buffer and one flat gradient buffer for every layer of the
+    model, with named views ``params`` / ``grads`` whose keys are
+    ``"<module>.<param>"`` (``"1.weight_ih_l0"``, ``"encoder.0.weight"``), so
+    :meth:`parameters`, :meth:`zero_grad`, :meth:`state_dict` and
+    :meth:`load_state_dict` are the layers' own. Adds ``config`` (the architecture
+    as JSON) and :meth:`save`.
 
     Attributes
     ----------
-    vocab : dict of named vocabularies (lists of str) saved with the model.
-    meta : JSON-serialisable dict saved with the model (e.g. normalisation).
-    optimizer : the optimizer :func:`rnnkit.fit` or :func:`rnnkit.load` attached;
+    vocab : dict of str to list of str
+        Named vocabularies saved with the model.
+    meta : dict
+        JSON-serialisable metadata saved with the model (e.g. normalisation).
+    optimizer : optimizer or None
+        The optimizer :func:`rnnkit.fit` or :func:`rnnkit.load` attached;
         :meth:`save` stores its state too.
+    dtype : np.dtype
+        The dtype of every layer.
     """
 
     vocab: dict[str, list[str]]
     meta: dict[str, Any]
     optimizer: Any
-    _flat_params: np.ndarray
-    _flat_grads: np.ndarray
 
     def _children(self) -> list[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -314,59 +203,62 @@ class Model:
                 span = [spans[id(m)] for m in c._leaves() if id(m) in spans]
                 a, b = (span[0][0], span[-1][1]) if span else (0, 0)
                 c._flat_params, c._flat_grads = P[a:b], G[a:b]
+        self._collect_views()
 
-    # ----------------------------------------------------------- protocol
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One (parameter, gradient) pair covering every parameter of the model."""
-        return [(self._flat_params, self._flat_grads)]
-
-    def zero_grad(self) -> None:
-        self._flat_grads.fill(0)
+    def _collect_views(self) -> None:
+        """``params`` / ``grads``: the layers' views, keyed ``"<module>.<param>"``."""
+        modules = self.named_modules()
+        self.params = {f"{k}.{n}": v for k, m in modules for n, v in m.params.items()}
+        self.grads = {f"{k}.{n}": v for k, m in modules for n, v in m.grads.items()}
+        for c in self._children():
+            if isinstance(c, Model):
+                c._collect_views()
 
     @property
     def num_parameters(self) -> int:
+        """The number of scalar parameters of the model."""
         return int(self._flat_params.size)
 
     def named_modules(self) -> list[tuple[str, Any]]:  # pragma: no cover - abstract
+        """``(name, module)`` for every leaf module, names as in ``state_dict`` keys."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """``{"<module>.<param>": copy}`` (e.g. ``"1.weight_ih_l0"``)."""
-        return {
-            f"{prefix}.{name}": p.copy()
-            for prefix, m in self.named_modules()
-            for name, p in m.params.items()
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copies ``state`` in by name; keys, shapes and kinds are all checked first."""
-        mine = self.state_dict()
-        missing = [k for k in mine if k not in state]
-        extra = [k for k in state if k not in mine]
-        if missing or extra:
-            raise KeyError(
-                f"state_dict does not match the model: missing keys "
-                f"{missing}, unexpected keys {extra}"
-            )
-        staged = {}
-        for k, ref in mine.items():
-            arr = _layers._as_float_array(f"state_dict[{k!r}]", state[k], self.dtype)
-            _layers._check_shape(f"state_dict[{k!r}]", arr, ref.shape)
-            staged[k] = arr
-        for prefix, m in self.named_modules():
-            for name in m.params:
-                m.params[name][...] = staged[f"{prefix}.{name}"]
-
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The architecture as JSON: ``{"type": ..., ...}`` (checkpoints store it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Model:  # pragma: no cover
+        """A model of this type (fresh parameters) from :meth:`config` output."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_param_shapes(
+        cls, cfg: Mapping[str, Any]
+    ) -> dict[str, tuple[int, ...]]:  # pragma: no cover - abstract
+        """``state_dict`` keys and shapes the config ``cfg`` implies (no allocation)."""
         raise NotImplementedError
 
     def save(self, path: Any, optimizer: Any = None) -> None:
-        """Writes a checkpoint (see :mod:`rnnkit.io`): architecture, weights,
-        ``vocab``, ``meta`` and the optimizer's state (``optimizer`` or, if None,
-        ``self.optimizer``). Atomic: the file is complete or untouched."""
-        from .io import save
+        """Writes a checkpoint (see :mod:`rnnkit.io`).
 
-        save(path, self, optimizer=optimizer)
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; written atomically (complete or untouched).
+        optimizer : optimizer or None
+            Whose state to store with the weights; None means ``self.optimizer``.
+
+        Examples
+        --------
+        >>> import os, tempfile, rnnkit as rk
+        >>> model = rk.Sequential(rk.GRU(3, 4, seed=0), rk.Linear(4, 2, seed=1))
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.npz")
+        >>> model.save(path)
+        >>> sorted(rk.load(path).state_dict()) == sorted(model.state_dict())
+        True
+        """
+        _save(path, self, optimizer=optimizer)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
@@ -374,11 +266,12 @@ class Model:
 
 def _top_state(m: Any, hn: Any) -> np.ndarray:
     """(B, D*H): the top layer's final state of both directions (h for LSTM)."""
-    h = hn[0] if m.cell == "lstm" else hn
+    h = hn[0] if m.spec.has_cell_state else hn
     D, top = m.num_directions, (m.num_layers - 1) * m.num_directions
     return h[top] if D == 1 else np.concatenate([h[top + d] for d in range(D)], axis=-1)
 
 
+@_serial.register_model
 class Sequential(Model):
     """Modules applied in order, with the RNN shape chosen by ``input`` / ``output``.
 
@@ -448,9 +341,11 @@ class Sequential(Model):
         return self.layers
 
     def named_modules(self) -> list[tuple[str, Any]]:
+        """``(str(i), layer)`` for every layer, in order."""
         return [(str(i), m) for i, m in enumerate(self.layers)]
 
     def config(self) -> dict[str, Any]:
+        """``{"type": "Sequential", "layers": [...], "input", "output", "steps"}``."""
         return {
             "type": "Sequential",
             "layers": [module_config(m) for m in self.layers],
@@ -459,8 +354,28 @@ class Sequential(Model):
             "steps": self.steps,
         }
 
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Sequential:
+        """A Sequential (fresh parameters) from :meth:`config` output."""
+        return cls(
+            *[module_from_config(c) for c in _sequential_config(cfg)],
+            input=cfg.get("input", "sequence"),
+            output=cfg.get("output", "sequence"),
+            steps=cfg.get("steps"),
+        )
+
+    @classmethod
+    def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{"<i>.<param>": shape}`` for :meth:`config` output (no allocation)."""
+        return {
+            f"{i}.{name}": shape
+            for i, c in enumerate(_sequential_config(cfg))
+            for name, shape in module_param_shapes(c).items()
+        }
+
     @property
     def recurrent_layers(self) -> list[Any]:
+        """The recurrent layers, in order."""
         return [self.layers[i] for i in self._rec]
 
     def forward(
@@ -475,14 +390,35 @@ class Sequential(Model):
 
         Parameters
         ----------
-        x : batch-first input (see the class docstring).
-        lengths : optional (B,) valid steps per row (sequence input only).
-        state : optional list, one initial state per recurrent layer (None = zeros).
-        steps : number of steps for ``input="vector"`` (default ``self.steps``).
-        train : training (keep caches, dropout on) or inference.
+        x : array-like, batch-first
+            (B, T, I) floats or (B, T) token ids for ``input="sequence"``; (B, I)
+            or (B,) for ``input="vector"``.
+        lengths : int array-like (B,), optional
+            Valid steps per row (sequence input only).
+        state : list, optional
+            One initial state per recurrent layer (None entries mean zeros).
+        steps : int, optional
+            Number of steps for ``input="vector"`` (default ``self.steps``).
+        train : bool
+            Training (keep caches, dropout on) or inference.
+
+        Returns
+        -------
+        ndarray
+            (B, T, O) for ``output="sequence"``, (B, O) for ``output="last"``.
 
         After the call ``self.final_state`` holds each recurrent layer's final
         state, ready to pass as ``state`` to continue the sequence.
+
+        Examples
+        --------
+        >>> import numpy as np, rnnkit as rk
+        >>> model = rk.Sequential(rk.LSTM(3, 4, seed=0), rk.Linear(4, 2, seed=1))
+        >>> x = np.ones((2, 6, 3), dtype=np.float32)
+        >>> a = model.forward(x[:, :4], train=False)
+        >>> b = model.forward(x[:, 4:], state=model.final_state, train=False)
+        >>> bool(np.allclose(b, model.forward(x, train=False)[:, 4:], atol=1e-6))
+        True
         """
         seq = self.input == "sequence"
         h = x if isinstance(x, np.ndarray) else np.asarray(x)
@@ -544,13 +480,20 @@ class Sequential(Model):
     def backward(self, dout: Any, dstate: Sequence[Any] | None = None) -> Any:
         """Backpropagates through every layer of the last training forward.
 
+        Adds into every layer's ``grads`` (one flat buffer, ``self.grads``).
+
         Parameters
         ----------
-        dout : gradient of the loss w.r.t. the output (None = zeros).
-        dstate : optional list, one gradient per recurrent layer's final state.
+        dout : array-like shaped like the output, or None
+            Gradient of the loss w.r.t. the output; None means zeros.
+        dstate : list, optional
+            One gradient per recurrent layer's final state.
 
-        Returns ``dx`` (batch-first, like ``x``; None for token ids). The gradients
-        w.r.t. the initial states are left in ``self.initial_state_grad``.
+        Returns
+        -------
+        ndarray or None
+            ``dx``, batch-first like ``x``; None for token ids. The gradients
+            w.r.t. the initial states are left in ``self.initial_state_grad``.
         """
         tr = self._trace
         if tr is None:
@@ -559,8 +502,8 @@ class Sequential(Model):
         if dout is None:
             d = np.zeros(tr["out_shape"], dtype=tr["out_dtype"])
         else:
-            d = _layers._as_float_array("dout", dout, self.dtype)
-            _layers._check_shape("dout", d, tr["out_shape"])
+            d = _as_float_array("dout", dout, self.dtype)
+            _check_shape("dout", d, tr["out_shape"])
         if tr["seq_out"]:
             d = d.swapaxes(0, 1)
         if dstate is not None and len(dstate) != len(self._rec):
@@ -593,7 +536,7 @@ class Sequential(Model):
         """Gradient w.r.t. the layer's final state from that of its top state."""
         L, D, H = m.num_layers, m.num_directions, m.hidden_size
         B = d.shape[0]
-        lstm = m.cell == "lstm"
+        lstm = m.spec.has_cell_state
         given = (dhx[0] if lstm else dhx) if dhx is not None else None
         dh = np.zeros((L * D, B, H), dtype=self.dtype)
         if given is not None:
@@ -608,7 +551,30 @@ class Sequential(Model):
     def predict(
         self, x: Any, lengths: Any = None, batch_size: int = 256, **kw: Any
     ) -> np.ndarray:
-        """Inference forward in batches of ``batch_size`` rows; outputs concatenated."""
+        """Inference forward in batches of ``batch_size`` rows; outputs concatenated.
+
+        Parameters
+        ----------
+        x, lengths : as for :meth:`forward`
+            Each batch is trimmed to its longest row; sequence outputs are padded
+            back with zeros to ``x``'s T.
+        batch_size : int, default 256
+            Rows per forward.
+        **kw
+            Passed to :meth:`forward` (``state``, ``steps``).
+
+        Returns
+        -------
+        ndarray
+            The outputs of every row, as :meth:`forward` would give them.
+
+        Examples
+        --------
+        >>> import numpy as np, rnnkit as rk
+        >>> model = rk.Sequential(rk.GRU(3, 4, seed=0), output="last")
+        >>> model.predict(np.ones((10, 5, 3)), batch_size=4).shape
+        (10, 4)
+        """
         x = np.asarray(x)
         outs = []
         for a in range(0, x.shape[0], batch_size):
@@ -639,6 +605,7 @@ class Sequential(Model):
         )
 
 
+@_serial.register_model
 class EncoderDecoder(Model):
     """Sequence-to-sequence: the encoder's final state starts the decoder.
 
@@ -676,8 +643,8 @@ class EncoderDecoder(Model):
                 "the decoder must have input='sequence', output='sequence'"
             )
         e, d = encoder.layers[encoder._rec[-1]], decoder.layers[decoder._rec[0]]
-        es = (e.cell == "lstm", e.num_layers * e.num_directions, e.hidden_size)
-        ds = (d.cell == "lstm", d.num_layers * d.num_directions, d.hidden_size)
+        es = (e.spec.has_cell_state, e.num_layers * e.num_directions, e.hidden_size)
+        ds = (d.spec.has_cell_state, d.num_layers * d.num_directions, d.hidden_size)
         if es != ds:
             raise ValueError(
                 f"the encoder's final state ({e!r}) must fit the decoder's initial "
@@ -690,6 +657,7 @@ class EncoderDecoder(Model):
         return [self.encoder, self.decoder]
 
     def named_modules(self) -> list[tuple[str, Any]]:
+        """``("encoder.<i>", layer)`` then ``("decoder.<i>", layer)``."""
         return [
             (f"{part}.{name}", m)
             for part, sub in (("encoder", self.encoder), ("decoder", self.decoder))
@@ -697,10 +665,28 @@ class EncoderDecoder(Model):
         ]
 
     def config(self) -> dict[str, Any]:
+        """``{"type": "EncoderDecoder", "encoder": {...}, "decoder": {...}}``."""
         return {
             "type": "EncoderDecoder",
             "encoder": self.encoder.config(),
             "decoder": self.decoder.config(),
+        }
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> EncoderDecoder:
+        """An EncoderDecoder (fresh parameters) from :meth:`config` output."""
+        e, d = (model_from_config(part) for part in _parts_config(cfg))
+        if not isinstance(e, Sequential) or not isinstance(d, Sequential):
+            raise TypeError("EncoderDecoder parts must be Sequential models")
+        return cls(e, d)
+
+    @classmethod
+    def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{"encoder.<i>.<param>": shape, "decoder...": ...}`` (no allocation)."""
+        return {
+            f"{name}.{key}": shape
+            for name, part in zip(("encoder", "decoder"), _parts_config(cfg))
+            for key, shape in model_param_shapes(part).items()
         }
 
     def _dec_state(self, s: Any) -> list[Any]:
@@ -709,14 +695,36 @@ class EncoderDecoder(Model):
     def forward(
         self, src: Any, tgt_in: Any, lengths: Any = None, train: bool = True
     ) -> np.ndarray:
-        """Teacher-forced decoder logits (B, T, V) from the source and target prefix."""
+        """Teacher-forced decoder logits from the source and the target prefix.
+
+        Parameters
+        ----------
+        src : array-like (B, S)
+            Source token ids (or features, as the encoder takes them).
+        tgt_in : array-like (B, T)
+            Target shifted right (starting with BOS).
+        lengths : int array-like (B,), optional
+            Source lengths.
+        train : bool
+            Keep what :meth:`backward` needs.
+
+        Returns
+        -------
+        logits : ndarray (B, T, V)
+        """
         self.encoder.forward(src, lengths=lengths, train=train)
         return self.decoder.forward(
             tgt_in, state=self._dec_state(self.encoder.final_state[-1]), train=train
         )
 
     def backward(self, dlogits: Any) -> None:
-        """Backpropagates through the decoder, then the encoder via the handed state."""
+        """Backpropagates through the decoder, then the encoder via the handed state.
+
+        Parameters
+        ----------
+        dlogits : array-like (B, T, V)
+            Gradient of the loss w.r.t. the logits of the last training forward.
+        """
         self.decoder.backward(dlogits)
         ds = self.decoder.initial_state_grad[0]
         dstate = [None] * (len(self.encoder._rec) - 1) + [ds]
@@ -727,8 +735,22 @@ class EncoderDecoder(Model):
     ) -> np.ndarray:
         """Greedy decoding: feed BOS, then each step's argmax, until EOS or ``max_len``.
 
-        Returns int64 ids (B, n), n <= max_len, without BOS; after a row's EOS
-        its remaining entries are EOS.
+        Parameters
+        ----------
+        src : array-like (B, S)
+            Source token ids.
+        bos, eos : int
+            Begin- and end-of-sequence ids of the target vocabulary.
+        max_len : int
+            Most steps decoded.
+        lengths : int array-like (B,), optional
+            Source lengths.
+
+        Returns
+        -------
+        ndarray (B, n), int64
+            n <= max_len ids, without BOS; after a row's EOS its remaining entries
+            are EOS.
         """
         src = np.asarray(src)
         self.encoder.forward(src, lengths=lengths, train=False)

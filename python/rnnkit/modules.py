@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .layers import _as_float_array, _check_shape, _Params
 from ._ops import ACTIVATIONS, activation_grad
+from ._params import _as_float_array, _check_shape, _Params
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -55,12 +55,24 @@ def _float_dtype(dtype: str | np.dtype) -> np.dtype:
 
 class Module(_Params):
     """Base of the parameterised building blocks: flat buffers and named views
-    (``_Params`` in layers.py, shared with the recurrent layers).
+    (:class:`rnnkit._params._Params`, shared with the layers and the models).
 
-    Subclasses call :meth:`_allocate` with ``{name: shape}`` in storage order.
+    Subclasses call :meth:`_allocate` with ``{name: shape}`` in storage order, the
+    shapes :meth:`config_param_shapes` computes from the constructor arguments.
     """
 
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The constructor arguments (JSON), which checkpoints record."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_param_shapes(
+        cls, cfg: Mapping[str, Any]
+    ) -> dict[str, tuple[int, ...]]:  # pragma: no cover - abstract
+        """Parameter names and shapes that ``cls(**cfg)`` would allocate.
+
+        Checkpoint loading checks the file against these before building anything.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -76,12 +88,19 @@ class Linear(Module):
 
     Parameters
     ----------
-    in_features, out_features : I and O.
-    bias : add ``b`` (default True).
-    activation : None (identity, for logits), ``"tanh"``, ``"relu"`` or ``"sigmoid"``.
-    dtype : float32 (default) or float64.
-    seed : int or ``np.random.Generator`` for the initial weights, which are
-        U(-1/sqrt(I), 1/sqrt(I)) like ``torch.nn.Linear``.
+    in_features : int
+        I, the features of the input's last axis.
+    out_features : int
+        O, the features of the output's last axis.
+    bias : bool, default True
+        Add ``b``; without it the ``"bias"`` key is absent.
+    activation : {None, "tanh", "relu", "sigmoid"}, default None
+        ``act``; None is the identity (for logits).
+    dtype : {"float32", "float64"}, default "float32"
+        Of the parameters, gradients and outputs.
+    seed : int, np.random.Generator or None
+        Source of the initial weights, U(-1/sqrt(I), 1/sqrt(I)) like
+        ``torch.nn.Linear``.
 
     Shapes
     ------
@@ -89,6 +108,8 @@ class Linear(Module):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from rnnkit import Linear
     >>> fc = Linear(4, 3, seed=0)
     >>> y = fc.forward(np.ones((5, 2, 4), dtype=np.float32))   # every time step
     >>> dx = fc.backward(np.ones_like(y))                       # adds into fc.grads
@@ -115,24 +136,37 @@ class Linear(Module):
         self.activation = activation
         self.bias = bool(bias)
         self.dtype = _float_dtype(dtype)
-        shapes: dict[str, tuple[int, ...]] = {
-            "weight": (self.out_features, self.in_features)
-        }
-        if self.bias:
-            shapes["bias"] = (self.out_features,)
-        self._allocate(shapes)
+        self._allocate(self._shapes(self.in_features, self.out_features, self.bias))
         self.reset_parameters(seed)
         self._x: np.ndarray | None = None  # input (N, I), for dW and dx
         self._y: np.ndarray | None = None  # output (N, O), for the activation's grad
         self._lead: tuple[int, ...] = ()  # leading shape of the last input
 
+    @staticmethod
+    def _shapes(in_features: int, out_features: int, bias: bool) -> dict[str, Any]:
+        shapes: dict[str, tuple[int, ...]] = {"weight": (out_features, in_features)}
+        if bias:
+            shapes["bias"] = (out_features,)
+        return shapes
+
+    @classmethod
+    def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{"weight": (O, I), "bias": (O,)}`` for a :meth:`config` (no allocation)."""
+        return cls._shapes(
+            _positive_int("in_features", cfg.get("in_features")),
+            _positive_int("out_features", cfg.get("out_features")),
+            bool(cfg.get("bias", True)),
+        )
+
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        """Redraws weight and bias from U(-1/sqrt(I), 1/sqrt(I)) (``seed`` as above)."""
         rng = _rng(seed)
         k = 1.0 / np.sqrt(self.in_features)
         for p in self.params.values():
             p[...] = rng.uniform(-k, k, size=p.shape)
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON), which checkpoints record."""
         return {
             "in_features": self.in_features,
             "out_features": self.out_features,
@@ -142,7 +176,19 @@ class Linear(Module):
         }
 
     def forward(self, x: Any, train: bool = True) -> np.ndarray:
-        """``y = act(x W^T + b)``; keeps ``x`` and ``y`` for backward when ``train``."""
+        """``y = act(x W^T + b)`` over the last axis.
+
+        Parameters
+        ----------
+        x : array-like (..., I)
+            Any leading shape; converted to the layer's dtype.
+        train : bool
+            Keep ``x`` and ``y`` for :meth:`backward`.
+
+        Returns
+        -------
+        y : ndarray (..., O)
+        """
         x = _as_float_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -163,7 +209,17 @@ class Linear(Module):
         return y
 
     def backward(self, dy: Any) -> np.ndarray:
-        """Adds ``dW``, ``db`` into ``grads``; returns ``dx`` shaped like ``x``."""
+        """Adds ``dW``, ``db`` into ``grads`` for the last training :meth:`forward`.
+
+        Parameters
+        ----------
+        dy : array-like (..., O)
+            Gradient w.r.t. ``y``.
+
+        Returns
+        -------
+        dx : ndarray (..., I), shaped like ``x``
+        """
         x2, y2 = self._x, self._y
         if x2 is None or y2 is None:
             raise RuntimeError(
@@ -189,11 +245,17 @@ class Embedding(Module):
 
     Parameters
     ----------
-    num_embeddings, embedding_dim : V and E.
-    padding_idx : optional id whose row starts at zero and receives no gradient
-        (as in ``torch.nn.Embedding``).
-    dtype : float32 (default) or float64.
-    seed : int or ``np.random.Generator``; rows start N(0, 1) like torch.
+    num_embeddings : int
+        V, the number of token ids (rows).
+    embedding_dim : int
+        E, the features of each row.
+    padding_idx : int or None
+        An id whose row starts at zero and receives no gradient (as in
+        ``torch.nn.Embedding``).
+    dtype : {"float32", "float64"}, default "float32"
+        Of the table, its gradient and the outputs.
+    seed : int, np.random.Generator or None
+        Source of the initial rows, N(0, 1) like torch.
 
     Shapes
     ------
@@ -202,6 +264,8 @@ class Embedding(Module):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from rnnkit import Embedding
     >>> emb = Embedding(10, 4, seed=0)
     >>> y = emb.forward(np.array([[1, 2, 3], [4, 5, 9]]))
     >>> emb.backward(np.ones_like(y))      # adds into emb.grads["weight"]
@@ -236,13 +300,25 @@ class Embedding(Module):
         self.reset_parameters(seed)
         self._ids: np.ndarray | None = None
 
+    @classmethod
+    def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{"weight": (V, E)}`` for a :meth:`config` (no allocation)."""
+        return {
+            "weight": (
+                _positive_int("num_embeddings", cfg.get("num_embeddings")),
+                _positive_int("embedding_dim", cfg.get("embedding_dim")),
+            )
+        }
+
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        """Redraws the rows from N(0, 1), the padding row (if any) zero."""
         w = self.params["weight"]
         w[...] = _rng(seed).standard_normal(w.shape)
         if self.padding_idx is not None:
             w[self.padding_idx] = 0
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON), which checkpoints record."""
         return {
             "num_embeddings": self.num_embeddings,
             "embedding_dim": self.embedding_dim,
@@ -251,7 +327,15 @@ class Embedding(Module):
         }
 
     def check_ids(self, ids: Any, name: str = "ids") -> np.ndarray:
-        """``ids`` as an int64 array; ``TypeError`` / ``IndexError`` if invalid."""
+        """Returns ``ids`` as an int64 array after checking them.
+
+        Raises
+        ------
+        TypeError
+            ``ids`` is not an integer array.
+        IndexError
+            An id is outside [0, V); the message names the id and its position.
+        """
         if hasattr(ids, "detach"):
             ids = ids.detach().cpu().numpy()
         arr = np.asarray(ids)
@@ -269,7 +353,19 @@ class Embedding(Module):
         return arr
 
     def forward(self, ids: Any, train: bool = True) -> np.ndarray:
-        """Gathers rows: ``y[...] = weight[ids[...]]``."""
+        """Gathers rows: ``y[...] = weight[ids[...]]``.
+
+        Parameters
+        ----------
+        ids : integer array-like (...)
+            Token ids in [0, V).
+        train : bool
+            Keep ``ids`` for :meth:`backward`.
+
+        Returns
+        -------
+        y : ndarray (..., E)
+        """
         ids = self.check_ids(ids)
         self._ids = ids if train else None
         return self.params["weight"][ids]
@@ -299,12 +395,25 @@ class Dropout:
 
     Parameters
     ----------
-    p : drop probability in [0, 1).
-    seed : int or ``np.random.Generator`` for the masks (explicit, so runs reproduce).
+    p : float, default 0.5
+        Drop probability, in [0, 1).
+    seed : int, np.random.Generator or None
+        Source of the masks (explicit, so runs reproduce).
 
     Shapes
     ------
     x (...) -> y (...). No parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnnkit import Dropout
+    >>> drop = Dropout(0.5, seed=0)
+    >>> y = drop.forward(np.ones((2, 1000), dtype=np.float32))
+    >>> sorted(set(y.ravel().tolist()))       # dropped, or scaled by 1 / (1 - p)
+    [0.0, 2.0]
+    >>> bool((drop.forward(y, train=False) == y).all())
+    True
     """
 
     def __init__(
@@ -320,9 +429,17 @@ class Dropout:
         self._mask: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON; the seed is not recorded)."""
         return {"p": self.p}
 
+    @classmethod
+    def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{}``: dropout has no parameters."""
+        return {}
+
     def forward(self, x: Any, train: bool = True) -> np.ndarray:
+        """Zeros each entry with probability ``p`` and scales the rest (``train``);
+        the identity when not training. Returns an array shaped like ``x``."""
         x = np.asarray(x)
         if not train or self.p == 0.0:
             self._mask = None
@@ -335,19 +452,23 @@ class Dropout:
         return x * self._mask
 
     def backward(self, dy: Any) -> np.ndarray:
+        """``dy`` times the last training forward's mask (``dy`` if there was none)."""
         dy = np.asarray(dy)
         return dy if self._mask is None else dy * self._mask
 
     def zero_grad(self) -> None:
-        pass
+        """Nothing to zero (no parameters); part of the module protocol."""
 
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[]``: no (parameter, gradient) pairs."""
         return []
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """``{}``: no parameters."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Accepts only an empty ``state`` (``KeyError`` otherwise)."""
         if len(state):
             raise KeyError(f"Dropout has no parameters, got keys {list(state)}")
 

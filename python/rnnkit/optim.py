@@ -77,9 +77,14 @@ def _pairs(params: Any) -> Pairs:
 
 # ------------------------------------------------------------------ schedules
 class Schedule:
-    """A learning-rate factor as a pure function of the step count (0-based)."""
+    """A learning-rate factor as a pure function of the step count (0-based).
+
+    An optimizer's rate at step ``t`` is ``lr * schedule(t)``. Subclasses implement
+    :meth:`factor`; their constructor arguments are their :meth:`config`.
+    """
 
     def factor(self, step: int) -> float:  # pragma: no cover - abstract
+        """The factor of step ``step`` (0 for the first step)."""
         raise NotImplementedError
 
     def __call__(self, step: int) -> float:
@@ -95,7 +100,20 @@ class Schedule:
 
 
 class StepDecay(Schedule):
-    """``gamma ** (step // step_size)`` (``torch.optim.lr_scheduler.StepLR``)."""
+    """``gamma ** (step // step_size)`` (``torch.optim.lr_scheduler.StepLR``).
+
+    Parameters
+    ----------
+    step_size : int
+        Steps between two decays (>= 1).
+    gamma : float, default 0.1
+        Factor applied at each decay.
+
+    Examples
+    --------
+    >>> [StepDecay(2, gamma=0.5)(t) for t in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
         if int(step_size) < 1:
@@ -103,22 +121,48 @@ class StepDecay(Schedule):
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def factor(self, step: int) -> float:
+        """``gamma ** (step // step_size)``."""
         return self.gamma ** (step // self.step_size)
 
 
 class ExponentialDecay(Schedule):
-    """``gamma ** step`` (``ExponentialLR``)."""
+    """``gamma ** step`` (``torch.optim.lr_scheduler.ExponentialLR``).
+
+    Parameters
+    ----------
+    gamma : float
+        Factor applied at every step.
+
+    Examples
+    --------
+    >>> [ExponentialDecay(0.5)(t) for t in range(4)]
+    [1.0, 0.5, 0.25, 0.125]
+    """
 
     def __init__(self, gamma: float) -> None:
         self.gamma = float(gamma)
 
     def factor(self, step: int) -> float:
+        """``gamma ** step``."""
         return self.gamma**step
 
 
 class CosineDecay(Schedule):
     """Half a cosine from 1 down to ``min_factor`` over ``total_steps``, then flat
-    (``CosineAnnealingLR`` with ``eta_min = min_factor * lr``)."""
+    (``CosineAnnealingLR`` with ``eta_min = min_factor * lr``).
+
+    Parameters
+    ----------
+    total_steps : int
+        Steps from 1 to ``min_factor`` (>= 1).
+    min_factor : float, default 0.0
+        The final factor.
+
+    Examples
+    --------
+    >>> [round(CosineDecay(4, min_factor=0.2)(t), 3) for t in range(6)]
+    [1.0, 0.883, 0.6, 0.317, 0.2, 0.2]
+    """
 
     def __init__(self, total_steps: int, min_factor: float = 0.0) -> None:
         if int(total_steps) < 1:
@@ -126,6 +170,7 @@ class CosineDecay(Schedule):
         self.total_steps, self.min_factor = int(total_steps), float(min_factor)
 
     def factor(self, step: int) -> float:
+        """``min + (1 - min) (1 + cos(pi min(step, total) / total)) / 2``."""
         s = min(step, self.total_steps)
         cos = (1.0 + math.cos(math.pi * s / self.total_steps)) / 2.0
         return self.min_factor + (1.0 - self.min_factor) * cos
@@ -133,7 +178,20 @@ class CosineDecay(Schedule):
 
 class LinearWarmup(Schedule):
     """``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
-    ``after`` (another schedule, counted from the end of the warm-up) or 1."""
+    ``after`` (another schedule, counted from the end of the warm-up) or 1.
+
+    Parameters
+    ----------
+    warmup_steps : int
+        Length of the linear ramp (>= 1).
+    after : Schedule or None
+        The schedule after the ramp, its step 0 being the first step after it.
+
+    Examples
+    --------
+    >>> [LinearWarmup(2, after=ExponentialDecay(0.5))(t) for t in range(5)]
+    [0.5, 1.0, 1.0, 0.5, 0.25]
+    """
 
     def __init__(self, warmup_steps: int, after: Schedule | None = None) -> None:
         if int(warmup_steps) < 1:
@@ -145,6 +203,7 @@ class LinearWarmup(Schedule):
         self.warmup_steps, self.after = int(warmup_steps), after
 
     def factor(self, step: int) -> float:
+        """The ramp's factor, or ``after``'s at ``step - warmup_steps``."""
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         return (
@@ -158,7 +217,19 @@ SCHEDULES: dict[str, type[Schedule]] = {
 
 
 def schedule_from_config(cfg: Mapping[str, Any] | None) -> Schedule | None:
-    """Rebuilds a schedule from ``{"type": name, **arguments}`` (checkpoints)."""
+    """Rebuilds a schedule from :meth:`Schedule.config` output (checkpoints).
+
+    Parameters
+    ----------
+    cfg : mapping or None
+        ``{"type": name, **arguments}``, ``after`` nested the same way; None
+        gives None.
+
+    Examples
+    --------
+    >>> schedule_from_config(StepDecay(10, gamma=0.5).config())
+    StepDecay(step_size=10, gamma=0.5)
+    """
     if cfg is None:
         return None
     cfg = dict(cfg)
@@ -187,6 +258,26 @@ class Optimizer:
 
     Subclasses set ``slots`` (names of per-parameter state arrays) and implement
     ``_update(i, p, g, lr)`` for the flat pair ``i``.
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        Anything with ``.parameters()`` (one flat pair for a model), or the pairs
+        themselves: C-contiguous, writeable float arrays, updated in place.
+    lr : float
+        The base learning rate (>= 0).
+    schedule : Schedule, callable or None
+        Maps the step count (0-based) to a factor of ``lr``; only
+        :class:`Schedule` instances are saved in checkpoints.
+
+    Attributes
+    ----------
+    state : dict of str to list of ndarray
+        Per-slot state arrays, one per pair.
+    step_count : int
+        Steps taken.
+    last_lr : float
+        The rate the last step used.
     """
 
     slots: tuple[str, ...] = ()
@@ -232,6 +323,7 @@ class Optimizer:
         raise NotImplementedError
 
     def zero_grad(self) -> None:
+        """Sets the gradient of every pair to zero."""
         for _, g in self.pairs:
             g.fill(0)
 
@@ -322,8 +414,26 @@ class SGD(Optimizer):
         d = g + momentum * b  if nesterov  else  b       (d = g without momentum)
         p = p - lr * d
 
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        What to update (see :class:`Optimizer`).
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum factor; 0 keeps no momentum buffer.
+    dampening : float, default 0.0
+        Dampening of the momentum's new gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    schedule : Schedule, callable or None
+        Factor of ``lr`` per step (see :class:`Optimizer`).
+
     Examples
     --------
+    >>> import numpy as np
     >>> p, g = np.ones(3), np.full(3, 0.5)
     >>> SGD([(p, g)], lr=0.1).step()
     >>> p.tolist()
@@ -388,6 +498,31 @@ class Adagrad(Optimizer):
     g = g + weight_decay * p
     s = s + g^2                           (s starts at initial_accumulator_value)
     p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        What to update (see :class:`Optimizer`).
+    lr : float, default 0.01
+        Learning rate.
+    lr_decay : float, default 0.0
+        Decay of the rate with the step count ``t``.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    initial_accumulator_value : float, default 0.0
+        Start value of the sum of squares ``s``.
+    eps : float, default 1e-10
+        Added to the denominator.
+    schedule : Schedule, callable or None
+        Factor of ``lr`` per step (see :class:`Optimizer`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p, g = np.ones(2), np.array([1.0, -2.0])
+    >>> Adagrad([(p, g)], lr=0.1).step()
+    >>> p.round(6).tolist()
+    [0.9, 1.1]
     """
 
     slots = ("sum",)
@@ -443,6 +578,33 @@ class RMSprop(Optimizer):
     r = sqrt(v - m^2) + eps  if centered  else  sqrt(v) + eps
     b = momentum b + g / r;  p = p - lr b        (momentum > 0)
     p = p - lr g / r                             (momentum = 0)
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        What to update (see :class:`Optimizer`).
+    lr : float, default 0.01
+        Learning rate.
+    alpha : float, default 0.99
+        Smoothing constant of the averages.
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    momentum : float, default 0.0
+        Momentum factor; 0 keeps no momentum buffer.
+    centered : bool, default False
+        Divide by the estimated variance instead of the second moment.
+    schedule : Schedule, callable or None
+        Factor of ``lr`` per step (see :class:`Optimizer`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p, g = np.ones(2), np.array([1.0, -1.0])
+    >>> RMSprop([(p, g)], lr=0.01).step()
+    >>> p.round(4).tolist()
+    [0.9, 1.1]
     """
 
     def __init__(
@@ -517,6 +679,34 @@ class Adam(Optimizer):
         v = beta2 v + (1 - beta2) g^2
         v_max = max(v_max, v)                              (amsgrad only)
         p = p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        What to update (see :class:`Optimizer`).
+    lr : float, default 1e-3
+        Learning rate.
+    betas : (float, float), default (0.9, 0.999)
+        ``beta1, beta2``, decay rates of the moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    amsgrad : bool, default False
+        Use the running maximum of ``v`` (Reddi et al. 2018).
+    schedule : Schedule, callable or None
+        Factor of ``lr`` per step (see :class:`Optimizer`).
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> model = rk.Sequential(rk.Linear(3, 1, seed=0))
+    >>> opt = Adam(model, lr=0.1)
+    >>> before = model.state_dict()["0.weight"]
+    >>> model.grads["0.weight"][...] = 1.0
+    >>> opt.step()          # the first Adam step moves every weight by about lr
+    >>> np.allclose(before - model.state_dict()["0.weight"], 0.1)
+    True
     """
 
     _decoupled = False
@@ -586,6 +776,21 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019)::
 
     p = p - lr * weight_decay * p,  then the Adam update without L2 in g.
+
+    Parameters
+    ----------
+    params, lr, betas, eps, amsgrad, schedule
+        As for :class:`Adam`.
+    weight_decay : float, default 0.01
+        Decoupled decay: the parameters shrink by ``lr * weight_decay`` per step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p, g = np.ones(2), np.zeros(2)
+    >>> AdamW([(p, g)], lr=0.1, weight_decay=0.5).step()   # zero gradient: decay only
+    >>> p.tolist()
+    [0.95, 0.95]
     """
 
     _decoupled = True
@@ -609,7 +814,22 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 
 def optimizer_from_config(params: Any, cfg: Mapping[str, Any]) -> Optimizer:
-    """Rebuilds an optimizer on ``params`` from :meth:`Optimizer.config` output."""
+    """Rebuilds an optimizer on ``params`` from :meth:`Optimizer.config` output.
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+        What the new optimizer updates.
+    cfg : mapping
+        ``{"type": name, "lr": ..., **hyperparameters, "schedule": ...}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = [(np.ones(2), np.zeros(2))]
+    >>> optimizer_from_config(pairs, SGD(pairs, lr=0.5, momentum=0.9).config())
+    SGD(lr=0.5, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.0)
+    """
     cfg = dict(cfg)
     kind = cfg.pop("type", None)
     if kind not in OPTIMIZERS:
@@ -624,7 +844,23 @@ def optimizer_from_config(params: Any, cfg: Mapping[str, Any]) -> Optimizer:
 
 # ------------------------------------------------------------------- clipping
 def grad_norm(params: Any) -> float:
-    """Global L2 norm of all gradients (one pass per pair, no allocation)."""
+    """Global L2 norm of all gradients (one pass per pair, no allocation).
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+
+    Returns
+    -------
+    float
+        ``sqrt(sum of g**2)`` over every gradient, without overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grad_norm([(np.zeros(2), np.array([3.0, 4.0]))])
+    5.0
+    """
     total = 0.0
     pairs = _pairs(params)
     with np.errstate(over="ignore"):
@@ -644,9 +880,33 @@ def grad_norm(params: Any) -> float:
 
 
 def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
-    """Scales all gradients by ``max_norm / (norm + eps)`` when their global norm
-    exceeds ``max_norm`` (``torch.nn.utils.clip_grad_norm_``); returns the norm
-    before clipping. A NaN norm leaves the gradients as they are."""
+    """Rescales all gradients together when their global norm exceeds ``max_norm``.
+
+    The factor is ``max_norm / (norm + eps)``, as in
+    ``torch.nn.utils.clip_grad_norm_``. A NaN norm leaves the gradients as they are.
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+    max_norm : float
+        The largest global L2 norm allowed (> 0).
+    eps : float, default 1e-6
+        Added to the norm in the factor.
+
+    Returns
+    -------
+    float
+        The global norm before clipping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.array([3.0, 4.0])
+    >>> clip_grad_norm([(np.zeros(2), g)], 1.0)
+    5.0
+    >>> g.round(4).tolist()
+    [0.6, 0.8]
+    """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     norm = grad_norm(params)
@@ -658,7 +918,22 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
 
 
 def clip_grad_value(params: Any, clip_value: float) -> None:
-    """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place."""
+    """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place.
+
+    Parameters
+    ----------
+    params : model, layer or list of (param, grad) pairs
+    clip_value : float
+        The largest absolute value allowed (> 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.array([-3.0, 0.5, 2.0])
+    >>> clip_grad_value([(np.zeros(3), g)], 1.0)
+    >>> g.tolist()
+    [-1.0, 0.5, 1.0]
+    """
     if not clip_value > 0:
         raise ValueError(f"clip_value must be > 0, got {clip_value}")
     for _, g in _pairs(params):

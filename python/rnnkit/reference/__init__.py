@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import layers
+from .. import _serial, layers
 from ._stack import StackCache, backward, forward
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
@@ -63,9 +63,16 @@ class _ReferenceBackend:
         train: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, StackCache | None]:
         y, h_n, c_n, cache = forward(
-            layer.cell, x, h0, c0, layer.params,
-            num_layers=layer.num_layers, bidirectional=layer.bidirectional,
-            nonlinearity=layer.nonlinearity, lengths=lengths, train=train,
+            layer.cell,
+            x,
+            h0,
+            c0,
+            layer.params,
+            num_layers=layer.num_layers,
+            bidirectional=layer.bidirectional,
+            nonlinearity=layer.nonlinearity,
+            lengths=lengths,
+            train=train,
         )
         return y, h_n, c_n, cache  # cache has .T and .B
 
@@ -97,6 +104,11 @@ class GRU(layers.GRU):
 
     _backend = _ReferenceBackend()
 
+
+# Checkpoints of models built from these layers record ``"reference": true``; they
+# load once this package is imported (the fast path never imports it).
+for _cls in (RNN, LSTM, GRU):
+    _serial.register_reference(_cls)
 
 __all__ = [
     "GRU",

@@ -31,12 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import _cells
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
 from .rnn import rnn_backward, rnn_forward
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-"""Gate blocks G per cell: weights have G*H rows."""
 
 
 @dataclass
@@ -54,10 +52,6 @@ class StackCache:
     mask: np.ndarray | None  # (T, B) bool, True = real step; None = no lengths
     rev: np.ndarray | None  # (T, B) time index of reverse step s; None = T-1-s
     cells: list[Any] = field(default_factory=list)  # cell caches, index l*D + d
-
-
-def _suffix(layer: int, direction: int) -> str:
-    return f"_l{layer}" + ("_reverse" if direction else "")
 
 
 def _reverse_time(a: np.ndarray, rev: np.ndarray | None) -> np.ndarray:
@@ -101,7 +95,7 @@ def forward(
 
     Returns
     -------
-    y, h_n, c_n, cache : ``c_n`` is None unless ``cell == "lstm"``.
+    y, h_n, c_n, cache : ``c_n`` is None unless the cell has a cell state (LSTM).
 
     Shapes
     ------
@@ -118,8 +112,9 @@ def forward(
     >>> y.shape, h_n.shape
     ((5, 2, 8), (4, 2, 4))
     """
-    if cell not in GATES:
-        raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+    if cell not in _cells.CELLS:
+        raise ValueError(f"cell must be one of {tuple(_cells.CELLS)}, got {cell!r}")
+    paired = _cells.CELLS[cell].has_cell_state  # state (h, c)
     x = np.asarray(x)
     if x.ndim != 3 or x.dtype not in (np.float32, np.float64):
         raise ValueError(
@@ -130,7 +125,7 @@ def forward(
     L, D = num_layers, 2 if bidirectional else 1
     H = params["weight_hh_l0"].shape[1]
     h0 = _state("h0", h0, (L * D, B, H), dtype)
-    c0 = _state("c0", c0, (L * D, B, H), dtype) if cell == "lstm" else None
+    c0 = _state("c0", c0, (L * D, B, H), dtype) if paired else None
     mask = rev = None
     if lengths is not None:
         lengths = np.asarray(lengths, dtype=np.int64)
@@ -143,19 +138,19 @@ def forward(
 
     cache = StackCache(cell, T, B, H, I, L, D, dtype, mask, rev)
     h_n = np.empty((L * D, B, H), dtype=dtype)
-    c_n = np.empty((L * D, B, H), dtype=dtype) if cell == "lstm" else None
+    c_n = np.empty((L * D, B, H), dtype=dtype) if paired else None
     layer_in = x
     for k in range(L):
         y = np.empty((T, B, D * H), dtype=dtype)
         for d in range(D):
-            j, s = k * D + d, _suffix(k, d)
+            j, s = k * D + d, _cells.suffix(k, d)
             cc: Any  # the cell's cache
             W_ih, W_hh, b_ih, b_hh = _weights(params, s, dtype)
             if d == 0:
                 xd = layer_in
             else:
                 xd = np.ascontiguousarray(_reverse_time(layer_in, rev))
-            if cell == "lstm":
+            if cell == "lstm":  # one branch per cell: their signatures differ
                 assert c0 is not None and c_n is not None
                 yd, h_n[j], c_n[j], cc = lstm_forward(
                     xd, h0[j], c0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train
@@ -166,8 +161,15 @@ def forward(
                 )
             else:
                 yd, h_n[j], cc = rnn_forward(
-                    xd, h0[j], W_ih, W_hh, b_ih, b_hh,
-                    nonlinearity=nonlinearity, mask=mask, train=train,
+                    xd,
+                    h0[j],
+                    W_ih,
+                    W_hh,
+                    b_ih,
+                    b_hh,
+                    nonlinearity=nonlinearity,
+                    mask=mask,
+                    train=train,
                 )
             y[:, :, d * H : (d + 1) * H] = yd if d == 0 else _reverse_time(yd, rev)
             cache.cells.append(cc)
@@ -207,7 +209,7 @@ def backward(
     """
     T, B, H, dtype = cache.T, cache.B, cache.H, cache.dtype
     L, D, rev = cache.num_layers, cache.num_directions, cache.rev
-    lstm = cache.cell == "lstm"
+    lstm = _cells.CELLS[cache.cell].has_cell_state
     state_shape = (L * D, B, H)
     dout = np.asarray(dy, dtype=dtype)
     if dout.shape != (T, B, D * H):
@@ -219,14 +221,18 @@ def backward(
     for k in reversed(range(L)):
         dxs = []
         for d in range(D):
-            j, s = k * D + d, _suffix(k, d)
+            j, s = k * D + d, _cells.suffix(k, d)
             cc = cache.cells[j]
             dyd = dout[:, :, d * H : (d + 1) * H]
             if d == 1:
                 dyd = _reverse_time(dyd, rev)
-            dW = (grads["weight_ih" + s], grads["weight_hh" + s],
-                  grads.get("bias_ih" + s), grads.get("bias_hh" + s))
-            if lstm:
+            dW = (
+                grads["weight_ih" + s],
+                grads["weight_hh" + s],
+                grads.get("bias_ih" + s),
+                grads.get("bias_hh" + s),
+            )
+            if cache.cell == "lstm":
                 assert dc_n is not None and dc0 is not None
                 dxd, dh0[j], dc0[j] = lstm_backward(cc, dyd, dh_n[j], dc_n[j], *dW)
             elif cache.cell == "gru":
