@@ -22,6 +22,7 @@ import time
 from collections import Counter
 
 import numpy as np
+
 import rnnkit as rk
 
 ONES = ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 import rnnkit as rk
 
 DATA = Path(__file__).resolve().parent / "data" / "sunspots_yearly.csv"

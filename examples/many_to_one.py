@@ -19,6 +19,7 @@ import os
 import time
 
 import numpy as np
+
 import rnnkit as rk
 
 PAD, OPEN, CLOSE = 0, 1, 2

@@ -20,6 +20,7 @@ import os
 import time
 
 import numpy as np
+
 import rnnkit as rk
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -16,6 +16,7 @@ import os
 import time
 
 import numpy as np
+
 import rnnkit as rk
 
 

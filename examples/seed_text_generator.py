@@ -38,6 +38,7 @@ import os
 import time
 
 import numpy as np
+
 import rnnkit as rk
 
 TEXT = "This is GeeksforGeeks a software training institute"
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"{hist['loss'][-1]:.4f}, next-character accuracy on the windows {acc:.2f}"
     )
     print(
-        f"generated text ({args.length} characters, greedy, {gen_seconds * 1e3:.0f} ms):"
+        f"generated text ({args.length} characters, greedy, "
+        f"{gen_seconds * 1e3:.0f} ms):"
     )
     print(generated)
     return {
