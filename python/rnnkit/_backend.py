@@ -38,6 +38,7 @@ class _Ctx:
     B: int
     lengths: np.ndarray | None
     reserve: np.ndarray | None
+    weights: list[np.ndarray | None]  # the forward's (a copy, see _forward_params)
 
 
 def _desc(layer: Any, T: int, B: int) -> tuple:
@@ -67,8 +68,9 @@ class CoreBackend:
         train: bool,
     ):
         T, B = x.shape[0], x.shape[1]
-        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B),
-                                                            1 if train else 0)
+        reserve_bytes, scratch_bytes = _core.workspace_size(
+            *_desc(layer, T, B), 1 if train else 0
+        )
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one
@@ -77,6 +79,7 @@ class CoreBackend:
                 reserve = np.empty(reserve_bytes, dtype=np.uint8)
                 layer._reserve = reserve
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
+        weights = layer._weight_list(layer._forward_params() if train else layer.params)
         y, hn, cn = _core.forward(
             layer.cell,
             layer.nonlinearity,
@@ -85,13 +88,13 @@ class CoreBackend:
             x,
             h0,
             c0,
-            layer._weight_list(layer.params),
+            weights,
             lengths,
             reserve,
             scratch,
             train,
         )
-        ctx = _Ctx(T, B, lengths, reserve) if train else None
+        ctx = _Ctx(T, B, lengths, reserve, weights) if train else None
         return y, hn, cn, ctx
 
     def stepper(self, layer: Any, batch_size: int) -> Any:
@@ -124,7 +127,7 @@ class CoreBackend:
             dy,
             dhn,
             dcn,
-            layer._weight_list(layer.params),
+            ctx.weights,
             layer._weight_list(layer.grads),
             ctx.lengths,
             ctx.reserve,

@@ -18,28 +18,106 @@ from typing import Any
 import numpy as np
 
 
+def _from_torch(name: str, value: Any, dtype: np.dtype) -> Any:
+    """A torch tensor as a NumPy array (detached, on the CPU); bfloat16 and half are
+    widened to ``dtype``; meta tensors (no data) are refused naming ``name``."""
+    t = value.detach()
+    if getattr(t, "is_meta", False) or str(getattr(t, "device", "")) == "meta":
+        raise TypeError(
+            f"{name} is a torch tensor on the 'meta' device, which holds no data"
+        )
+    if str(getattr(t, "dtype", "")) in ("torch.bfloat16", "torch.float16"):
+        t = t.double() if dtype == np.float64 else t.float()
+    try:
+        return t.cpu().numpy()
+    except (TypeError, RuntimeError) as e:
+        raise TypeError(
+            f"{name}: cannot read torch tensor of dtype {t.dtype} ({e})"
+        ) from None
+
+
 def _as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     """Checks the kind of ``value`` and returns it as a C-contiguous ``dtype`` array.
 
     Integer, boolean, complex and object arrays are rejected with ``TypeError``;
-    any other floating dtype is converted to the layer's dtype. Torch tensors are
-    detached and copied to the CPU first.
+    any other floating dtype is converted to the layer's dtype (the shape is kept,
+    a 0-d input stays 0-d). Torch tensors are detached and copied to the CPU
+    first.
     """
     if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+        value = _from_torch(name, value, dtype)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name} must be a floating-point array: {e}") from None
     if arr.dtype.kind != "f":
         raise TypeError(
             f"{name} must be a floating-point array ({dtype.name}), "
             f"got dtype {arr.dtype}"
         )
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return arr.astype(dtype, order="C", copy=False)
 
 
 def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...]) -> None:
     """Raises ``ValueError`` naming ``name`` unless ``arr.shape == expected``."""
     if arr.shape != expected:
         raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
+
+
+class ParamViews(dict[str, np.ndarray]):
+    """``params`` / ``grads``: named views into a flat buffer, read-only as a mapping.
+
+    Replacing an entry would detach it from the flat buffer the optimizer updates
+    (the model would compute and save the new array while the optimizer trains
+    the old one), so item assignment, deletion and ``update`` raise ``TypeError``;
+    set values in place instead: ``params[name][...] = value``, or
+    ``load_state_dict``.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> gru = rk.GRU(2, 3, seed=0)
+    >>> gru.params["bias_hh_l0"][...] = 0.0        # in place: fine
+    >>> gru.params["bias_hh_l0"] = np.zeros(9)     # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: params['bias_hh_l0'] cannot be replaced: ...
+    """
+
+    def __init__(self, items: Any = (), kind: str = "params") -> None:
+        super().__init__(items)
+        self._kind = kind
+
+    def __reduce__(self) -> Any:
+        return (type(self), (dict(self), self._kind))
+
+    def _refuse(self, key: Any = None, *args: Any, **kw: Any) -> Any:
+        what = f"{self._kind}[{key!r}]" if isinstance(key, str) else self._kind
+        raise TypeError(
+            f"{what} cannot be replaced: its entries are views into the flat "
+            f"buffer the optimizer updates; set values in place with "
+            f"{self._kind}[name][...] = value"
+            + (", or use load_state_dict(state)" if self._kind == "params" else "")
+        )
+
+    __delitem__ = setdefault = pop = _refuse
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # ``views[k] += g`` adds in place and stores the same array back: allowed
+        if dict.get(self, key) is not value:
+            self._refuse(key)
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        self._refuse()
+
+    def popitem(self) -> Any:
+        self._refuse()
+
+    def clear(self) -> None:
+        self._refuse()
+
+    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
+        self._refuse()
 
 
 class _Params:
@@ -52,23 +130,58 @@ class _Params:
     """
 
     dtype: np.dtype
-    params: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
     _flat_params: np.ndarray
     _flat_grads: np.ndarray
 
+    @property
+    def params(self) -> ParamViews:
+        """Named views into the flat parameter buffer (entries cannot be replaced)."""
+        return self.__dict__["_param_views"]
+
+    @params.setter
+    def params(self, views: ParamViews) -> None:
+        self.__dict__["_param_views"] = self._views("params", views)
+
+    @property
+    def grads(self) -> ParamViews:
+        """Named views into the flat gradient buffer (entries cannot be replaced)."""
+        return self.__dict__["_grad_views"]
+
+    @grads.setter
+    def grads(self, views: ParamViews) -> None:
+        self.__dict__["_grad_views"] = self._views("grads", views)
+
+    @staticmethod
+    def _views(kind: str, views: Any) -> ParamViews:
+        if not isinstance(views, ParamViews):
+            raise AttributeError(
+                f"{kind} cannot be replaced (it names views into the flat buffer the "
+                f"optimizer updates); set values in place with {kind}[name][...] = "
+                "value" + (" or load_state_dict(state)" if kind == "params" else "")
+            )
+        return views
+
     def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
         """Allocates both buffers for ``{name: shape}`` in storage order."""
-        total = sum(int(np.prod(s)) for s in shapes.values())
-        self._flat_params = np.zeros(total, dtype=self.dtype)
-        self._flat_grads = np.zeros(total, dtype=self.dtype)
-        self.params, self.grads = {}, {}
+        total = sum(int(np.prod(s, dtype=object)) for s in shapes.values())
+        try:
+            self._flat_params = np.zeros(total, dtype=self.dtype)
+            self._flat_grads = np.zeros(total, dtype=self.dtype)
+        except (MemoryError, ValueError) as e:
+            gib = total * self.dtype.itemsize * 2 / 2**30
+            raise MemoryError(
+                f"{type(self).__name__} with these sizes needs {total:,} parameters "
+                f"({gib:,.1f} GiB for parameters and gradients), which cannot be "
+                f"allocated ({e}); shapes: {dict(shapes)}"
+            ) from None
+        params, grads = {}, {}
         offset = 0
         for name, shape in shapes.items():
             n = int(np.prod(shape))
-            self.params[name] = self._flat_params[offset : offset + n].reshape(shape)
-            self.grads[name] = self._flat_grads[offset : offset + n].reshape(shape)
+            params[name] = self._flat_params[offset : offset + n].reshape(shape)
+            grads[name] = self._flat_grads[offset : offset + n].reshape(shape)
             offset += n
+        self.params, self.grads = ParamViews(params), ParamViews(grads, "grads")
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero (``backward`` adds into them)."""

@@ -45,6 +45,15 @@ both versions.
 Writes are atomic: the file is written to a temporary file in the same
 directory, flushed to disk, then renamed over ``path`` (``os.replace``), so a
 crash leaves either the old checkpoint or the new one, never a torn file.
+Saving over an existing file keeps its permission bits (a new file gets
+``0o666 & ~umask``). A save that was killed leaves its temporary
+(``.<name>.XXXXXXXX.tmp``) behind; the next save to the same path removes such
+orphans (those no live writer holds a lock on). When ``path`` is a symbolic
+link, the file it points to is replaced and the link is kept. ``save`` refuses
+(``ValueError``) an optimizer whose hyperparameters ``load`` would refuse, so it
+never writes a file that cannot be read back. ``load`` opens without blocking
+and refuses anything that is not a regular file (a FIFO, a device) before
+reading a byte.
 """
 
 from __future__ import annotations
@@ -54,9 +63,15 @@ import math
 import os
 import stat
 import tempfile
+import time
 import tokenize
 import zipfile
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -148,6 +163,12 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
             raise ValueError("optimizer does not update this model's parameters")
         cfg = optimizer.config()
         _check_json("optimizer.config()", cfg)
+        try:  # the checks load runs, on no parameters: nothing is allocated
+            optimizer_from_config([], cfg)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"not saving {path!r}: the optimizer's settings would not load ({e})"
+            ) from None
         for slot, arrs in optimizer.state.items():
             for j, a in enumerate(arrs):
                 arrays[f"optim/{slot}/{j}"] = a
@@ -170,18 +191,26 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
     blob = json.dumps(header, allow_nan=True).encode("utf-8")
     arrays[HEADER] = np.frombuffer(blob, dtype=np.uint8)
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
+    path = os.path.realpath(os.fspath(path))  # through a symlink: keep the link
+    directory, base = os.path.split(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    _remove_orphans(directory, base)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if fcntl is not None:  # held while writing: marks the temporary live
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+            os.chmod(tmp, mode)
+            if fcntl is not None:  # renamed under the lock (POSIX)
+                os.replace(tmp, path)
+        if fcntl is None:  # Windows cannot rename an open file
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -196,6 +225,51 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+_ORPHAN_AGE = (2.0, 3600.0)
+"""Seconds since a temporary was last written before it may be an orphan: with
+``fcntl`` (and then only when no writer holds its lock; the margin covers the
+instant between its creation and its writer taking the lock), and without."""
+
+
+def _remove_orphans(directory: str, base: str) -> None:
+    """Deletes temporaries of earlier saves to ``base`` that were killed.
+
+    A writer holds an exclusive ``flock`` on its temporary until the rename, so
+    a temporary whose lock can be taken belongs to no live save.
+    """
+    prefix = f".{base}."
+    try:
+        names = [
+            n
+            for n in os.listdir(directory)
+            if n.startswith(prefix) and n.endswith(".tmp") and len(n) > len(prefix) + 4
+        ]
+    except OSError:
+        return
+    for n in names:
+        full = os.path.join(directory, n)
+        try:
+            age = time.time() - os.lstat(full).st_mtime
+            if fcntl is None:
+                if age > _ORPHAN_AGE[1]:
+                    os.unlink(full)
+                continue
+            if age < _ORPHAN_AGE[0]:
+                continue
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a save in progress
+            else:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.unlink(full)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
 
 
 # ---------------------------------------------------------------------- load
@@ -368,10 +442,17 @@ def load(path: Any) -> Any:
     [GRU(2, 3, dtype=float32)]
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):  # a device or pipe could be read forever
-            raise CheckpointError(f"{path}: not a regular file")
+    # O_NONBLOCK: opening a FIFO (or a symlink to one) must not wait for a writer;
+    # the kind is checked on the open descriptor, so nothing can be swapped in.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # a device or pipe could be read forever
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise CheckpointError(f"{path}: {kind}")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
         size = st.st_size
         try:
             zf = zipfile.ZipFile(f)

@@ -20,12 +20,15 @@ Shapes (PyTorch's): ``x`` is (T, B, I), or (B, T, I) with ``batch_first``;
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import _cells
 from ._backend import CoreBackend
+from ._checks import flag
 from ._params import _as_float_array, _check_shape, _Params
 
 __all__ = ["GRU", "LSTM", "RNN"]
@@ -61,6 +64,9 @@ class _Recurrent(_Params):
         ):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        bias = flag("bias", bias)
+        batch_first = flag("batch_first", batch_first)
+        bidirectional = flag("bidirectional", bidirectional)
         self.spec = _cells.get(self.cell)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -91,7 +97,10 @@ class _Recurrent(_Params):
         )
         self.reset_parameters(seed)
         self._ctx: Any = None  # what backward needs; set by a training forward
+        self._ctx_thread = 0  # the thread that ran that forward
         self._reserve: np.ndarray | None = None  # kernel workspace kept for backward
+        self._snapshot: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+        self._busy = threading.Lock()  # held by a training forward / backward
 
     # ----------------------------------------------------------------- params
     def _weight_list(self, store: dict[str, np.ndarray]) -> list[np.ndarray | None]:
@@ -107,6 +116,35 @@ class _Recurrent(_Params):
                     store.get("bias_hh" + s),
                 ]
         return out
+
+    def _forward_params(self) -> Mapping[str, np.ndarray]:
+        """The weights a training forward computes with: a copy, kept for its
+        backward, so that ``load_state_dict`` or an in-place edit between the two
+        cannot give a gradient that matches neither the old nor the new weights.
+
+        One buffer per layer, reused (a new training forward ends the previous
+        one); the views follow ``params``' storage order in the flat buffer.
+        """
+        flat = self._flat_params
+        snap = self._snapshot
+        if snap is None or snap[0].shape != flat.shape:
+            buf = np.empty_like(flat)
+            views, off = {}, 0
+            for name, p in self.params.items():
+                views[name] = buf[off : off + p.size].reshape(p.shape)
+                off += p.size
+            snap = self._snapshot = (buf, views)
+        np.copyto(snap[0], flat)
+        return snap[1]
+
+    def _enter(self, what: str) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}() called while another thread is in "
+                "a training forward/backward of the same layer: one layer's pending "
+                "backward state cannot be shared; give each thread its own layer "
+                "(inference, train=False, may be shared)"
+            )
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """Draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does.
@@ -227,10 +265,18 @@ class _Recurrent(_Params):
         ((7, 2, 5), (2, 2, 5))
         """
         x, h0, c0, lengths = self._check_forward(x, hx, lengths)
-        self._ctx = None
-        y, hn, cn, ctx = self._backend.forward(self, x, h0, c0, lengths, bool(train))
-        if train:
-            self._ctx = ctx
+        if not train:
+            if self._ctx_thread == threading.get_ident():
+                self._ctx = None  # this thread's pending backward ends here
+            y, hn, cn, _ = self._backend.forward(self, x, h0, c0, lengths, False)
+        else:
+            self._enter("forward")
+            try:
+                self._ctx = None
+                y, hn, cn, ctx = self._backend.forward(self, x, h0, c0, lengths, True)
+                self._ctx, self._ctx_thread = ctx, threading.get_ident()
+            finally:
+                self._busy.release()
         if self.batch_first:
             y = y.transpose(1, 0, 2)
         return (y, (hn, cn)) if self.spec.has_cell_state else (y, hn)
@@ -271,12 +317,25 @@ class _Recurrent(_Params):
         >>> dx.shape, lstm.grads["weight_hh_l0"].shape
         ((6, 2, 3), (16, 4))
         """
+        self._enter("backward")
+        try:
+            return self._backward(dy, dhx)
+        finally:
+            self._busy.release()
+
+    def _backward(self, dy: Any, dhx: Any) -> tuple[np.ndarray, Any]:
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(
                 "backward() needs a preceding forward(..., train=True); none is "
                 "pending (no forward yet, an inference forward, or backward already "
                 "called)"
+            )
+        if self._ctx_thread != threading.get_ident():
+            raise RuntimeError(
+                f"{type(self).__name__}.backward(): the pending training forward was "
+                "run by another thread (two threads training one layer); give each "
+                "thread its own layer"
             )
         T, B = ctx.T, ctx.B
         DH = self.num_directions * self.hidden_size

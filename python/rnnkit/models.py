@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 
 from . import _serial
-from ._params import _as_float_array, _check_shape, _Params
+from ._checks import integer
+from ._params import ParamViews, _as_float_array, _check_shape, _Params
 from ._serial import (
     model_from_config,
     model_param_shapes,
@@ -110,7 +111,7 @@ def _adopt(m: Any, P: np.ndarray, G: np.ndarray) -> None:
         offsets = {name: _offset(v, old) for name, v in views.items()}
         for name, v in list(views.items()):
             off = offsets[name]
-            views[name] = new[off : off + v.size].reshape(v.shape)
+            dict.__setitem__(views, name, new[off : off + v.size].reshape(v.shape))
     m._flat_params, m._flat_grads = P, G
 
 
@@ -208,8 +209,12 @@ class Model(_Params):
     def _collect_views(self) -> None:
         """``params`` / ``grads``: the layers' views, keyed ``"<module>.<param>"``."""
         modules = self.named_modules()
-        self.params = {f"{k}.{n}": v for k, m in modules for n, v in m.params.items()}
-        self.grads = {f"{k}.{n}": v for k, m in modules for n, v in m.grads.items()}
+        self.params = ParamViews(
+            {f"{k}.{n}": v for k, m in modules for n, v in m.params.items()}
+        )
+        self.grads = ParamViews(
+            {f"{k}.{n}": v for k, m in modules for n, v in m.grads.items()}, "grads"
+        )
         for c in self._children():
             if isinstance(c, Model):
                 c._collect_views()
@@ -329,8 +334,8 @@ class Sequential(Model):
         self._rec = [i for i, m in enumerate(self.layers) if isinstance(m, Recurrent)]
         if output == "last" and not self._rec:
             raise ValueError("output='last' needs a recurrent layer")
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+        if steps is not None:
+            steps = integer("steps", steps, low=1)
         self.input, self.output, self.steps = input, output, steps
         self._init_common()
         self.final_state: list[Any] = []

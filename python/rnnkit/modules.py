@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._ops import ACTIVATIONS, activation_grad
-from ._params import _as_float_array, _check_shape, _Params
+from ._params import ParamViews, _as_float_array, _check_shape, _Params
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -141,6 +141,7 @@ class Linear(Module):
         self._x: np.ndarray | None = None  # input (N, I), for dW and dx
         self._y: np.ndarray | None = None  # output (N, O), for the activation's grad
         self._lead: tuple[int, ...] = ()  # leading shape of the last input
+        self._w: np.ndarray | None = None  # the forward's weight, for dx
 
     @staticmethod
     def _shapes(in_features: int, out_features: int, bias: bool) -> dict[str, Any]:
@@ -205,6 +206,11 @@ class Linear(Module):
                 ACTIVATIONS[self.activation](y2, out=y2)
         y = y2.reshape(x.shape[:-1] + (self.out_features,))
         self._x, self._y = (x2, y2) if train else (None, None)
+        if train:  # backward uses this forward's weight, even if it changes between
+            w = self.params["weight"]
+            if self._w is None or self._w.shape != w.shape:
+                self._w = np.empty_like(w)
+            np.copyto(self._w, w)
         self._lead = x.shape[:-1]
         return y
 
@@ -220,8 +226,8 @@ class Linear(Module):
         -------
         dx : ndarray (..., I), shaped like ``x``
         """
-        x2, y2 = self._x, self._y
-        if x2 is None or y2 is None:
+        x2, y2, w = self._x, self._y, self._w
+        if x2 is None or y2 is None or w is None:
             raise RuntimeError(
                 "Linear.backward() needs a preceding forward(x, train=True)"
             )
@@ -237,7 +243,7 @@ class Linear(Module):
         if self.bias:
             self.grads["bias"] += da.sum(axis=0)
         self._x = self._y = None
-        return (da @ self.params["weight"]).reshape(lead + (self.in_features,))
+        return (da @ w).reshape(lead + (self.in_features,))
 
 
 class Embedding(Module):
@@ -424,8 +430,8 @@ class Dropout:
             raise ValueError(f"p must be in [0, 1), got {p}")
         self.p = p
         self.rng = _rng(seed)
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
+        self.params = ParamViews()
+        self.grads = ParamViews(kind="grads")
         self._mask: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:

@@ -39,7 +39,28 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._checks import Checked, flag, integer, real
+
 Pairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _nonneg(name: str, v: Any) -> float:
+    return real(name, v, low=0.0)
+
+
+def _unit(name: str, v: Any) -> float:
+    return real(name, v, low=0.0, high=1.0)
+
+
+def _betas(name: str, v: Any) -> tuple[float, float]:
+    try:
+        b1, b2 = v
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {v!r}") from None
+    return (
+        real(f"{name}[0]", b1, low=0.0, high=1.0, high_open=True),
+        real(f"{name}[1]", b2, low=0.0, high=1.0, high_open=True),
+    )
 
 
 def _pairs(params: Any) -> Pairs:
@@ -116,9 +137,8 @@ class StepDecay(Schedule):
     """
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        if int(step_size) < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = integer("step_size", step_size, low=1)
+        self.gamma = _nonneg("gamma", gamma)
 
     def factor(self, step: int) -> float:
         """``gamma ** (step // step_size)``."""
@@ -140,7 +160,7 @@ class ExponentialDecay(Schedule):
     """
 
     def __init__(self, gamma: float) -> None:
-        self.gamma = float(gamma)
+        self.gamma = _nonneg("gamma", gamma)
 
     def factor(self, step: int) -> float:
         """``gamma ** step``."""
@@ -165,9 +185,8 @@ class CosineDecay(Schedule):
     """
 
     def __init__(self, total_steps: int, min_factor: float = 0.0) -> None:
-        if int(total_steps) < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-        self.total_steps, self.min_factor = int(total_steps), float(min_factor)
+        self.total_steps = integer("total_steps", total_steps, low=1)
+        self.min_factor = _nonneg("min_factor", min_factor)
 
     def factor(self, step: int) -> float:
         """``min + (1 - min) (1 + cos(pi min(step, total) / total)) / 2``."""
@@ -194,8 +213,7 @@ class LinearWarmup(Schedule):
     """
 
     def __init__(self, warmup_steps: int, after: Schedule | None = None) -> None:
-        if int(warmup_steps) < 1:
-            raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+        warmup_steps = integer("warmup_steps", warmup_steps, low=1)
         if after is not None and not isinstance(after, Schedule):
             raise TypeError(
                 f"after must be a Schedule or None, got {type(after).__name__}"
@@ -281,6 +299,7 @@ class Optimizer:
     """
 
     slots: tuple[str, ...] = ()
+    lr = Checked(_nonneg)
 
     def __init__(
         self,
@@ -288,10 +307,8 @@ class Optimizer:
         lr: float,
         schedule: Schedule | Callable[[int], float] | None = None,
     ) -> None:
-        if not lr >= 0.0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
+        self.lr = lr
         self.pairs = _pairs(params)
-        self.lr = float(lr)
         self.schedule = schedule
         self.step_count = 0
         self.last_lr = self.lr
@@ -305,9 +322,19 @@ class Optimizer:
     def get_lr(self, step: int | None = None) -> float:
         """The learning rate of step ``step`` (default: the next one)."""
         step = self.step_count if step is None else step
-        return (
-            self.lr if self.schedule is None else self.lr * float(self.schedule(step))
-        )
+        if self.schedule is None:
+            return self.lr
+        factor = self.schedule(step)
+        try:
+            lr = self.lr * float(factor)
+        except (TypeError, ValueError):
+            lr = math.nan
+        if not (math.isfinite(lr) and lr >= 0.0):
+            raise ValueError(
+                f"schedule {self.schedule!r} gave factor {factor!r} at step {step}: "
+                f"the rate lr * factor must be a finite number >= 0"
+            )
+        return lr
 
     def step(self) -> None:
         """One update of every parameter from its gradient, in place."""
@@ -440,6 +467,11 @@ class SGD(Optimizer):
     [0.95, 0.95, 0.95]
     """
 
+    momentum = Checked(_nonneg)
+    dampening = Checked(_unit)
+    nesterov = Checked(flag)
+    weight_decay = Checked(_nonneg)
+
     def __init__(
         self,
         params: Any,
@@ -450,12 +482,13 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         schedule: Any = None,
     ) -> None:
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError("momentum and weight_decay must be >= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
+        self.momentum, self.dampening = momentum, dampening
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "nesterov needs momentum > 0 and dampening = 0, got "
+                f"momentum={momentum!r}, dampening={dampening!r}"
+            )
         self.slots = ("momentum_buffer",) if self.momentum else ()
         super().__init__(params, lr, schedule)
 
@@ -526,6 +559,10 @@ class Adagrad(Optimizer):
     """
 
     slots = ("sum",)
+    lr_decay = Checked(_nonneg)
+    weight_decay = Checked(_nonneg)
+    initial_accumulator_value = Checked(_nonneg)
+    eps = Checked(_nonneg)
 
     def __init__(
         self,
@@ -537,11 +574,8 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
         schedule: Any = None,
     ) -> None:
-        self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
-        self.initial_accumulator_value, self.eps = (
-            float(initial_accumulator_value),
-            float(eps),
-        )
+        self.lr_decay, self.weight_decay = lr_decay, weight_decay
+        self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
         super().__init__(params, lr, schedule)
         for s in self.state["sum"]:
             s.fill(self.initial_accumulator_value)
@@ -607,6 +641,12 @@ class RMSprop(Optimizer):
     [0.9, 1.1]
     """
 
+    alpha = Checked(_unit)
+    eps = Checked(_nonneg)
+    weight_decay = Checked(_nonneg)
+    momentum = Checked(_nonneg)
+    centered = Checked(flag)
+
     def __init__(
         self,
         params: Any,
@@ -618,9 +658,9 @@ class RMSprop(Optimizer):
         centered: bool = False,
         schedule: Any = None,
     ) -> None:
-        self.alpha, self.eps = float(alpha), float(eps)
-        self.weight_decay, self.momentum = float(weight_decay), float(momentum)
-        self.centered = bool(centered)
+        self.alpha, self.eps = alpha, eps
+        self.weight_decay, self.momentum = weight_decay, momentum
+        self.centered = centered
         self.slots = (
             ("square_avg",)
             + (("momentum_buffer",) if self.momentum else ())
@@ -710,6 +750,10 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    betas = Checked(_betas)
+    eps = Checked(_nonneg)
+    weight_decay = Checked(_nonneg)
+    amsgrad = Checked(flag)
 
     def __init__(
         self,
@@ -721,13 +765,10 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         schedule: Any = None,
     ) -> None:
-        b1, b2 = (float(x) for x in betas)
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
-        self.betas, self.eps = (b1, b2), float(eps)
-        self.weight_decay, self.amsgrad = float(weight_decay), bool(amsgrad)
+        self.betas, self.eps = betas, eps
+        self.weight_decay, self.amsgrad = weight_decay, amsgrad
         self.slots = ("exp_avg", "exp_avg_sq") + (
-            ("max_exp_avg_sq",) if amsgrad else ()
+            ("max_exp_avg_sq",) if self.amsgrad else ()
         )
         super().__init__(params, lr, schedule)
 

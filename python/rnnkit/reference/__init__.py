@@ -67,7 +67,7 @@ class _ReferenceBackend:
             x,
             h0,
             c0,
-            layer.params,
+            layer._forward_params() if train else layer.params,
             num_layers=layer.num_layers,
             bidirectional=layer.bidirectional,
             nonlinearity=layer.nonlinearity,

@@ -304,7 +304,7 @@ class CharLM:
                 model, lr=2e-3 if lr is None else lr
             )
         if lr is not None:
-            optimizer.lr = float(lr)
+            optimizer.lr = lr
 
         def validate(m: Any) -> dict[str, float]:
             v = self.evaluate(val_ids, eval_batch_size, max(seq_len, 256))

@@ -1,0 +1,376 @@
+"""Reliability, second round (issue 11): no hangs, no lost checkpoints, no silently
+wrong gradients.
+
+Each test here reproduces one way a hostile or careless user got a hang, a
+destroyed checkpoint or a silently wrong result on the code before the fix, and
+checks that it now either works or raises an error naming the argument. Anything
+that could hang runs in a subprocess (or a thread) with a timeout, so a regression
+fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import rnnkit as rk
+from rnnkit.io import CheckpointError
+
+HANG = 60  # seconds: far above what any of these takes when it works
+
+
+def _model() -> rk.Sequential:
+    return rk.Sequential(rk.LSTM(3, 4, seed=0), rk.Linear(4, 2, seed=1))
+
+
+def _run_py(code: str, timeout: float = HANG) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# ------------------------------------------------------------ hyperparameters
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda m: rk.Adam(m, lr="0.01"), "lr"),
+        (lambda m: rk.Adam(m, lr=float("nan")), "lr"),
+        (lambda m: rk.Adam(m, lr=float("inf")), "lr"),
+        (lambda m: rk.SGD(m, lr=-1), "lr"),
+        (lambda m: rk.SGD(m, momentum=float("nan")), "momentum"),
+        (lambda m: rk.SGD(m, weight_decay=-1), "weight_decay"),
+        (lambda m: rk.SGD(m, momentum=0.9, nesterov="yes"), "nesterov"),
+        (lambda m: rk.RMSprop(m, alpha=5), "alpha"),
+        (lambda m: rk.RMSprop(m, eps=float("nan")), "eps"),
+        (lambda m: rk.Adam(m, eps=-1), "eps"),
+        (lambda m: rk.Adam(m, betas=(0.9, 1.0)), "betas[1]"),
+        (lambda m: rk.Adam(m, betas=0.9), "betas"),
+        (lambda m: rk.Adam(m, amsgrad="no"), "amsgrad"),
+        (lambda m: rk.Adagrad(m, lr_decay=-1), "lr_decay"),
+        (lambda m: rk.Adagrad(m, initial_accumulator_value=float("inf")), "initial"),
+    ],
+)
+def test_optimizer_constructor_refuses_bad_hyperparameters(make, name):
+    with pytest.raises((TypeError, ValueError), match=name.replace("[", r"\[")):
+        make(_model())
+
+
+@pytest.mark.parametrize(
+    ("cls", "attr", "value"),
+    [
+        (rk.Adam, "lr", -0.1),
+        (rk.Adam, "lr", float("nan")),
+        (rk.Adam, "eps", float("nan")),
+        (rk.Adam, "betas", (0.9, 2.0)),
+        (rk.SGD, "momentum", -1.0),
+        (rk.RMSprop, "alpha", 5.0),
+    ],
+)
+def test_optimizer_attributes_are_checked_when_set(cls, attr, value):
+    opt = cls(_model())
+    before = getattr(opt, attr)
+    with pytest.raises(ValueError, match=attr):
+        setattr(opt, attr, value)
+    assert getattr(opt, attr) == before
+
+
+def test_schedules_refuse_bad_arguments_and_bad_factors():
+    with pytest.raises(ValueError, match="gamma"):
+        rk.optim.ExponentialDecay(float("nan"))
+    with pytest.raises(TypeError, match="step_size"):
+        rk.optim.StepDecay(2.5)
+    with pytest.raises(ValueError, match="min_factor"):
+        rk.optim.CosineDecay(10, min_factor=-1)
+    m = _model()
+    opt = rk.SGD(m, lr=0.1, schedule=lambda step: float("nan"))
+    with pytest.raises(ValueError, match="schedule"):
+        opt.step()
+
+
+def test_save_never_writes_what_load_refuses(tmp_path):
+    # Before: opt.lr = -0.1 was accepted, saved, and the file refused by load.
+    m = _model()
+    opt = rk.Adam(m)
+    m.optimizer = opt
+    path = tmp_path / "m.npz"
+    m.save(path)
+    good = path.read_bytes()
+    opt.__dict__["lr"] = -0.1  # bypassing the setter, as old code could
+    with pytest.raises(ValueError, match="lr"):
+        m.save(path)
+    assert path.read_bytes() == good  # the good checkpoint is untouched
+    assert rk.load(path).optimizer.lr == 1e-3
+
+
+def test_load_refuses_bad_hyperparameters_from_a_file(tmp_path):
+    m = _model()
+    m.optimizer = rk.Adam(m)
+    path = tmp_path / "m.npz"
+    m.save(path)
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    raw = np.load(path)["__rnnkit__"].tobytes()
+    header = json.loads(raw)
+    header["optimizer"]["config"]["eps"] = float("nan")
+    blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    bad = tmp_path / "bad.npz"
+    arrays = {n[:-4]: np.load(path)[n[:-4]] for n in members if n != "__rnnkit__.npy"}
+    np.savez(bad, __rnnkit__=blob, **arrays)
+    with pytest.raises(CheckpointError, match="eps"):
+        rk.load(bad)
+
+
+# ------------------------------------------------------------- constructors
+@pytest.mark.parametrize("arg", ["bias", "batch_first", "bidirectional"])
+@pytest.mark.parametrize("cls", [rk.RNN, rk.LSTM, rk.GRU])
+def test_layer_flags_must_be_bools(cls, arg):
+    # Before: bidirectional="no" became True.
+    with pytest.raises(TypeError, match=arg):
+        cls(3, 4, **{arg: "no"})
+    assert getattr(cls(3, 4, **{arg: np.bool_(True)}), arg) is True
+
+
+@pytest.mark.parametrize("cls", [rk.LSTM, rk.GRU])
+def test_fixed_activation_cells_refuse_nonlinearity(cls):
+    with pytest.raises(ValueError, match="nonlinearity"):
+        cls(3, 4, nonlinearity="relu")
+
+
+def test_sequential_steps_must_be_a_positive_int():
+    with pytest.raises(TypeError, match="steps"):
+        rk.Sequential(rk.LSTM(3, 4), steps=True)
+    with pytest.raises(ValueError, match="steps"):
+        rk.Sequential(rk.LSTM(3, 4), steps=0)
+
+
+def test_huge_sizes_name_the_layer():
+    with pytest.raises(MemoryError, match="LSTM.*parameters"):
+        rk.LSTM(3, 10**9)
+
+
+# ----------------------------------------------------------------- messages
+def test_zero_d_input_reports_its_real_shape():
+    with pytest.raises(ValueError, match=r"ndim 0 shape \(\)"):
+        rk.LSTM(3, 4).forward(np.float32(1.0))
+
+
+def test_torch_half_and_meta_tensors():
+    torch = pytest.importorskip("torch")
+    lstm = rk.LSTM(3, 4, seed=0)
+    x = torch.randn(2, 1, 3)
+    y, _ = lstm.forward(x.to(torch.bfloat16), train=False)
+    ref, _ = lstm.forward(x.to(torch.bfloat16).float(), train=False)
+    np.testing.assert_array_equal(y, ref)
+    with pytest.raises(TypeError, match="x is a torch tensor on the 'meta'"):
+        lstm.forward(torch.zeros(2, 1, 3, device="meta"))
+
+
+# ------------------------------------------------------------------- params
+def test_params_and_grads_refuse_item_assignment():
+    # Before: the assignment silently detached the tensor from the flat buffer.
+    for owner in (rk.LSTM(3, 4, seed=0), _model()):
+        key = next(iter(owner.params))
+        with pytest.raises(TypeError, match=r"params\[.*\]\[\.\.\.\] = value"):
+            owner.params[key] = np.zeros_like(owner.params[key])
+        with pytest.raises(TypeError, match="grads"):
+            owner.grads[key] = np.zeros_like(owner.grads[key])
+        with pytest.raises(TypeError, match="cannot be replaced"):
+            owner.params.update({key: np.zeros_like(owner.params[key])})
+        with pytest.raises(TypeError, match="cannot be replaced"):
+            del owner.params[key]
+        with pytest.raises(AttributeError, match="load_state_dict"):
+            owner.params = {}
+        owner.params[key][...] = 0.25  # in place: still fine
+        owner.params[key] += 0.25  # augmented assignment stores the same array
+        assert (owner.state_dict()[key] == 0.5).all()
+        assert np.shares_memory(owner.params[key], owner.parameters()[0][0])
+
+
+# ----------------------------------------------------- backward after an edit
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_backward_uses_the_forward_weights(cell, rng):
+    """``load_state_dict`` or an in-place edit between forward and backward used
+    to give a gradient that matched neither weight set; now it is the gradient at
+    the weights the forward ran with."""
+    cls = {"rnn": rk.RNN, "lstm": rk.LSTM, "gru": rk.GRU}[cell]
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    dy = rng.standard_normal((5, 2, 8)).astype(np.float32)
+    old = cls(3, 4, bidirectional=True, seed=0)
+    new = cls(3, 4, bidirectional=True, seed=1)
+    want = cls(3, 4, bidirectional=True, seed=0)
+    want.forward(x)
+    dx_want, _ = want.backward(dy)
+    for edit in ("load_state_dict", "in place"):
+        layer = cls(3, 4, bidirectional=True, seed=0)
+        layer.forward(x)
+        if edit == "load_state_dict":
+            layer.load_state_dict(new.state_dict())
+        else:
+            for k in layer.params:
+                layer.params[k][...] = new.params[k]
+        dx, _ = layer.backward(dy)
+        np.testing.assert_array_equal(dx, dx_want)
+        for k in want.grads:
+            np.testing.assert_array_equal(layer.grads[k], want.grads[k])
+    del old
+
+
+def test_linear_backward_uses_the_forward_weight(rng):
+    x = rng.standard_normal((4, 3))
+    dy = rng.standard_normal((4, 2))
+    want = rk.Linear(3, 2, seed=0, dtype="float64")
+    want.forward(x)
+    dx_want = want.backward(dy)
+    fc = rk.Linear(3, 2, seed=0, dtype="float64")
+    fc.forward(x)
+    fc.params["weight"][...] = 7.0
+    np.testing.assert_array_equal(fc.backward(dy), dx_want)
+
+
+# ---------------------------------------------------------------- threading
+def test_two_threads_training_one_layer_raise(rng, restore_config):
+    """Two threads training one layer got silently wrong results (182 of 400);
+    now the overlap, or a backward of another thread's forward, raises."""
+    rk.set_num_threads(1)
+    layer = rk.LSTM(32, 64, seed=0)
+    x = rng.standard_normal((50, 8, 32)).astype(np.float32)
+    dy = np.ones((50, 8, 64), np.float32)
+    errors: list[str] = []
+    ok = [0]
+
+    def work():
+        for _ in range(40):
+            try:
+                layer.forward(x)
+                layer.backward(dy)
+                ok[0] += 1
+            except RuntimeError as e:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG)
+    assert errors, "concurrent training of one layer went undetected"
+    assert all("thread" in e or "none is pending" in e for e in errors), errors[:3]
+
+
+def test_interleaved_forward_of_another_thread_is_detected(rng):
+    layer = rk.GRU(3, 4, seed=0)
+    x = rng.standard_normal((2, 1, 3))
+    layer.forward(x)
+    t = threading.Thread(target=layer.forward, args=(x,))
+    t.start()
+    t.join(HANG)
+    with pytest.raises(RuntimeError, match="another thread"):
+        layer.backward(np.ones((2, 1, 4)))
+
+
+def test_inference_from_another_thread_keeps_a_pending_backward(rng):
+    layer = rk.GRU(3, 4, seed=0)
+    x = rng.standard_normal((2, 1, 3))
+    layer.forward(x)
+    t = threading.Thread(target=layer.forward, args=(x,), kwargs={"train": False})
+    t.start()
+    t.join(HANG)
+    layer.backward(np.ones((2, 1, 4)))  # still pending: no error
+
+
+# ------------------------------------------------------------------ files
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("via_symlink", [False, True])
+def test_load_of_a_fifo_does_not_block(tmp_path, via_symlink):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    target = fifo
+    if via_symlink:
+        target = tmp_path / "link.npz"
+        target.symlink_to(fifo)
+    code = (
+        "import rnnkit as rk\n"
+        "try:\n"
+        f"    rk.load({str(target)!r})\n"
+        "except rk.CheckpointError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    r = _run_py(code)
+    assert "refused:" in r.stdout and "not a regular file" in r.stdout, r.stderr
+
+
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "m.npz"
+    m = _model()
+    m.save(path)
+    os.chmod(path, 0o600)
+    m.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    m = _model()
+    m.save(real)
+    link.symlink_to(real)
+    m2 = rk.Sequential(rk.LSTM(3, 4, seed=5), rk.Linear(4, 2, seed=6))
+    m2.save(link)
+    assert link.is_symlink()
+    back = rk.load(real)
+    np.testing.assert_array_equal(
+        back.params["0.weight_hh_l0"], m2.params["0.weight_hh_l0"]
+    )
+
+
+def test_a_killed_save_leaves_no_orphan_after_the_next_save(tmp_path):
+    path = tmp_path / "m.npz"
+    code = (
+        "import os, signal, numpy as np, rnnkit as rk\n"
+        "m = rk.Sequential(rk.LSTM(3, 4, seed=0))\n"
+        "orig = np.savez\n"
+        "def killed(f, **kw):\n"
+        "    f.write(b'partial')\n"
+        "    f.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "np.savez = killed\n"
+        f"m.save({str(path)!r})\n"
+    )
+    r = _run_py(code)
+    assert r.returncode == -9
+    orphans = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(orphans) == 1
+    old = time.time() - 60  # the orphan's age margin protects live writers
+    os.utime(orphans[0], (old, old))
+    other = tmp_path / ".other.npz.12345678.tmp"  # another target's: kept
+    other.write_bytes(b"x")
+    os.utime(other, (old, old))
+    _model().save(path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".other.npz.12345678.tmp", "m.npz"]
+    rk.load(path)
+
+
+def test_save_does_not_remove_the_temporary_of_a_live_writer(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "m.npz"
+    live = tmp_path / ".m.npz.abcdefgh.tmp"
+    live.write_bytes(b"in progress")
+    old = time.time() - 60
+    os.utime(live, (old, old))
+    with open(live, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        _model().save(path)
+        assert live.exists()
