@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -374,3 +375,324 @@ def test_save_does_not_remove_the_temporary_of_a_live_writer(tmp_path):
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         _model().save(path)
         assert live.exists()
+
+
+# -------------------------------------------------------------------- fit
+def _data(rng):
+    x = rng.standard_normal((8, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 5, 2)).astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"max_time": float("nan")}, "max_time"),
+        ({"max_time": 0}, "max_time"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"eval_every": -1}, "eval_every"),
+        ({"eval_every": float("nan")}, "eval_every"),
+        ({"eval_every_steps": 0}, "eval_every_steps"),
+        ({"clip_norm": float("nan")}, "clip_norm"),
+        ({"clip_value": -1.0}, "clip_value"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": "8"}, "batch_size"),
+    ],
+)
+def test_fit_validates_every_numeric_argument(kw, name, rng):
+    # Before: epochs=-1 returned an empty history, max_time=nan trained forever,
+    # clip_norm=nan turned clipping off.
+    m = _model()
+    with pytest.raises((TypeError, ValueError), match=name):
+        rk.fit(m, "mse", rk.Adam(m), _data(rng), progress=False, **kw)
+
+
+def test_fit_with_a_tiny_eval_interval_terminates(rng):
+    m = _model()
+    hist = rk.fit(
+        m, "mse", rk.Adam(m), _data(rng), max_steps=3, batch_size=2,
+        eval_every=1e-300, progress=False,
+    )  # fmt: skip
+    assert hist.steps == 3
+
+
+def test_fit_and_train_step_refuse_a_stale_optimizer(rng):
+    """An optimizer built on a layer before the layer was composed trained nothing."""
+    lstm = rk.LSTM(3, 4, seed=0)
+    opt = rk.Adam(lstm)
+    m = rk.Sequential(lstm, rk.Linear(4, 2, seed=1))
+    with pytest.raises(ValueError, match="optimizer does not update"):
+        rk.fit(m, "mse", opt, _data(rng), progress=False)
+    x, y = _data(rng)
+    from rnnkit.losses import get_loss
+    from rnnkit.train import train_step
+
+    with pytest.raises(ValueError, match="optimizer does not update"):
+        train_step(m, get_loss("mse"), opt, (x,), y)
+
+
+def test_charlm_fit_validates_its_arguments():
+    from rnnkit import text as tx
+
+    lm = tx.CharLM(tx.Vocab.from_text("abcd" * 20), hidden_size=4, embedding_dim=2)
+    for kw, name in (
+        ({"eval_every": -1}, "eval_every"),
+        ({"max_time": float("nan")}, "max_time"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"clip_norm": float("nan")}, "clip_norm"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            lm.fit("abcd" * 20, batch_size=2, seq_len=4, progress=False, **kw)
+
+
+# ---------------------------------------------------------------- sampling
+def test_huge_temperature_samples_uniformly():
+    from rnnkit.text import Sampler
+
+    s = Sampler(temperature=1e308, rng=np.random.default_rng(0))
+    z = np.array([0.0, 1.0, 2.0, 3.0])
+    counts = np.bincount([s(z) for _ in range(4000)], minlength=4)
+    assert counts.min() > 800, counts  # before: overflow gave id 0 most draws
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8, 2.0])
+def test_nan_logits_are_refused(temperature):
+    from rnnkit.text import Sampler
+
+    s = Sampler(temperature=temperature, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="NaN at index 2"):
+        s(np.array([0.0, 1.0, np.nan]))
+    with pytest.raises(ValueError, match="-inf everywhere"):
+        s(np.full(3, -np.inf))
+
+
+# ------------------------------------------------------------------ config
+def test_set_num_threads_above_the_cores_warns(restore_config):
+    from rnnkit._config import _usable_cores
+
+    with pytest.warns(RuntimeWarning, match="more threads than"):
+        rk.set_num_threads(_usable_cores() + 1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rk.set_num_threads(1)
+    with pytest.raises(ValueError, match=r"threads\) must be >= 1, got 0"):
+        rk.set_num_threads(0)
+
+
+def test_unknown_simd_request_warns():
+    env = dict(os.environ, RNNKIT_SIMD="bogus")
+    r = subprocess.run(
+        [sys.executable, "-c", "import rnnkit"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+    )
+    assert "RNNKIT_SIMD='bogus' ignored" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------- text
+def test_read_text_refuses_a_fifo_without_blocking(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs POSIX FIFOs")
+    os.mkfifo(tmp_path / "f")
+    r = _run_py(
+        "from rnnkit import text as tx\n"
+        "try:\n"
+        f"    tx.read_text({str(tmp_path / 'f')!r})\n"
+        "except tx.TextFileError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    assert "refused:" in r.stdout and "not a regular file" in r.stdout, r.stderr
+
+
+def test_read_text_sniffs_the_head_and_bounds_the_size(tmp_path):
+    import tracemalloc
+
+    from rnnkit import text as tx
+
+    sparse = tmp_path / "sparse.txt"
+    with open(sparse, "wb") as f:
+        f.truncate(256 << 20)  # 256 MiB of NUL bytes, no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(tx.TextFileError, match="NUL byte at offset 0"):
+            tx.read_text(sparse)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"read {peak} bytes before refusing"  # before: 256 MiB
+    small = tmp_path / "small.txt"
+    small.write_text("hello " * 100)
+    with pytest.raises(tx.TextFileError, match="max_bytes=100"):
+        tx.read_text(small, max_bytes=100)
+    assert tx.read_text(small).startswith("hello")
+
+
+# -------------------------------------------------------------------- CLI
+CLI_TINY = ["--hidden", "8", "--embedding", "4", "--batch", "2", "--seq-len", "8"]
+CORPUS = "the cat sat on the mat and the dog sat on the log. " * 20
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text(CORPUS)
+    return p
+
+
+def _cli(*argv: str, timeout: float = HANG, **kw: Any) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "rnnkit", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--clip", "nan"], "--clip"),
+        (["--time-budget", "nan"], "--time-budget"),
+        (["--eval-every", "-1"], "--eval-every"),
+        (["--eval-every", "nan"], "--eval-every"),
+        (["--threads", "0"], "--threads"),
+        (["--seed", "-1"], "--seed"),
+        (["--temperature", "-1"], "--temperature"),
+        (["--val-fraction", "1.5"], "--val-fraction"),
+        (["--epochs", "0"], "--epochs"),
+        (["--hidden", "0"], "--hidden"),
+    ],
+)
+def test_cli_train_refuses_bad_numbers_before_training(argv, flag, corpus, tmp_path):
+    from rnnkit import cli
+
+    out = tmp_path / "m.rk"
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(["train", str(corpus), *CLI_TINY, "--out", str(out), *argv])
+    assert rc == 2, err.getvalue()
+    text = err.getvalue()
+    assert flag in text and "training" not in text and "Traceback" not in text, text
+    assert len(text.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--temperature", "-1"], "--temperature"),
+        (["--top-p", "0"], "--top-p"),
+        (["--top-k", "0"], "--top-k"),
+        (["--length", "-5"], "--length"),
+        (["--seed", "-1"], "--seed"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
+def test_cli_generate_refuses_bad_numbers(argv, flag, tmp_path, capsys):
+    from rnnkit import cli
+    from rnnkit import text as tx
+
+    lm = tx.CharLM(tx.Vocab.from_text("abc abc"), hidden_size=4, embedding_dim=2)
+    lm.save(tmp_path / "m.rk")
+    rc = cli.main(["generate", str(tmp_path / "m.rk"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and flag in err and "Traceback" not in err, err
+
+
+def test_cli_unknown_prime_is_refused_before_training(corpus, tmp_path, capsys):
+    from rnnkit import cli
+
+    rc = cli.main(
+        ["train", str(corpus), *CLI_TINY, "--out", str(tmp_path / "m.rk"),
+         "--unknown", "error", "--prime", "Zebra"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "--prime" in err and "training" not in err, err
+
+
+@pytest.mark.parametrize("where", ["missing", "directory"])
+def test_cli_checks_out_before_training(where, corpus, tmp_path, capsys):
+    from rnnkit import cli
+
+    out = tmp_path / "nope" / "m.rk" if where == "missing" else tmp_path
+    rc = cli.main(["train", str(corpus), *CLI_TINY, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--out" in err and "training" not in err, err
+
+
+def test_cli_resume_with_a_bad_lr_keeps_the_checkpoint(corpus, tmp_path, capsys):
+    from rnnkit import cli
+
+    out = tmp_path / "m.rk"
+    assert cli.main(
+        ["train", str(corpus), *CLI_TINY, "--out", str(out), "--epochs", "1",
+         "--sample-length", "0", "--final-length", "0", "--quiet"]
+    ) == 0  # fmt: skip
+    good = out.read_bytes()
+    capsys.readouterr()
+    rc = cli.main(["train", str(corpus), "--out", str(out), "--resume", "--lr", "-1"])
+    assert rc == 2 and "--lr" in capsys.readouterr().err
+    assert out.read_bytes() == good
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_cli_fifo_and_device_inputs_do_not_hang(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for argv in (
+        ["train", str(fifo), "--out", str(tmp_path / "a.rk")],
+        ["train", "/dev/zero", "--out", str(tmp_path / "b.rk")],
+        ["generate", str(fifo)],
+    ):
+        r = _cli(*argv)
+        assert r.returncode == 2, r.stderr
+        assert "not a regular file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_cli_sigterm_and_sighup_save_like_ctrl_c(sig, corpus, tmp_path):
+    import signal
+
+    out = tmp_path / "m.rk"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnkit", "train", str(corpus), *CLI_TINY,
+         "--time-budget", "60", "--out", str(out), "--sample-length", "0",
+         "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + HANG
+    while not any(ln.startswith("training") for ln in lines):
+        assert proc.poll() is None, "".join(lines)
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, sig))
+    rc = proc.wait(timeout=HANG)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert rc == 130, err  # before: killed by the signal (-15 / -1), nothing saved
+    assert f"interrupted by {sig}" in err
+    from rnnkit import text as tx
+
+    assert tx.CharLM.load(out).model.meta["train"]["position"]["steps"] >= 1

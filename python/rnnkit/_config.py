@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from importlib import metadata
 from typing import Any
 
@@ -100,6 +101,15 @@ def set_num_threads(n: int) -> None:
     ValueError
         ``n < 1``.
 
+    Warns
+    -----
+    RuntimeWarning
+        ``n`` is above the cores this process may use: the kernels' threads then
+        wait on each other at every time step's barrier, and a call can take 50 to
+        100 times as long as with one thread per core. The setting is still
+        applied (the thread policy may cap it later); ``OMP_NUM_THREADS`` above
+        the core count gets the same warning at import.
+
     Examples
     --------
     >>> import rnnkit as rk
@@ -110,7 +120,55 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n (threads) must be >= 1, got {n}")
+    cores = _usable_cores()
+    if n > cores:
+        warnings.warn(
+            f"set_num_threads({n}): more threads than the {cores} core(s) this "
+            "process may use; the kernels synchronise at every time step, so "
+            f"oversubscribed threads make each call much slower (use <= {cores})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _core.set_num_threads(n)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_environment() -> None:
+    """Warns once, at import, when ``RNNKIT_SIMD`` names no path this machine runs,
+    or OpenMP would start more threads than there are usable cores
+    (the kernels then use the best path; before, nothing said so)."""
+    requested = os.environ.get("RNNKIT_SIMD", "")
+    if requested and requested not in simd_paths():
+        compiled = list(_core.compiled_simd_paths())
+        why = (
+            "this CPU cannot run it"
+            if requested in compiled
+            else f"it is not one of {compiled}"
+        )
+        warnings.warn(
+            f"RNNKIT_SIMD={requested!r} ignored ({why}); using {get_simd()!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    threads, cores = get_num_threads(), _usable_cores()
+    if threads > cores:
+        warnings.warn(
+            f"rnnkit will run {threads} kernel threads (OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS')!r}) on {cores} usable core(s): "
+            f"oversubscribed threads make each call much slower; see "
+            "rnnkit.set_num_threads",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def show_config(print_fn: Any = print) -> dict[str, Any]:
@@ -163,3 +221,6 @@ def show_config(print_fn: Any = print) -> dict[str, Any]:
     if print_fn is not None:
         print_fn("\n".join(lines))
     return cfg
+
+
+_check_environment()

@@ -90,6 +90,72 @@ _TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Numeric options: (attribute, flag, kind, low, low_open, high, high_open); None
+# (the option's default) always passes. Checked before anything is read or
+# trained, so a bad value is one line on stderr, never a traceback at the end.
+_Spec = tuple[str, str, str, "float | None", bool, "float | None", bool]
+_TRAIN_ARGS: list[_Spec] = [
+    ("hidden", "--hidden", "int", 1, False, None, False),
+    ("layers", "--layers", "int", 1, False, None, False),
+    ("embedding", "--embedding", "int", 1, False, None, False),
+    ("seq_len", "--seq-len", "int", 1, False, None, False),
+    ("batch", "--batch", "int", 1, False, None, False),
+    ("lr", "--lr", "real", 0, False, None, False),
+    ("clip", "--clip", "real", 0, False, None, False),
+    ("val_fraction", "--val-fraction", "real", 0, False, 1, True),
+    ("epochs", "--epochs", "int", 1, False, None, False),
+    ("time_budget", "--time-budget", "real", 0, True, None, False),
+    ("eval_every", "--eval-every", "real", 0, True, None, False),
+    ("seed", "--seed", "int", 0, False, None, False),
+    ("threads", "--threads", "int", 1, False, None, False),
+    ("temperature", "--temperature", "real", 0, False, None, False),
+    ("sample_length", "--sample-length", "int", 0, False, None, False),
+    ("final_length", "--final-length", "int", 0, False, None, False),
+]
+_GENERATE_ARGS: list[_Spec] = [
+    ("length", "--length", "int", 0, False, None, False),
+    ("temperature", "--temperature", "real", 0, False, None, False),
+    ("top_k", "--top-k", "int", 1, False, None, False),
+    ("top_p", "--top-p", "real", 0, True, 1, False),
+    ("seed", "--seed", "int", 0, False, None, False),
+    ("threads", "--threads", "int", 1, False, None, False),
+]
+
+
+def _bad_args(args: argparse.Namespace, specs: list[_Spec]) -> str | None:
+    """The first bad numeric option, as ``"--lr must be ..., got nan"``, or None."""
+    from rnnkit._checks import integer, real
+
+    for attr, flag, kind, low, low_open, high, high_open in specs:
+        v = getattr(args, attr, None)
+        if v is None:
+            continue
+        try:
+            if kind == "int":
+                integer(flag, v, low=None if low is None else int(low))
+            else:
+                real(
+                    flag, v, low=low, high=high, low_open=low_open, high_open=high_open
+                )
+        except (TypeError, ValueError) as e:
+            return str(e)
+    return None
+
+
+def _check_out(out: Path) -> str | None:
+    """Why ``out`` cannot be written (checked before training), or None."""
+    import os
+
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        return f"--out {out} is a directory"
+    if not parent.is_dir():
+        return f"--out {out}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):  # saved by rename in there
+        return f"--out {out}: directory {parent} is not writable"
+    return None
+
+
 def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
     """``(text, name, encoding)`` of ``path``, or of the corpus shipped with rnnkit."""
     from rnnkit import text as tx
@@ -97,9 +163,7 @@ def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
     p = tx.default_corpus_path() if path is None else Path(path)
     if not p.exists():
         raise FileNotFoundError(f"corpus {p} does not exist")
-    if p.is_dir():
-        raise tx.TextFileError(f"{p}: is a directory, not a text file")
-    text, enc = tx.decode_text(p.read_bytes(), encoding, str(p))
+    text, enc = tx.load_text(p, encoding)
     name = (
         f"{tx.DEFAULT_CORPUS} (default corpus, shipped with rnnkit)"
         if path is None
@@ -109,28 +173,38 @@ def _corpus(path: str | None, encoding: str | None) -> tuple[str, str, str]:
 
 
 class _Interrupt:
-    """First Ctrl-C: finish the step, save, stop. Second: quit at once."""
+    """First Ctrl-C (SIGINT), SIGTERM or SIGHUP: finish the step, save, stop.
+    Second: quit at once."""
+
+    SIGNALS = tuple(
+        getattr(signal, n)
+        for n in ("SIGINT", "SIGTERM", "SIGHUP")
+        if hasattr(signal, n)
+    )
 
     def __init__(self) -> None:
         self.count = 0
-        self.old: Any = None
+        self.old: dict[int, Any] = {}
 
     def install(self) -> None:
-        try:
-            self.old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self.old = None
+        for sig in self.SIGNALS:
+            try:
+                self.old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
 
     def restore(self) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        self.old = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count > 1:
             raise KeyboardInterrupt
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         sys.stderr.write(
-            "\ninterrupted: finishing this step and saving a checkpoint "
+            f"\ninterrupted{by}: finishing this step and saving a checkpoint "
             "(Ctrl-C again to quit without saving)\n"
         )
         sys.stderr.flush()
@@ -141,16 +215,24 @@ class _Interrupt:
 
 def train(args: argparse.Namespace) -> int:
     """``rnnkit train``: a character-level language model on a text file."""
+    bad = _bad_args(args, _TRAIN_ARGS)
+    if bad is not None:
+        print(f"rnnkit train: {bad}", file=sys.stderr)
+        return 2
+    interrupted = _Interrupt()
+    interrupted.install()  # first thing: a signal during the setup is not lost
     try:
-        return _train(args)
+        return _train(args, interrupted)
     except KeyboardInterrupt:
         print(
             "\ninterrupted (nothing saved since the last checkpoint)", file=sys.stderr
         )
         return 130
+    finally:
+        interrupted.restore()
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
     import hashlib
     from dataclasses import asdict
 
@@ -159,11 +241,11 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         rk.set_num_threads(args.threads)
-    if args.epochs is not None and args.epochs < 1:
-        raise SystemExit("rnnkit train: --epochs must be >= 1")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise SystemExit("rnnkit train: --time-budget must be > 0")
     out = Path(args.out)
+    why = _check_out(out)
+    if why is not None:
+        print(f"rnnkit train: {why}", file=sys.stderr)
+        return 2
     try:
         text, name, enc = _corpus(args.corpus, args.encoding)
     except (OSError, ValueError) as e:
@@ -222,6 +304,10 @@ def _train(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:
         print(f"rnnkit train: bad training settings {cfg}: {e}", file=sys.stderr)
         return 2
+    bad = _bad_args(argparse.Namespace(**cfg), [t for t in _TRAIN_ARGS if t[0] in cfg])
+    if bad is not None:  # a value from the checkpoint being resumed
+        print(f"rnnkit train: {bad} (from {out})", file=sys.stderr)
+        return 2
     missing = lm.vocab.missing(text) if start is not None else []
     if missing:
         print(
@@ -236,6 +322,14 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"rnnkit train: {name}: {e}", file=sys.stderr)
         return 2
+    try:  # the prime is encoded by every sample: refuse it now, not after an epoch
+        lm.vocab.encode(args.prime)
+    except ValueError as e:
+        print(f"rnnkit train: --prime: {e}", file=sys.stderr)
+        return 2
+    if interrupted():
+        print("interrupted before training; nothing saved", file=sys.stderr)
+        return 130
     c = lm.config
     print(
         f"corpus: {name}: {len(text):,} characters ({enc}), {len(set(text))} distinct; "
@@ -297,39 +391,30 @@ def _train(args: argparse.Namespace) -> int:
             print(f"--- sample after epoch {logs['position'].epoch} ---", flush=True)
             print(args.prime + sample_text(args.sample_length), flush=True)
 
-    interrupted = _Interrupt()
-    interrupted.install()  # Ctrl-C is ours from here, before the "training" line
-    try:
-        print(
-            "training "
-            + (f"for {args.time_budget:g} s" if args.time_budget is not None else "")
-            + (
-                " or "
-                if args.time_budget is not None and args.epochs is not None
-                else ""
-            )
-            + (f"to epoch {args.epochs}" if args.epochs is not None else "")
-            + f"; checkpoints to {out} (Ctrl-C saves and stops)",
-            file=sys.stderr,
-        )
-        sys.stderr.flush()
-        history = lm.fit(
-            train_ids,
-            val_data=val_ids if len(val_ids) > 1 else None,
-            epochs=args.epochs,
-            max_time=args.time_budget,
-            batch_size=cfg["batch"],
-            seq_len=cfg["seq_len"],
-            lr=cfg["lr"],
-            clip_norm=cfg["clip"] if cfg["clip"] > 0 else None,
-            eval_every=args.eval_every,
-            start=start,
-            progress=not args.quiet,
-            callback=on_eval,
-            should_stop=interrupted,
-        )
-    finally:
-        interrupted.restore()
+    print(
+        "training "
+        + (f"for {args.time_budget:g} s" if args.time_budget is not None else "")
+        + (" or " if args.time_budget is not None and args.epochs is not None else "")
+        + (f"to epoch {args.epochs}" if args.epochs is not None else "")
+        + f"; checkpoints to {out} (Ctrl-C saves and stops)",
+        file=sys.stderr,
+    )
+    sys.stderr.flush()
+    history = lm.fit(
+        train_ids,
+        val_data=val_ids if len(val_ids) > 1 else None,
+        epochs=args.epochs,
+        max_time=args.time_budget,
+        batch_size=cfg["batch"],
+        seq_len=cfg["seq_len"],
+        lr=cfg["lr"],
+        clip_norm=cfg["clip"] if cfg["clip"] > 0 else None,
+        eval_every=args.eval_every,
+        start=start,
+        progress=not args.quiet,
+        callback=on_eval,
+        should_stop=interrupted,
+    )
     checkpoint(history.position)
     if history.stop_reason == "interrupted":
         print(
@@ -367,6 +452,10 @@ def generate(args: argparse.Namespace) -> int:
     import rnnkit as rk
     from rnnkit import text as tx
 
+    bad = _bad_args(args, _GENERATE_ARGS)
+    if bad is not None:
+        print(f"rnnkit generate: {bad}", file=sys.stderr)
+        return 2
     if args.threads is not None:
         rk.set_num_threads(args.threads)
     try:

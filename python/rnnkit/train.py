@@ -44,6 +44,7 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 
 import numpy as np
 
+from ._checks import integer, real
 from .losses import get_loss, length_mask
 from .optim import clip_grad_norm, clip_grad_value
 
@@ -613,7 +614,15 @@ def train_step(
     ``state`` (one entry per recurrent layer, or None for zeros) is the initial
     state; afterwards ``model.final_state`` holds the final one. A non-finite loss
     is returned before the backward pass, and nothing is updated.
+
+    Raises
+    ------
+    ValueError
+        ``optimizer`` does not update ``model``'s parameters (say, it was built on
+        a layer before the layer was composed into the model, which moved the
+        layer's parameters into the model's buffer): the step would train nothing.
     """
+    check_optimizer(model, optimizer)
     model.zero_grad()
     out = _forward(model, xs, lengths, True, state)
     value, dout = loss_fn(out, y, mask)
@@ -626,6 +635,43 @@ def train_step(
         clip_grad_value(model, clip_value)
     optimizer.step()
     return float(value)
+
+
+def check_optimizer(model: Any, optimizer: Any) -> None:
+    """Raises ``ValueError`` unless ``optimizer`` updates every parameter buffer of
+    ``model`` (an optimizer without ``pairs`` is not an rnnkit one: not checked).
+
+    Examples
+    --------
+    >>> import rnnkit as rk
+    >>> lstm = rk.LSTM(3, 4)
+    >>> opt = rk.Adam(lstm)                          # built on the bare layer ...
+    >>> model = rk.Sequential(lstm, rk.Linear(4, 2))  # ... which then moves
+    >>> check_optimizer(model, opt)                 # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer does not update this model's parameters ...
+    """
+    pairs = getattr(optimizer, "pairs", None)
+    if pairs is None or not hasattr(model, "parameters"):
+        return
+    mine = [p for p, _ in model.parameters()]
+    theirs = [p for p, _ in pairs]
+    if not all(any(np.may_share_memory(p, q) for q in theirs) for p in mine):
+        raise ValueError(
+            "optimizer does not update this model's parameters (it was built "
+            "before the model was composed, or on another model); building a "
+            "model moves its layers' parameters into one buffer: make the "
+            "optimizer from the model, e.g. Adam(model)"
+        )
+
+
+def _opt_int(name: str, v: Any, low: int = 1) -> int | None:
+    return None if v is None else integer(name, v, low=low)
+
+
+def _opt_pos(name: str, v: Any) -> float | None:
+    return None if v is None else real(name, v, low=0.0, low_open=True)
 
 
 # ------------------------------------------------------------------------ fit
@@ -729,8 +775,15 @@ def fit(
     :class:`History`.
     """
     loss_fn = get_loss(loss)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = integer("batch_size", batch_size, low=1)
+    epochs = _opt_int("epochs", epochs)
+    max_steps = _opt_int("max_steps", max_steps)
+    eval_every_steps = _opt_int("eval_every_steps", eval_every_steps)
+    max_time = _opt_pos("max_time", max_time)
+    eval_every = _opt_pos("eval_every", eval_every)
+    clip_norm = _opt_pos("clip_norm", clip_norm)
+    clip_value = _opt_pos("clip_value", clip_value)
+    check_optimizer(model, optimizer)
     if isinstance(data, DataSource):
         source: Any = data
     else:
@@ -759,9 +812,6 @@ def fit(
     sign = stopper.sign() if stopper is not None else 1.0
     if epochs is None:
         epochs = 1 if max_steps is None and max_time is None else sys.maxsize
-    for name, v in (("eval_every", eval_every), ("eval_every_steps", eval_every_steps)):
-        if v is not None and not v > 0:
-            raise ValueError(f"{name} must be > 0 or None, got {v!r}")
     bar = _bar(progress)
     if hasattr(model, "optimizer"):
         model.optimizer = optimizer
@@ -906,8 +956,13 @@ def fit(
 
 
 def _next_multiple(now: float, every: float | None) -> float:
-    """The first multiple of ``every`` after ``now`` (inf without ``every``)."""
-    return (math.floor(now / every) + 1) * every if every else math.inf
+    """The first multiple of ``every`` after ``now`` (inf without ``every``); always
+    later than ``now``, even where ``now / every`` loses the + 1 to rounding."""
+    if not every:
+        return math.inf
+    q = now / every
+    nxt = (math.floor(q) + 1) * every if math.isfinite(q) else now
+    return nxt if nxt > now else math.nextafter(now, math.inf)
 
 
 def plot_history(history: Mapping[str, list[float]], path: str) -> bool:

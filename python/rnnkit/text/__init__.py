@@ -54,6 +54,7 @@ from .files import (
     TextFileError,
     decode_text,
     default_corpus_path,
+    load_text,
     read_text,
 )
 from .model import LN2 as LN2
@@ -80,6 +81,7 @@ __all__ = [
     "decode_text",
     "default_corpus_path",
     "eval_layout",
+    "load_text",
     "read_text",
     "sample_logits",
     "split_train_val",

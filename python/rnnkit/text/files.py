@@ -4,10 +4,16 @@ of the corpus that ships with rnnkit."""
 from __future__ import annotations
 
 import codecs
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 DEFAULT_CORPUS = "war_and_peace_opening.txt"
+MAX_BYTES = 1 << 31
+"""Default size bound of :func:`read_text` (2 GiB): a corpus is held in memory
+several times over (bytes, text, ids), so a larger file is refused up front."""
+_HEAD = 1 << 16  # bytes sniffed for binary content before the rest is read
 
 
 class TextFileError(ValueError):
@@ -85,8 +91,68 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def read_text(path: Any, encoding: str | None = None) -> str:
+def _read_bounded(path: Path, encoding: str | None, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, its head sniffed first.
+
+    Opened without blocking (a FIFO must not wait for a writer) and checked on
+    the descriptor: a directory, device or pipe is refused before any read; a
+    file larger than ``max_bytes`` before it is read; NUL bytes in the first
+    64 KiB (without an explicit encoding or a byte-order mark) before the rest.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise TextFileError(f"{path}: is a directory, not a text file")
+        if not stat.S_ISREG(st.st_mode):  # a device or pipe could be read forever
+            raise TextFileError(f"{path}: not a regular file")
+        if st.st_size > max_bytes:
+            raise TextFileError(
+                f"{path}: {st.st_size:,} bytes, more than max_bytes={max_bytes:,}"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            head = f.read(_HEAD)
+            if encoding is None and not any(head.startswith(b) for b, _ in _BOMS):
+                nul = head.find(b"\x00")
+                if nul >= 0:
+                    decode_text(head, None, str(path))  # raises, naming the offset
+            rest = f.read(max_bytes + 1 - len(head))
+    finally:
+        os.close(fd)
+    data = head + rest
+    if len(data) > max_bytes:  # grew while being read
+        raise TextFileError(f"{path}: more than max_bytes={max_bytes:,} bytes")
+    return data
+
+
+def load_text(
+    path: Any, encoding: str | None = None, max_bytes: int = MAX_BYTES
+) -> tuple[str, str]:
+    """``(text, encoding)`` of the file at ``path`` (see :func:`read_text`).
+
+    Examples
+    --------
+    >>> text, enc = load_text(default_corpus_path())
+    >>> enc
+    'utf-8'
+    """
+    p = Path(path)
+    return decode_text(_read_bounded(p, encoding, max_bytes), encoding, str(p))
+
+
+def read_text(
+    path: Any, encoding: str | None = None, max_bytes: int = MAX_BYTES
+) -> str:
     """The text of the file at ``path``; see :func:`decode_text` for the rules.
+
+    Parameters
+    ----------
+    path : a regular file (a directory, FIFO or device raises
+        :class:`TextFileError` without blocking or reading).
+    encoding : as in :func:`decode_text`.
+    max_bytes : larger files are refused before they are read (default 2 GiB).
 
     Examples
     --------
@@ -94,12 +160,7 @@ def read_text(path: Any, encoding: str | None = None) -> str:
     >>> len(text), text[:6]
     (400192, '"Well,')
     """
-    p = Path(path)
-    if p.is_dir():
-        raise TextFileError(f"{p}: is a directory, not a text file")
-    if p.exists() and not p.is_file():  # a device or pipe could be read forever
-        raise TextFileError(f"{p}: not a regular file")
-    return decode_text(p.read_bytes(), encoding, str(p))[0]
+    return load_text(path, encoding, max_bytes)[0]
 
 
 def default_corpus_path() -> Path:
@@ -111,7 +172,9 @@ def default_corpus_path() -> Path:
 __all__ = [
     "DEFAULT_CORPUS",
     "TextFileError",
+    "MAX_BYTES",
     "decode_text",
     "default_corpus_path",
+    "load_text",
     "read_text",
 ]

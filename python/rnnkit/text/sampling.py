@@ -34,7 +34,10 @@ class Sampler:
     renormalised softmax of that subset, so truncation only picks the subset. The
     noise is drawn ``block`` rows at a time and pre-scaled by the temperature
     (``argmax(z / T + g) = argmax(z + T g)``): a plain draw is one addition and
-    one argmax.
+    one argmax. Above temperature 1 the logits are divided instead (``T g``
+    could overflow: at ``T = 1e308`` every id but the first would tie at inf).
+    Logits that are NaN somewhere, or -inf everywhere, raise ``ValueError``
+    (an argmax over them would emit id 0 forever).
 
     Parameters
     ----------
@@ -59,6 +62,7 @@ class Sampler:
     ) -> None:
         _check_sampling(temperature, top_k, top_p)
         self.temperature = float(temperature)
+        self._prescale = self.temperature <= 1.0  # T g cannot overflow
         self.top_k = None if top_k is None else int(top_k)
         self.top_p = None if top_p is None or top_p >= 1.0 else float(top_p)
         self.rng = rng if rng is not None else np.random.default_rng()
@@ -72,16 +76,29 @@ class Sampler:
         if g is None or self._i == g.shape[0] or g.shape[1] != V:
             u = self.rng.random((self.block, V))
             with np.errstate(divide="ignore"):
-                g = self._g = -self.temperature * np.log(-np.log(u))  # u = 0: -inf
+                g = -np.log(-np.log(u))  # u = 0: -inf
+            if self._prescale:
+                g *= self.temperature
+            self._g = g
             self._i = 0
         self._i += 1
         return g[self._i - 1]
 
     def __call__(self, logits: np.ndarray) -> int:
         z = logits if logits.ndim == 1 else logits.reshape(-1)
+        top = z.max()
+        if not top > -np.inf:  # NaN somewhere, or every logit -inf
+            bad = int(np.argmax(np.isnan(z))) if np.isnan(top) else None
+            raise ValueError(
+                "logits must hold a finite maximum, got "
+                + (f"NaN at index {bad}" if bad is not None else "-inf everywhere")
+                + " (are the model's weights finite?)"
+            )
         if self.temperature == 0.0:
             return int(z.argmax())
         g = self._noise(z.shape[0])
+        if not self._prescale:
+            z = z / self.temperature
         if self.top_k is None and self.top_p is None:
             return int((z + g).argmax())
         idx = self._candidates(z)
@@ -97,7 +114,8 @@ class Sampler:
             return np.arange(V) if idx is None else idx
         zz = z if idx is None else z[idx]
         order = np.argsort(-zz, kind="stable")  # most likely first
-        c = np.cumsum(np.exp((zz[order] - zz[order[0]]) / self.temperature))
+        t = self.temperature if self._prescale else 1.0  # z is already z / T
+        c = np.cumsum(np.exp((zz[order] - zz[order[0]]) / t))
         n = int(np.searchsorted(c, self.top_p * c[-1])) + 1  # reaches top_p
         return order[:n] if idx is None else idx[order[:n]]
 
