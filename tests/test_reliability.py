@@ -585,7 +585,12 @@ def test_cli_train_refuses_bad_numbers_before_training(argv, flag, corpus, tmp_p
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        rc = cli.main(["train", str(corpus), *CLI_TINY, "--out", str(out), *argv])
+        # --epochs 1 first (a later value wins): a regression trains one epoch
+        # and fails the assertions instead of training forever
+        rc = cli.main(
+            ["train", str(corpus), *CLI_TINY, "--out", str(out), "--epochs", "1"]
+            + ["--sample-length", "0", "--final-length", "0", *argv]
+        )
     assert rc == 2, err.getvalue()
     text = err.getvalue()
     assert flag in text and "training" not in text and "Traceback" not in text, text
