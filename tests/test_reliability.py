@@ -547,7 +547,15 @@ def corpus(tmp_path):
     return p
 
 
-def _cli(*argv: str, timeout: float = HANG, **kw: Any) -> subprocess.CompletedProcess:
+def _limit_memory() -> None:
+    """In the child: at most 4 GiB of address space, so that a regression that
+    reads a device without end fails with MemoryError instead of filling RAM."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+def _cli(*argv: str, timeout: float = HANG) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, "-m", "rnnkit", *argv],
@@ -555,7 +563,7 @@ def _cli(*argv: str, timeout: float = HANG, **kw: Any) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
         env=env,
-        **kw,
+        preexec_fn=_limit_memory if os.name == "posix" else None,
     )
 
 
