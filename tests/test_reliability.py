@@ -406,6 +406,7 @@ def test_fit_validates_every_numeric_argument(kw, name, rng):
     # Before: epochs=-1 returned an empty history, max_time=nan trained forever,
     # clip_norm=nan turned clipping off.
     m = _model()
+    kw = {"max_steps": 20, **kw}  # a regression stops instead of training forever
     with pytest.raises((TypeError, ValueError), match=name):
         rk.fit(m, "mse", rk.Adam(m), _data(rng), progress=False, **kw)
 
@@ -446,7 +447,9 @@ def test_charlm_fit_validates_its_arguments():
         ({"clip_norm": float("nan")}, "clip_norm"),
     ):
         with pytest.raises(ValueError, match=name):
-            lm.fit("abcd" * 20, batch_size=2, seq_len=4, progress=False, **kw)
+            lm.fit(
+                "abcd" * 20, batch_size=2, seq_len=4, max_steps=20, progress=False, **kw
+            )
 
 
 # ---------------------------------------------------------------- sampling
