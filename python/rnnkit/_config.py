@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from . import _core
+from ._backend import _Fork
 
 try:
     __version__: str = metadata.version("rnnkit")
@@ -104,6 +105,8 @@ def set_num_threads(n: int) -> None:
     Warns
     -----
     RuntimeWarning
+        In a child forked after the kernels ran with 2+ threads, ``n > 1`` is
+        ignored (OpenMP's threads do not survive ``fork``; the child keeps one).
         ``n`` is above the cores this process may use: the kernels' threads then
         wait on each other at every time step's barrier, and a call can take 50 to
         100 times as long as with one thread per core. The setting is still
@@ -122,6 +125,16 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n (threads) must be >= 1, got {n}")
+    if _Fork.pinned and n > 1:
+        warnings.warn(
+            f"set_num_threads({n}) ignored: this process was forked after the "
+            "kernels ran with several OpenMP threads, which do not survive fork; "
+            "it keeps one thread (use the 'spawn' or 'forkserver' start method "
+            "for threaded workers)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
     cores = _usable_cores()
     if n > cores:
         warnings.warn(
@@ -223,4 +236,15 @@ def show_config(print_fn: Any = print) -> dict[str, Any]:
     return cfg
 
 
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: a child forked after a threaded kernel call
+    runs the kernels with one thread (libgomp's pool is gone in the child, and a
+    parallel region of 2+ threads would wait for it forever)."""
+    if _Fork.threaded:
+        _Fork.pinned = True
+        _core.set_num_threads(1)
+
+
 _check_environment()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
