@@ -194,10 +194,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = rk.EncoderDecoder(encoder, decoder)
     model.vocab = {"source": vocab, "target": TGT}
     steps = epochs * (n_train // 64 + 1)
+    # lr 0.01 annealed to 1e-4: at 0.005 (-> 2.5e-4) the loss was still falling
+    # when the schedule ended, and where the plateau broke depended on the SIMD
+    # path's rounding (0.66 exact on AVX-512, 0.99 on AVX2 with seed 0). At this
+    # rate every path and seed tried converges well inside the 12 epochs.
     opt = rk.Adam(
         model,
-        lr=0.005,
-        schedule=rk.LinearWarmup(50, rk.CosineDecay(steps, min_factor=0.05)),
+        lr=0.01,
+        schedule=rk.LinearWarmup(50, rk.CosineDecay(steps, min_factor=0.01)),
     )
     t0 = time.perf_counter()
     hist = rk.fit(
