@@ -713,3 +713,27 @@ def test_cli_sigterm_and_sighup_save_like_ctrl_c(sig, corpus, tmp_path):
     from rnnkit import text as tx
 
     assert tx.CharLM.load(out).model.meta["train"]["position"]["steps"] >= 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_cli_signal_during_setup_is_not_lost(sig, corpus, tmp_path):
+    """A signal while the corpus is read (before training starts) stops the run
+    with status 130 and nothing trained; before, SIGTERM killed the process there
+    and the handler for Ctrl-C was installed only after the setup."""
+    out = tmp_path / "m.rk"
+    code = (
+        "import os, signal, sys\n"
+        "from rnnkit import cli\n"
+        "real = cli._corpus\n"
+        "def corpus(*a):\n"
+        f"    os.kill(os.getpid(), signal.{sig})\n"
+        "    return real(*a)\n"
+        "cli._corpus = corpus\n"
+        f"sys.exit(cli.main(['train', {str(corpus)!r}, *{CLI_TINY!r}, '--out', "
+        f"{str(out)!r}, '--threads', '1']))\n"
+    )
+    r = _run_py(code)
+    assert r.returncode == 130, r.stderr
+    assert "interrupted before training; nothing saved" in r.stderr, r.stderr
+    assert not out.exists()
