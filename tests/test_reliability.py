@@ -737,3 +737,31 @@ def test_cli_signal_during_setup_is_not_lost(sig, corpus, tmp_path):
     assert r.returncode == 130, r.stderr
     assert "interrupted before training; nothing saved" in r.stderr, r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+def test_a_copied_layer_trains_the_weights_it_computes_with(copy_with):
+    """A pickled layer's views were separate arrays: the optimizer updated the
+    flat buffer and forward read the stale views (and the lock made pickling fail)."""
+    import copy
+    import pickle
+
+    src = rk.LSTM(3, 4, seed=0)
+    src.forward(np.ones((2, 1, 3)))  # a pending backward is not copied
+    layer = (
+        pickle.loads(pickle.dumps(src)) if copy_with == "pickle" else copy.deepcopy(src)
+    )
+    flat = layer.parameters()[0][0]
+    assert all(np.shares_memory(v, flat) for v in layer.params.values())
+    assert all(
+        np.shares_memory(v, layer.parameters()[0][1]) for v in layer.grads.values()
+    )
+    np.testing.assert_array_equal(
+        layer.params["weight_hh_l0"], src.params["weight_hh_l0"]
+    )
+    with pytest.raises(RuntimeError, match="none is pending"):
+        layer.backward(np.ones((2, 1, 4)))
+    y, _ = layer.forward(np.ones((2, 1, 3)))
+    layer.backward(np.ones_like(y))
+    rk.SGD(layer, lr=0.1).step()
+    assert not np.array_equal(layer.params["weight_hh_l0"], src.params["weight_hh_l0"])

@@ -161,6 +161,24 @@ class _Params:
             )
         return views
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickle / deepcopy copy every view on its own: point them back into the
+        # flat buffers, or the optimizer would train arrays forward never reads
+        self.__dict__.update(state)
+        for key, flat in (
+            ("_param_views", "_flat_params"),
+            ("_grad_views", "_flat_grads"),
+        ):
+            views, buf = self.__dict__.get(key), self.__dict__.get(flat)
+            if not isinstance(views, ParamViews) or buf is None:
+                continue
+            new, off = {}, 0
+            for name, v in views.items():
+                new[name] = buf[off : off + v.size].reshape(v.shape)
+                off += v.size
+            if off == buf.size:
+                self.__dict__[key] = ParamViews(new, views._kind)
+
     def _allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
         """Allocates both buffers for ``{name: shape}`` in storage order."""
         total = sum(int(np.prod(s, dtype=object)) for s in shapes.values())

@@ -137,6 +137,17 @@ class _Recurrent(_Params):
         np.copyto(snap[0], flat)
         return snap[1]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle / deepcopy: the weights and settings; no lock, no pending backward
+        state = self.__dict__.copy()
+        state.update(_busy=None, _ctx=None, _ctx_thread=0, _snapshot=None)
+        state["_reserve"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._busy = threading.Lock()
+
     def _enter(self, what: str) -> None:
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(
