@@ -45,6 +45,7 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 import numpy as np
 
 from .losses import get_loss, length_mask
+from .models import Sequential
 from .optim import clip_grad_norm, clip_grad_value
 
 
@@ -150,8 +151,6 @@ def _prepare(
     mask: np.ndarray | None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Trims a Sequential batch to its longest row; derives the loss mask."""
-    from .models import Sequential
-
     if (
         isinstance(model, Sequential)
         and model.input == "sequence"

@@ -13,6 +13,11 @@ from typing import Any
 import numpy as np
 
 from .. import _cells
+from .._ops import ACTIVATIONS
+from ..io import load as _load
+from ..models import Recurrent, Sequential
+from ..modules import Dropout, Embedding, Linear
+from ..optim import Adam
 from ..train import History, TrainPosition
 from ..train import fit as _fit
 from .batching import BPTTBatches, eval_layout
@@ -20,7 +25,6 @@ from .sampling import Sampler, _check_sampling
 from .vocab import UNK, UNKNOWN_POLICIES, Vocab
 
 LN2 = math.log(2.0)
-_CELL_NAMES = ("lstm", "gru", "rnn")
 
 
 def _nll_sum(logits: np.ndarray, y: np.ndarray) -> float:
@@ -88,21 +92,17 @@ class CharLM:
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = 0,
     ) -> None:
-        from .. import layers
-        from ..models import Sequential
-        from ..modules import Embedding, Linear
-
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
-        if cell not in _CELL_NAMES:
-            raise ValueError(f"cell must be one of {_CELL_NAMES}, got {cell!r}")
+        if cell not in _cells.CELLS:  # the lower-case names only, as before
+            raise ValueError(f"cell must be one of {tuple(_cells.CELLS)}, got {cell!r}")
         rng = (
             seed
             if isinstance(seed, np.random.Generator)
             else np.random.default_rng(seed)
         )
         V = len(vocab)
-        rec = getattr(layers, _cells.get(cell).class_name)(
+        rec = _cells.get(cell).layer_class(
             embedding_dim, hidden_size, num_layers=num_layers, dtype=dtype, seed=rng
         )
         model = Sequential(
@@ -124,9 +124,6 @@ class CharLM:
         """Wraps a loaded :class:`rnnkit.Sequential` whose ``vocab["chars"]`` holds
         the characters (as :meth:`save` writes): first layer Embedding(V, E), one
         or more recurrent layers (unidirectional), last layer Linear(., V)."""
-        from ..models import Recurrent, Sequential
-        from ..modules import Dropout, Embedding, Linear
-
         if not isinstance(model, Sequential):
             raise TypeError(f"a CharLM wraps a Sequential, got {type(model).__name__}")
         chars = (model.vocab or {}).get("chars")
@@ -169,9 +166,7 @@ class CharLM:
     @classmethod
     def load(cls, path: Any) -> CharLM:
         """Reads a checkpoint written by :meth:`save` (or ``rnnkit train``)."""
-        from ..io import load
-
-        return cls.from_model(load(path))
+        return cls.from_model(_load(path))
 
     def save(self, path: Any, optimizer: Any = None, **meta: Any) -> None:
         """Writes the model, vocabulary, optimizer state and ``meta`` (JSON) to
@@ -288,8 +283,6 @@ class CharLM:
         taking one argument (``callback(logs)``, stopping on any true value) the
         deprecated protocol; both still work, with a ``DeprecationWarning``.
         """
-        from ..optim import Adam
-
         max_time, callback, budget_alias = _deprecated_fit_options(
             deprecated, max_time, callback
         )
@@ -384,10 +377,6 @@ class CharLM:
     def _plan(self) -> list[Any]:
         """Per-step operations after the embedding: ``("rnn", stepper)`` or
         ``("linear", (W, b, activation))``; weights copied (packed) once."""
-        from .._ops import ACTIVATIONS
-        from ..models import Recurrent
-        from ..modules import Linear
-
         plan: list[Any] = []
         for m in self.model.layers[1:]:
             if isinstance(m, Recurrent):
