@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _helpers import fd_gradient
 from conftest import FD_TOL
 from rnnkit import losses as L
 
@@ -24,21 +25,6 @@ def _torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def fd_grad(f, x: np.ndarray, eps: float = FD_TOL["eps"]) -> np.ndarray:
-    """Centered finite differences of the scalar f at x (float64)."""
-    g = np.zeros_like(x)
-    flat, gf = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f(x)
-        flat[i] = old - eps
-        down = f(x)
-        flat[i] = old
-        gf[i] = (up - down) / (2 * eps)
-    return g
 
 
 def ce_naive(z: np.ndarray, t: np.ndarray, valid: np.ndarray, reduction: str) -> float:
@@ -59,8 +45,9 @@ def test_cross_entropy_matches_naive_and_fd(rng, reduction):
     loss, d = L.cross_entropy(z, t, mask=mask, reduction=reduction)
     valid = (t != -100) & mask
     assert loss == pytest.approx(ce_naive(z, t, valid, reduction), rel=1e-12)
-    want = fd_grad(
-        lambda zz: L.cross_entropy(zz, t, mask=mask, reduction=reduction)[0], z.copy()
+    zz = z.copy()
+    want = fd_gradient(
+        lambda: L.cross_entropy(zz, t, mask=mask, reduction=reduction)[0], zz
     )
     np.testing.assert_allclose(d, want, rtol=FD_TOL["rtol"], atol=FD_TOL["atol"])
     assert not d[0, 1].any() and not d[2, 3].any()
@@ -108,11 +95,12 @@ def test_bce_with_logits(rng, reduction):
     per = -(y * np.log(s) + (1 - y) * np.log(1 - s))
     want = per[mask].sum() / (per[mask].size if reduction == "mean" else 1)
     assert loss == pytest.approx(want, rel=1e-12)
-    g = fd_grad(
-        lambda xx: L.binary_cross_entropy_with_logits(
+    xx = x.copy()
+    g = fd_gradient(
+        lambda: L.binary_cross_entropy_with_logits(
             xx, y, mask=mask, reduction=reduction
         )[0],
-        x.copy(),
+        xx,
     )
     np.testing.assert_allclose(d, g, rtol=FD_TOL["rtol"], atol=FD_TOL["atol"])
     big, _ = L.binary_cross_entropy_with_logits(
@@ -128,7 +116,8 @@ def test_mse(rng, reduction):
     loss, d = L.mse(x, y, mask=mask, reduction=reduction)
     sq = ((x - y) ** 2)[mask]
     assert loss == pytest.approx(sq.sum() / (sq.size if reduction == "mean" else 1))
-    g = fd_grad(lambda xx: L.mse(xx, y, mask=mask, reduction=reduction)[0], x.copy())
+    xx = x.copy()
+    g = fd_gradient(lambda: L.mse(xx, y, mask=mask, reduction=reduction)[0], xx)
     np.testing.assert_allclose(d, g, rtol=FD_TOL["rtol"], atol=FD_TOL["atol"])
     with pytest.raises(ValueError, match="target must have shape"):
         L.mse(x, y[:, :2])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
+from _helpers import fd_derivative, fd_gradient
 from conftest import FD_TOL
 from rnnkit import losses
 from rnnkit import reference as ref
@@ -40,36 +41,23 @@ def check_model_grads(model, run, rng, per_param: int = 4, extra=None) -> None:
     model.zero_grad()
     _, d = run()
     dx = model.backward(d)
-    eps = FD_TOL["eps"]
+
+    def loss() -> float:
+        return run()[0]
+
     checked = 0
     for prefix, m in model.named_modules():
         for name, p in m.params.items():
-            flat, grad = p.reshape(-1), m.grads[name].reshape(-1)
-            for j in rng.choice(flat.size, min(per_param, flat.size), replace=False):
-                old = flat[j]
-                flat[j] = old + eps
-                up = run()[0]
-                flat[j] = old - eps
-                down = run()[0]
-                flat[j] = old
-                fd = (up - down) / (2 * eps)
+            grad = m.grads[name].reshape(-1)
+            for j in rng.choice(p.size, min(per_param, p.size), replace=False):
+                fd = fd_derivative(loss, p, index=j)
                 assert grad[j] == pytest.approx(
                     fd, rel=FD_TOL["rtol"] * 10, abs=1e-8
                 ), f"{prefix}.{name}[{j}]"
                 checked += 1
     assert checked > 0
     if extra is not None:
-        x = extra
-        want = np.zeros_like(x)
-        for j in range(x.size):
-            xf = x.reshape(-1)
-            old = xf[j]
-            xf[j] = old + eps
-            up = run()[0]
-            xf[j] = old - eps
-            down = run()[0]
-            xf[j] = old
-            want.reshape(-1)[j] = (up - down) / (2 * eps)
+        want = fd_gradient(loss, extra)
         np.testing.assert_allclose(dx, want, rtol=FD_TOL["rtol"] * 10, atol=1e-8)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
+from _helpers import fd_gradient
 from conftest import FD_TOL
-from test_losses import fd_grad
 
 
 @pytest.mark.parametrize("activation", [None, "tanh", "relu", "sigmoid"])
@@ -28,19 +28,17 @@ def test_linear_forward_and_gradients(rng, activation):
     np.testing.assert_allclose(y, act(a), rtol=1e-12, atol=1e-14)
     dx = fc.backward(dy)
 
-    def f(_):
+    def f():
         return float(np.sum(fc.forward(x, train=False) * dy))
 
     for name in ("weight", "bias"):
         np.testing.assert_allclose(
             fc.grads[name],
-            fd_grad(f, fc.params[name]),
+            fd_gradient(f, fc.params[name]),
             rtol=FD_TOL["rtol"],
             atol=FD_TOL["atol"],
         )
-    want_dx = fd_grad(
-        lambda xx: float(np.sum(fc.forward(xx, train=False) * dy)), x.copy()
-    )
+    want_dx = fd_gradient(f, x)
     np.testing.assert_allclose(dx, want_dx, rtol=FD_TOL["rtol"], atol=FD_TOL["atol"])
 
 
