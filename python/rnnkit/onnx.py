@@ -169,7 +169,8 @@ class _Graph:
 
     def dim(self, value: str, axis: int) -> str:
         """(1,) int64: ``value.shape[axis]``."""
-        return self.op("Shape", [value], start=axis, end=axis + 1)
+        shape = self.op("Shape", [value])  # (Shape's start/end need opset 15)
+        return self.op("Slice", [shape, self.ints([axis]), self.ints([axis + 1])])
 
 
 # ------------------------------------------------------------------ recurrent
@@ -451,6 +452,7 @@ def to_onnx(
     opset: int | None = None,
     lengths: bool = True,
     steps: int | None = None,
+    dtype: Any = None,
 ) -> Any:
     """The inference graph of ``model`` as an ``onnx.ModelProto`` (not written).
 
@@ -464,6 +466,10 @@ def to_onnx(
         Give sequence-input graphs the optional ``lengths`` input.
     steps : int, optional
         Default steps for ``input="vector"`` models (else the model's ``steps``).
+    dtype : {None, "float32", "float64"}
+        Of the graph's weights, float inputs and outputs; None means the model's.
+        onnxruntime's CPU ``LSTM``/``GRU``/``RNN`` kernels run float32 only, so a
+        float64 model meant for onnxruntime is exported with ``dtype="float32"``.
 
     Returns
     -------
@@ -493,8 +499,8 @@ def to_onnx(
     if isinstance(model, CharLM):
         model = model.model
     if isinstance(model, EncoderDecoder):
-        enc = to_onnx(model.encoder, opset=opset, lengths=lengths)
-        dec = to_onnx(model.decoder, opset=opset, lengths=False)
+        enc = to_onnx(model.encoder, opset=opset, lengths=lengths, dtype=dtype)
+        dec = to_onnx(model.decoder, opset=opset, lengths=False, dtype=dtype)
         for part in (enc, dec):  # the whole model's vocabularies in both files
             onnx.helper.set_model_props(
                 part,
@@ -505,12 +511,14 @@ def to_onnx(
                 },
             )
         return enc, dec
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be None, float32 or float64, got {dtype!r}")
     if isinstance(model, _Recurrent):
-        g = _Graph(onnx, model.dtype)
+        g = _Graph(onnx, model.dtype if dtype is None else dtype)
         _layer_graph(g, model, lengths)
         doc = f"rnnkit {model!r}"
     elif isinstance(model, Sequential):
-        g = _Graph(onnx, model.dtype)
+        g = _Graph(onnx, model.dtype if dtype is None else dtype)
         _sequential_graph(g, model, lengths, steps)
         doc = f"rnnkit {model!r}"
     else:
@@ -532,6 +540,7 @@ def export(
     opset: int | None = None,
     lengths: bool = True,
     steps: int | None = None,
+    dtype: Any = None,
 ) -> list[str]:
     """Writes the inference graph of ``model`` to ``path`` (atomically).
 
@@ -543,7 +552,7 @@ def export(
         The ``.onnx`` file. An ``EncoderDecoder`` writes ``<stem>.encoder.onnx``
         and ``<stem>.decoder.onnx`` instead (``<stem>`` is ``path`` without its
         ``.onnx`` suffix).
-    opset, lengths, steps
+    opset, lengths, steps, dtype
         As for :func:`to_onnx`.
 
     Returns
@@ -565,7 +574,7 @@ def export(
     True
     """
     path = os.fspath(path)
-    proto = to_onnx(model, opset=opset, lengths=lengths, steps=steps)
+    proto = to_onnx(model, opset=opset, lengths=lengths, steps=steps, dtype=dtype)
     if isinstance(proto, tuple):
         stem = path[: -len(".onnx")] if path.endswith(".onnx") else path
         paths = [f"{stem}.encoder.onnx", f"{stem}.decoder.onnx"]
