@@ -20,6 +20,7 @@ CASES = {
     "forecast_sunspots.py": "naive last-value baseline",
     "dates_seq2seq.py": "exact-match accuracy",
     "seed_text_generator.py": "generated text",
+    "serve_onnx.py": "onnxruntime == rnnkit: True",
 }
 
 

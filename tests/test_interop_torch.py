@@ -198,7 +198,9 @@ def test_refused_conversions():
     with pytest.raises(ValueError, match="proj_size"):
         rk.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
     with pytest.raises(TypeError, match="layer 1: cannot convert torch module Conv1d"):
-        rk.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Conv1d(2, 2, 1)))
+        rk.from_torch(
+            torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Conv1d(2, 2, 1))
+        )
     with pytest.raises(TypeError, match="float32 or float64"):
         rk.from_torch(torch.nn.Linear(2, 2).half())
 

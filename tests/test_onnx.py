@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
-from rnnkit import _cells
-
 from conftest import named_tol
+from rnnkit import _cells
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -213,7 +212,10 @@ def test_export_writes_files_atomically_and_encoder_decoder(rng, tmp_path):
     model = rk.EncoderDecoder(enc, dec)
     model.vocab = {"src": list("abcdefghijk"), "tgt": list("012345678")}
     paths = rk.onnx.export(model, tmp_path / "s2s.onnx")
-    assert paths == [str(tmp_path / "s2s.encoder.onnx"), str(tmp_path / "s2s.decoder.onnx")]
+    assert paths == [
+        str(tmp_path / "s2s.encoder.onnx"),
+        str(tmp_path / "s2s.decoder.onnx"),
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "s2s.decoder.onnx",
         "s2s.encoder.onnx",
@@ -273,7 +275,9 @@ def test_opsets(rng):
     for opset in (rk.onnx.MIN_OPSET, rk.onnx.DEFAULT_OPSET, 20):
         proto = rk.onnx.to_onnx(layer, opset=opset)
         assert proto.opset_import[0].version == opset
-        close(session(proto).run(["output"], {"x": x})[0], layer(x, train=False)[0], "y")
+        close(
+            session(proto).run(["output"], {"x": x})[0], layer(x, train=False)[0], "y"
+        )
     with pytest.raises(ValueError, match="opset must be an int >= 14"):
         rk.onnx.to_onnx(layer, opset=9)
 
@@ -291,3 +295,35 @@ def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
     with pytest.raises(ImportError, match=r"pip install 'rnnkit\[onnx\]'"):
         rk.onnx.export(rk.GRU(2, 3), "never-written.onnx")
+
+
+def test_cli_export(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    model = seq_model("classify", "gru", True, 0)
+    model.save(tmp_path / "m.rk")
+    onnx_path, st_path = tmp_path / "m.onnx", tmp_path / "m.safetensors"
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "m.rk"),
+                "--onnx",
+                str(onnx_path),
+                "--safetensors",
+                str(st_path),
+            ]
+        )
+        == 0
+    )
+    assert f"wrote {onnx_path}" in capsys.readouterr().out
+    ids = np.ones((2, 3), dtype=np.int64)
+    close(
+        session(onnx.load(onnx_path)).run(["output"], {"x": ids})[0],
+        model.forward(ids, train=False),
+        "cli graph",
+    )
+    assert rk.load(st_path).config() == model.config()
+    assert main(["export", str(tmp_path / "m.rk")]) == 2
+    assert main(["export", str(tmp_path / "nope.rk"), "--onnx", str(onnx_path)]) == 2
+    assert "rnnkit export:" in capsys.readouterr().err

@@ -46,7 +46,9 @@ def write(path, table, body):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_round_trip_is_exact(tmp_path, dtype):
-    enc = rk.Sequential(rk.Embedding(9, 4, dtype=dtype, seed=0), rk.GRU(4, 5, dtype=dtype, seed=1))
+    enc = rk.Sequential(
+        rk.Embedding(9, 4, dtype=dtype, seed=0), rk.GRU(4, 5, dtype=dtype, seed=1)
+    )
     dec = rk.Sequential(
         rk.Embedding(7, 4, dtype=dtype, seed=2),
         rk.GRU(4, 5, dtype=dtype, seed=3),
@@ -174,7 +176,7 @@ def test_tensor_names_must_match_the_architecture(good, tmp_path):
         (b"", "not a safetensors file"),
         (b"\x01\x00", "not a safetensors file"),
         ((10**12).to_bytes(8, "little") + b"{}", "header declares"),
-        ((5).to_bytes(8, "little") + b"{\"a\":", "not valid JSON"),
+        ((5).to_bytes(8, "little") + b'{"a":', "not valid JSON"),
         ((2).to_bytes(8, "little") + b"[]", "must be a JSON object"),
         ((2).to_bytes(8, "little") + b"{}", "__metadata__ must be an object"),
     ],

@@ -17,7 +17,8 @@ on request.
 ((5, 2, 16), (1, 2, 16))
 """
 
-from . import _safetensors, losses, onnx, optim  # _safetensors: .safetensors in io
+from . import _safetensors as _safetensors  # registers .safetensors with io
+from . import losses, onnx, optim
 from ._config import (
     __version__,
     get_num_threads,

@@ -18,7 +18,9 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
+) -> None:
     """Calls ``write(f)`` on a temporary file next to ``path``, then renames it.
 
     Parameters

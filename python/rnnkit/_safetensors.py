@@ -65,7 +65,7 @@ FORMAT = "rnnkit-safetensors"
 VERSION = 1
 SUFFIX = ".safetensors"
 MAX_HEADER = 100 * 1024 * 1024  # as Hugging Face's reader
-_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _CODES = {v.name: k for k, v in _DTYPES.items()}
 
 CheckpointError = _io.CheckpointError
@@ -189,7 +189,9 @@ def _rnnkit_header(table: dict[str, Any], path: str) -> dict[str, Any]:
     try:
         header = json.loads(meta["rnnkit"])
     except (json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{path}: rnnkit header is not valid JSON ({e})") from None
+        raise CheckpointError(
+            f"{path}: rnnkit header is not valid JSON ({e})"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an rnnkit safetensors checkpoint")
     version = header.get("version")
@@ -265,17 +267,25 @@ def _load(f: IO[bytes], size: int, path: str) -> Any:
         )
     data_len = size - start
     spans = []
-    for name, e in entries.items():
+    for name, entry in entries.items():
         where = f"{path}: tensor {name!r}"
-        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointError(f"{where}: entry must have dtype, shape, data_offsets")
-        if e["dtype"] != _CODES[dtype.name]:
+        if not isinstance(entry, dict) or set(entry) != {
+            "dtype",
+            "shape",
+            "data_offsets",
+        }:
             raise CheckpointError(
-                f"{where} must have dtype {_CODES[dtype.name]}, got {e['dtype']!r}"
+                f"{where}: entry must have dtype, shape, data_offsets"
             )
-        shape, offs = e["shape"], e["data_offsets"]
+        if entry["dtype"] != _CODES[dtype.name]:
+            raise CheckpointError(
+                f"{where} must have dtype {_CODES[dtype.name]}, got {entry['dtype']!r}"
+            )
+        shape, offs = entry["shape"], entry["data_offsets"]
         if not isinstance(shape, list) or not all(_int(s) for s in shape):
-            raise CheckpointError(f"{where}: shape must be a list of ints, got {shape!r}")
+            raise CheckpointError(
+                f"{where}: shape must be a list of ints, got {shape!r}"
+            )
         if tuple(shape) != tuple(shapes[name]):
             raise CheckpointError(
                 f"{where} must have shape {tuple(shapes[name])} (from the "

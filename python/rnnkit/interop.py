@@ -64,15 +64,18 @@ def _torch() -> Any:
     return torch
 
 
-@functools.lru_cache(maxsize=None)
-def torch_classes() -> dict[str, type]:
+@functools.cache
+def torch_classes() -> dict[str, Any]:
     """``{"TorchLinear", "TorchSequential", "TorchEncoderDecoder"}``, defined on
     first use (they subclass torch's modules, so torch must be importable)."""
     torch = _torch()
     nn = torch.nn
+    Linear_: Any = nn.Linear
+    Sequential_: Any = nn.Sequential
+    Module_: Any = nn.Module
     acts = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
-    class TorchLinear(nn.Linear):  # type: ignore[misc]
+    class TorchLinear(Linear_):
         """``torch.nn.Linear`` followed by rnnkit's ``activation`` (None: none)."""
 
         def __init__(self, *args: Any, activation: str | None = None, **kw: Any):
@@ -94,7 +97,7 @@ def torch_classes() -> dict[str, type]:
         top = (m.num_layers - 1) * D
         return torch.cat([h[top + d] for d in range(D)], dim=-1)
 
-    class TorchSequential(nn.Sequential):  # type: ignore[misc]
+    class TorchSequential(Sequential_):
         """rnnkit's :class:`~rnnkit.Sequential` in torch: same layers, names,
         forward contract (``forward(x, lengths=None, state=None, steps=None)``,
         batch-first, ``final_state`` after each call)."""
@@ -110,7 +113,7 @@ def torch_classes() -> dict[str, type]:
             self.input, self.output, self.steps = input, output, steps
             self.final_state: list[Any] = []
 
-        def forward(  # type: ignore[override]
+        def forward(
             self,
             x: Any,
             lengths: Any = None,
@@ -124,7 +127,7 @@ def torch_classes() -> dict[str, type]:
             T = steps if steps is not None else self.steps
             if lengths is not None:
                 lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
-            final = []
+            final: list[Any] = []
             for i, m in enumerate(mods):
                 if isinstance(m, rec_types):
                     if not seq:
@@ -135,7 +138,10 @@ def torch_classes() -> dict[str, type]:
                         y, hn = m(inp, hx)
                     else:
                         packed = nn.utils.rnn.pack_padded_sequence(
-                            inp, lengths, batch_first=m.batch_first, enforce_sorted=False
+                            inp,
+                            lengths,
+                            batch_first=m.batch_first,
+                            enforce_sorted=False,
                         )
                         out, hn = m(packed, hx)
                         y, _ = nn.utils.rnn.pad_packed_sequence(
@@ -154,7 +160,7 @@ def torch_classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"input={self.input!r}, output={self.output!r}, steps={self.steps!r}"
 
-    class TorchEncoderDecoder(nn.Module):  # type: ignore[misc]
+    class TorchEncoderDecoder(Module_):
         """rnnkit's :class:`~rnnkit.EncoderDecoder` in torch: the encoder's last
         recurrent layer's final state starts the decoder's first."""
 
@@ -298,7 +304,9 @@ def _module_from_torch(torch: Any, tm: Any, where: str) -> Any:
         kind = next(k for k in ("LSTM", "GRU", "RNN") if isinstance(tm, getattr(nn, k)))
         spec = _cells.BY_CLASS_NAME[kind]
         if getattr(tm, "proj_size", 0):
-            raise ValueError(f"{where}: proj_size={tm.proj_size} has no rnnkit equivalent")
+            raise ValueError(
+                f"{where}: proj_size={tm.proj_size} has no rnnkit equivalent"
+            )
         if tm.dropout:
             raise ValueError(
                 f"{where}: dropout={tm.dropout} between stacked layers has no rnnkit "

@@ -3,7 +3,7 @@ runtime) runs without rnnkit.
 
     import rnnkit as rk
     rk.onnx.export(model, "model.onnx")      # a layer, Sequential, CharLM
-    rk.onnx.export(seq2seq, "m.onnx")        # EncoderDecoder: m.encoder.onnx, m.decoder.onnx
+    rk.onnx.export(seq2seq, "m.onnx")        # m.encoder.onnx, m.decoder.onnx
 
 Needs the ``onnx`` package (``pip install "rnnkit[onnx]"``, which also installs
 onnxruntime to run the graphs); the graph is written with ``onnx.helper`` only,
@@ -258,9 +258,7 @@ def _recurrent(
 
 def _lengths(g: _Graph, x_tm: str, batch: str) -> str:
     """The optional ``lengths`` input as int32 ``sequence_lens`` (B,), clipped to T."""
-    lengths = g.optional_input(
-        "lengths", np.array([_BIG], dtype=np.int64), ["batch"]
-    )
+    lengths = g.optional_input("lengths", np.array([_BIG], dtype=np.int64), ["batch"])
     T = g.dim(x_tm, 0)
     clipped = g.op("Min", [g.op("Expand", [lengths, batch]), T])
     return g.op("Cast", [clipped], to=g.onnx.TensorProto.INT32)
@@ -530,7 +528,10 @@ def to_onnx(
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    write_atomic(path, lambda f: f.write(data))
+    def write(f: Any) -> None:
+        f.write(data)
+
+    write_atomic(path, write)
 
 
 def export(
