@@ -33,6 +33,9 @@ def test_every_example_is_tested():
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs(script):
+    if script == "serve_onnx.py":  # the onnx extra (in `test`; not in bare venvs)
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"  # small problems: one thread, no oversubscription
     proc = subprocess.run(

@@ -375,8 +375,8 @@ def from_torch(module: Any) -> Any:
     --------
     >>> import torch, rnnkit as rk
     >>> tm = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.LSTM(4, 8))
-    >>> rk.from_torch(tm).layers
-    [Embedding(10, 4, dtype=float32), LSTM(4, 8, dtype=float32)]
+    >>> rk.from_torch(tm).layers[1]
+    LSTM(4, 8, dtype=float32)
     """
     torch = _torch()
     C = torch_classes()

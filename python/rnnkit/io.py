@@ -28,7 +28,9 @@ holding exactly these members, nothing else:
 ``optim/<slot>/<j>.npy``
     optimizer state: slot ``<slot>`` (e.g. ``exp_avg``) of parameter pair ``j``.
 
-Any other reader can open it with ``np.load(path)`` (no pickle needed).
+Any other reader can open it with ``np.load(path)`` (no pickle needed). A path
+ending in ``.safetensors`` is written and read in that format instead
+(:mod:`rnnkit._safetensors`).
 
 Safety
 ------
