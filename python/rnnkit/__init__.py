@@ -17,7 +17,8 @@ on request.
 ((5, 2, 16), (1, 2, 16))
 """
 
-from . import losses, optim
+from . import _safetensors as _safetensors  # registers .safetensors with io
+from . import losses, onnx, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -27,6 +28,7 @@ from ._config import (
     show_config,
     simd_paths,
 )
+from .interop import from_torch, to_torch
 from .io import CheckpointError, load, save
 from .layers import GRU, LSTM, RNN
 from .models import EncoderDecoder, Sequential
@@ -74,10 +76,12 @@ __all__ = [
     "clip_grad_value",
     "evaluate",
     "fit",
+    "from_torch",
     "get_num_threads",
     "get_simd",
     "load",
     "losses",
+    "onnx",
     "optim",
     "save",
     "set_num_threads",
@@ -85,4 +89,5 @@ __all__ = [
     "show_config",
     "simd_paths",
     "text",
+    "to_torch",
 ]

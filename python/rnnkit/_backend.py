@@ -67,8 +67,9 @@ class CoreBackend:
         train: bool,
     ):
         T, B = x.shape[0], x.shape[1]
-        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B),
-                                                            1 if train else 0)
+        reserve_bytes, scratch_bytes = _core.workspace_size(
+            *_desc(layer, T, B), 1 if train else 0
+        )
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one

@@ -1,5 +1,5 @@
 """The ``rnnkit`` command: ``rnnkit demo``, ``rnnkit config``, ``rnnkit bench``,
-``rnnkit train`` and ``rnnkit generate``."""
+``rnnkit train``, ``rnnkit generate`` and ``rnnkit export``."""
 
 from __future__ import annotations
 
@@ -526,6 +526,54 @@ def _add_generate_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no statistics on stderr")
 
 
+def export(args: argparse.Namespace) -> int:
+    """``rnnkit export``: a checkpoint to ONNX and/or safetensors."""
+    import rnnkit as rk
+
+    if not (args.onnx or args.safetensors):
+        print("rnnkit export: give --onnx and/or --safetensors", file=sys.stderr)
+        return 2
+    try:
+        model = rk.load(args.model)
+        written = []
+        if args.onnx:
+            written += rk.onnx.export(
+                model, args.onnx, opset=args.opset, dtype=args.dtype
+            )
+        if args.safetensors:
+            if not str(args.safetensors).endswith(".safetensors"):
+                raise ValueError("--safetensors must name a .safetensors file")
+            model.save(args.safetensors)
+            written.append(args.safetensors)
+    except (OSError, ValueError, ImportError) as e:
+        print(f"rnnkit export: {e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a checkpoint as ONNX (onnxruntime) and/or safetensors",
+        description="Export a model saved by rnnkit (train, Model.save) for "
+        "serving without rnnkit: an ONNX graph (an EncoderDecoder writes "
+        "<stem>.encoder.onnx and <stem>.decoder.onnx) and/or a safetensors file "
+        "with PyTorch's names.",
+    )
+    p.add_argument("model", help="checkpoint (model.rk, .npz or .safetensors)")
+    p.add_argument("--onnx", help="the .onnx file to write (needs rnnkit[onnx])")
+    p.add_argument("--safetensors", help="the .safetensors file to write")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (17)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="graph dtype (default the model's; onnxruntime runs float32)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -542,12 +590,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_train_parser(sub)
     _add_generate_parser(sub)
+    _add_export_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    commands = {"demo": demo, "config": config, "train": train, "generate": generate}
+    commands = {
+        "demo": demo,
+        "config": config,
+        "train": train,
+        "generate": generate,
+        "export": export,
+    }
     return commands[args.command](args)
 
 

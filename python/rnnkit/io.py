@@ -28,7 +28,9 @@ holding exactly these members, nothing else:
 ``optim/<slot>/<j>.npy``
     optimizer state: slot ``<slot>`` (e.g. ``exp_avg``) of parameter pair ``j``.
 
-Any other reader can open it with ``np.load(path)`` (no pickle needed).
+Any other reader can open it with ``np.load(path)`` (no pickle needed). A path
+ending in ``.safetensors`` is written and read in that format instead
+(:mod:`rnnkit._safetensors`).
 
 Safety
 ------
@@ -69,6 +71,16 @@ VERSION = 1
 HEADER = "__rnnkit__"
 
 _ALLOWED_DTYPES = {np.dtype("<f4"), np.dtype("<f8")}
+
+
+# Other formats by file suffix: {".safetensors": (save, load)}, filled by the
+# modules that implement them (rnnkit._safetensors registers itself on import).
+FORMATS: dict[str, tuple[Any, Any]] = {}
+
+
+def _format_of(path: Any) -> tuple[Any, Any] | None:
+    name = os.fsdecode(path)
+    return next((f for sfx, f in FORMATS.items() if name.endswith(sfx)), None)
 
 
 class CheckpointError(ValueError):
@@ -125,6 +137,9 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
     >>> type(back.optimizer).__name__, back.layers[0]
     ('Adam', LSTM(3, 4, dtype=float32))
     """
+    if (fmt := _format_of(path)) is not None:  # e.g. ".safetensors"
+        fmt[0](path, model, optimizer)
+        return
     if not is_model(model):
         raise TypeError(
             f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
@@ -367,6 +382,8 @@ def load(path: Any) -> Any:
     >>> rk.load(path).layers
     [GRU(2, 3, dtype=float32)]
     """
+    if (fmt := _format_of(path)) is not None:  # e.g. ".safetensors"
+        return fmt[1](path)
     path = os.fspath(path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
