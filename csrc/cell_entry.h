@@ -9,7 +9,7 @@
 // of rnn.cpp, lstm.cpp and gru.cpp.
 #define RNNKIT_DEFINE_CELL(cell, Cell)                                        \
   template <class T>                                                          \
-  WorkspaceSize cell##_workspace_size(const RnnDesc& d, int mode) {           \
+  WorkspaceSize cell##_workspace_size(const RnnDesc& d, Mode mode) {           \
     return Recurrent<T, Cell<T>>::workspace_size(d, mode);                    \
   }                                                                           \
   template <class T>                                                          \
@@ -38,8 +38,8 @@
   }                                                                           \
   RNNKIT_INSTANTIATE_CELL(cell, float)                                        \
   RNNKIT_INSTANTIATE_CELL(cell, double)                                       \
-  template WorkspaceSize cell##_workspace_size<float>(const RnnDesc&, int);   \
-  template WorkspaceSize cell##_workspace_size<double>(const RnnDesc&, int);  \
+  template WorkspaceSize cell##_workspace_size<float>(const RnnDesc&, Mode);   \
+  template WorkspaceSize cell##_workspace_size<double>(const RnnDesc&, Mode);  \
   template void cell##_forward<float>(const RnnDesc&, const RnnArgs<float>&); \
   template void cell##_forward<double>(const RnnDesc&,                        \
                                        const RnnArgs<double>&);               \

@@ -80,8 +80,6 @@ struct BwdRow {
   int64_t H;
 };
 
-enum Mode : int { kInference = 0, kTrainForward = 1, kBackward = 2 };
-
 inline int64_t round16(int64_t n) { return (n + 15) & ~int64_t(15); }
 
 template <class T, class Cell>
@@ -143,7 +141,7 @@ struct Recurrent {
     return r;
   }
 
-  static Scratch scratch_layout(const RnnDesc& d, int mode, char* base, size_t* size) {
+  static Scratch scratch_layout(const RnnDesc& d, Mode mode, char* base, size_t* size) {
     Carver c(base);
     Scratch s;
     const int64_t B = d.B, H = d.H, GH = G * d.H;
@@ -154,12 +152,12 @@ struct Recurrent {
     s.bhn = c.take<T>(H);
     for (int i = 0; i < 2; ++i) s.h[i] = c.take<T>(B * H);
     for (int i = 0; i < 2; ++i) s.c[i] = c.take<T>(Cell::kHasC ? B * H : 0);
-    const bool bwd = mode == kBackward;
+    const bool bwd = mode == Mode::kBackward;
     for (int i = 0; i < 2; ++i) s.dg[i] = c.take<T>(bwd ? B * GH : 0);
     s.dc = c.take<T>(bwd ? B * H : 0);
     s.dhd = c.take<T>(bwd ? B * H : 0);
-    const bool inf = mode == kInference;
-    s.part = c.take<T>(mode == kBackward ? 0 : int64_t(d.threads) * B * G * TU);
+    const bool inf = mode == Mode::kInference;
+    s.part = c.take<T>(mode == Mode::kBackward ? 0 : int64_t(d.threads) * B * G * TU);
     s.xp = c.take<T>(inf ? d.T * B * GH : 0);
     for (int i = 0; i < 2; ++i)
       s.yl[i] = c.take<T>(inf && d.L > 1 ? d.T * B * d.D * H : 0);
@@ -172,9 +170,9 @@ struct Recurrent {
     return s;
   }
 
-  static WorkspaceSize workspace_size(const RnnDesc& d, int mode) {
+  static WorkspaceSize workspace_size(const RnnDesc& d, Mode mode) {
     WorkspaceSize w;
-    if (mode != kInference) reserve_layout(d, nullptr, &w.reserve);
+    if (mode != Mode::kInference) reserve_layout(d, nullptr, &w.reserve);
     scratch_layout(d, mode, nullptr, &w.scratch);
     return w;
   }
@@ -296,7 +294,7 @@ struct Recurrent {
   static void forward(const RnnDesc& d, const RnnArgs<T>& a) {
     const bool train = a.train;
     Reserve R = reserve_layout(d, train ? a.reserve : nullptr, nullptr);
-    Scratch S = scratch_layout(d, train ? kTrainForward : kInference, a.scratch, nullptr);
+    Scratch S = scratch_layout(d, train ? Mode::kTrainForward : Mode::kInference, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
     TeamBarrier bar;
@@ -670,7 +668,7 @@ struct Recurrent {
   // ----------------------------------------------------------------- backward
   static void backward(const RnnDesc& d, const RnnArgs<T>& a) {
     Reserve R = reserve_layout(d, a.reserve, nullptr);
-    Scratch S = scratch_layout(d, kBackward, a.scratch, nullptr);
+    Scratch S = scratch_layout(d, Mode::kBackward, a.scratch, nullptr);
     const int64_t smax = sort_rows(d, a.lengths, S);
     const int64_t T_ = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
     TeamBarrier bar;

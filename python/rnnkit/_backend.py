@@ -32,8 +32,8 @@ class CoreBackend:
     def forward(self, layer: Any, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
                 lengths: np.ndarray | None, train: bool):
         T, B = x.shape[0], x.shape[1]
-        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B),
-                                                            1 if train else 0)
+        mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
+        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B), mode)
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one
@@ -57,7 +57,8 @@ class CoreBackend:
 
     def backward(self, layer: Any, ctx: _Ctx, dy: np.ndarray, dhn: np.ndarray,
                  dcn: np.ndarray | None):
-        _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)
+        _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B),
+                                              _core.Mode.BACKWARD)
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
         return _core.backward(layer.cell, layer.nonlinearity, layer.num_layers,
                               layer.bidirectional, layer.input_size, dy, dhn, dcn,
