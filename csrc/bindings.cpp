@@ -61,8 +61,10 @@ std::string cell_choices() {
   };
   std::string out;
   for (int i = 0; i < rnnkit::kNumCells; ++i)
-    out += std::string(i == 0 ? "" : i + 1 == rnnkit::kNumCells ? " or " : ", ") + "'" +
-           names[i] + "'";
+    out += std::string(i == 0                       ? ""
+                       : i + 1 == rnnkit::kNumCells ? " or "
+                                                    : ", ") +
+           "'" + names[i] + "'";
   return out;
 }
 
@@ -78,13 +80,14 @@ rnnkit::Act parse_act(const std::string& act) {
   if (act == "tanh") return rnnkit::kTanh;
   if (act == "relu") return rnnkit::kRelu;
   if (act == "sigmoid") return rnnkit::kSigmoid;
-  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" + act +
-                        "'");
+  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" +
+                        act + "'");
 }
 
 // An array the kernel reads: exact dtype, C-contiguous, given shape.
 template <class Real>
-const Real* in_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
+const Real* in_ptr(const char* name, const py::handle& obj,
+                   const std::vector<int64_t>& shape) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array");
   py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -102,7 +105,8 @@ const Real* in_ptr(const char* name, const py::handle& obj, const std::vector<in
 
 // An array the kernel writes: as above, and writeable (never a silent copy).
 template <class Real>
-Real* out_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
+Real* out_ptr(const char* name, const py::handle& obj,
+              const std::vector<int64_t>& shape) {
   const Real* p = in_ptr<Real>(name, obj, shape);
   if (!py::reinterpret_borrow<py::array>(obj).writeable())
     throw py::value_error(std::string(name) + " must be writeable");
@@ -111,10 +115,12 @@ Real* out_ptr(const char* name, const py::handle& obj, const std::vector<int64_t
 
 char* workspace_ptr(const char* name, const py::array& a, size_t need) {
   if (!(a.flags() & py::array::c_style) || !a.writeable())
-    throw py::value_error(std::string(name) + " must be a writeable C-contiguous array");
+    throw py::value_error(std::string(name) +
+                          " must be a writeable C-contiguous array");
   if (size_t(a.nbytes()) < need)
-    throw py::value_error(std::string(name) + " must have at least " + std::to_string(need) +
-                          " bytes, got " + std::to_string(a.nbytes()));
+    throw py::value_error(std::string(name) + " must have at least " +
+                          std::to_string(need) + " bytes, got " +
+                          std::to_string(a.nbytes()));
   return static_cast<char*>(const_cast<void*>(a.data()));
 }
 
@@ -127,10 +133,10 @@ RnnDesc make_desc(const std::string& cell, const std::string& act, int64_t T, in
   d.bias = bias;
   d.threads = num_threads();
   if (T < 1 || B < 1 || I < 1 || H < 1 || L < 1)
-    throw py::value_error("T, B, I, H and num_layers must be >= 1, got T=" +
-                          std::to_string(T) + ", B=" + std::to_string(B) + ", I=" +
-                          std::to_string(I) + ", H=" + std::to_string(H) +
-                          ", num_layers=" + std::to_string(L));
+    throw py::value_error(
+        "T, B, I, H and num_layers must be >= 1, got T=" + std::to_string(T) +
+        ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
+        ", H=" + std::to_string(H) + ", num_layers=" + std::to_string(L));
   return d;
 }
 
@@ -144,8 +150,8 @@ std::string param_name(int kind, int64_t l, int64_t dir) {
 // weights: 4 per (layer, direction): W_ih, W_hh, b_ih, b_hh (biases None
 // without bias). Names follow PyTorch for the messages.
 template <class Real, class Ptr, class Get>
-std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const char* what,
-                             Get get) {
+std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights,
+                             const char* what, Get get) {
   const int64_t LD = d.L * d.D, GH = d.G() * d.H;
   if (int64_t(weights.size()) != 4 * LD)
     throw py::value_error(std::string(what) + " must hold " + std::to_string(4 * LD) +
@@ -156,8 +162,10 @@ std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const ch
     for (int64_t dir = 0; dir < d.D; ++dir) {
       const int64_t k = 4 * (l * d.D + dir);
       const std::string pre = std::string(what) == "dweights" ? "grad of " : "";
-      out[k] = get((pre + param_name(0, l, dir)).c_str(), weights[k], {GH, d.in_size(l)});
-      out[k + 1] = get((pre + param_name(1, l, dir)).c_str(), weights[k + 1], {GH, d.H});
+      out[k] =
+          get((pre + param_name(0, l, dir)).c_str(), weights[k], {GH, d.in_size(l)});
+      out[k + 1] =
+          get((pre + param_name(1, l, dir)).c_str(), weights[k + 1], {GH, d.H});
       for (int b = 2; b < 4; ++b) {
         const std::string name = pre + param_name(b, l, dir);
         if (weights[k + b].is_none()) {
@@ -194,10 +202,10 @@ py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, state);
   if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
-  auto w = weight_ptrs<Real, const Real*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<Real>(n, o, s);
-                                    });
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
@@ -235,14 +243,14 @@ py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object&
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
   a.dhn = in_ptr<Real>("dh_n", dhn, state);
   if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
-  auto w = weight_ptrs<Real, const Real*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<Real>(n, o, s);
-                                    });
-  auto dw = weight_ptrs<Real, Real*>(d, dweights, "dweights",
-                               [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                 return out_ptr<Real>(n, o, s);
-                               });
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  auto dw = weight_ptrs<Real, Real*>(
+      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return out_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
@@ -285,10 +293,11 @@ class Stepper {
                             " must be 2-D");
     d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
                    weights.size() > 2 && !weights[2].is_none());
-    auto w = weight_ptrs<Real, const Real*>(d_, weights, "weights",
-                                      [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                        return in_ptr<Real>(n, o, s);
-                                      });
+    auto w = weight_ptrs<Real, const Real*>(
+        d_, weights, "weights",
+        [](const char* n, py::handle o, std::vector<int64_t> s) {
+          return in_ptr<Real>(n, o, s);
+        });
     isa_ = rnnkit::isa_active();
     ws_.assign(rnnkit::step_size<Real>(isa_, d_) + 64, 0);
     rnnkit::step_init<Real>(isa_, d_, base(), w.data());
@@ -330,8 +339,10 @@ class Stepper {
   void set_state(const py::object& h, const py::object& c) {
     const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
     const Real* hp = in_ptr<Real>("h", h, shape);
-    const Real* cp = rnnkit::cell_has_c(d_.cell) ? in_ptr<Real>("c", c, shape) : nullptr;
-    rnnkit::step_state<Real>(isa_, d_, base(), const_cast<Real*>(hp), const_cast<Real*>(cp), true);
+    const Real* cp =
+        rnnkit::cell_has_c(d_.cell) ? in_ptr<Real>("c", c, shape) : nullptr;
+    rnnkit::step_state<Real>(isa_, d_, base(), const_cast<Real*>(hp),
+                             const_cast<Real*>(cp), true);
   }
 
   std::string simd() const { return rnnkit::isa_name(isa_); }
@@ -357,7 +368,8 @@ void bind_stepper(py::module_& m, const char* name) {
       .def("step", &Stepper<Real>::step, py::arg("x"),
            "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
       .def("get_state", &Stepper<Real>::get_state)
-      .def("set_state", &Stepper<Real>::set_state, py::arg("h"), py::arg("c") = py::none())
+      .def("set_state", &Stepper<Real>::set_state, py::arg("h"),
+           py::arg("c") = py::none())
       .def_property_readonly("simd", &Stepper<Real>::simd)
       .def_property_readonly("batch_size", &Stepper<Real>::batch);
 }
@@ -376,8 +388,9 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "workspace_size",
-      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B, int64_t I,
-         int64_t H, int64_t L, bool bidirectional, bool bias, rnnkit::Mode mode) {
+      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
+         int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
+         rnnkit::Mode mode) {
         RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
         const int isa = rnnkit::isa_active();
         rnnkit::WorkspaceSize w;
@@ -386,7 +399,8 @@ PYBIND11_MODULE(_core, m) {
         else if (dtype == "float64")
           w = rnnkit::workspace_size<double>(isa, d, mode);
         else
-          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
+                               "'");
         return py::make_tuple(w.reserve, w.scratch);
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
@@ -414,7 +428,8 @@ PYBIND11_MODULE(_core, m) {
         if (is_f64(x))
           return forward_impl<double>(d, x, h0, c0, weights, lengths, reserve, scratch,
                                       train);
-        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch, train);
+        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
+                                   train);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("x"), py::arg("h0"), py::arg("c0"),
@@ -433,14 +448,16 @@ PYBIND11_MODULE(_core, m) {
                                 std::to_string(dy.ndim()));
         const int64_t D = bidirectional ? 2 : 1;
         if (dy.shape(2) % D != 0)
-          throw py::value_error("dy last axis must be a multiple of " + std::to_string(D));
-        RnnDesc d = make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
-                              bidirectional, weights.size() > 2 && !weights[2].is_none());
+          throw py::value_error("dy last axis must be a multiple of " +
+                                std::to_string(D));
+        RnnDesc d =
+            make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
+                      bidirectional, weights.size() > 2 && !weights[2].is_none());
         if (is_f64(dy))
           return backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
                                        reserve, scratch);
-        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths, reserve,
-                                    scratch);
+        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
+                                    reserve, scratch);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("input_size"), py::arg("dy"), py::arg("dh_n"),
@@ -452,12 +469,15 @@ PYBIND11_MODULE(_core, m) {
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
 
-  m.def("simd_paths", [] {
-    std::vector<std::string> out;
-    for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
-      if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
-    return out;
-  }, "SIMD paths this build contains and this CPU runs, best first.");
+  m.def(
+      "simd_paths",
+      [] {
+        std::vector<std::string> out;
+        for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
+          if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
+        return out;
+      },
+      "SIMD paths this build contains and this CPU runs, best first.");
   m.def("compiled_simd_paths", [] {
     std::vector<std::string> out;
     for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
@@ -470,12 +490,14 @@ PYBIND11_MODULE(_core, m) {
       [](const std::string& name) {
         int isa = rnnkit::isa_from_name(name.c_str());
         if (isa < 0)
-          throw py::value_error("simd path must be one of 'avx512', 'avx2', 'generic', got '" +
-                                name + "'");
+          throw py::value_error(
+              "simd path must be one of 'avx512', 'avx2', 'generic', got '" + name +
+              "'");
         if (!rnnkit::isa_supported(isa))
           throw py::value_error("simd path '" + name + "' is not " +
-                                (rnnkit::isa_compiled(isa) ? "supported by this CPU"
-                                                           : "compiled into this build"));
+                                (rnnkit::isa_compiled(isa)
+                                     ? "supported by this CPU"
+                                     : "compiled into this build"));
         rnnkit::isa_set(isa);
       },
       py::arg("name"));

@@ -75,14 +75,14 @@ struct FwdRow {
 // One row of a backward step.
 template <class Real>
 struct BwdRow {
-  Real* xp;            // (G*H) activations in, dG (input side) out
-  Real* dg;            // (G*H) compact dG (hidden side) for the recurrent product
-  const Real* c;       // (H) kHasC: c_t
-  const Real* cprev;   // (H) kHasC: c_{t-1} (c0 at the first step)
-  Real* dc;            // (H) kHasC: dL/dc_t in (carried), dL/dc_{t-1} out
-  const Real* hprev;   // (H) kSplitN: h_{t-1} (h0 at the first step)
-  Real* hn;            // (H) kSplitN: W_hn h + b_hn in, its gradient out
-  Real* dhd;           // (H) kSplitN: dL/dh_{t-1} through h' = ... + z * h (out)
+  Real* xp;           // (G*H) activations in, dG (input side) out
+  Real* dg;           // (G*H) compact dG (hidden side) for the recurrent product
+  const Real* c;      // (H) kHasC: c_t
+  const Real* cprev;  // (H) kHasC: c_{t-1} (c0 at the first step)
+  Real* dc;           // (H) kHasC: dL/dc_t in (carried), dL/dc_{t-1} out
+  const Real* hprev;  // (H) kSplitN: h_{t-1} (h0 at the first step)
+  Real* hn;           // (H) kSplitN: W_hn h + b_hn in, its gradient out
+  Real* dhd;          // (H) kSplitN: dL/dh_{t-1} through h' = ... + z * h (out)
   int64_t H;
 };
 

@@ -37,49 +37,49 @@ RNNKIT_INLINE void with_act(Act act, F f) {
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
 
-#define RNNKIT_INSTANTIATE_CELL(cell, Real)                                          \
-  template WorkspaceSize cell##_workspace_size<Real>(const RnnDesc&, Mode);          \
-  template void cell##_forward<Real>(const RnnDesc&, const RnnArgs<Real>&);          \
-  template void cell##_backward<Real>(const RnnDesc&, const RnnArgs<Real>&);         \
-  template size_t cell##_step_size<Real>(const RnnDesc&);                            \
-  template void cell##_step_init<Real>(const RnnDesc&, char*, const Real* const*);   \
-  template void cell##_step_state<Real>(const RnnDesc&, char*, Real*, Real*, bool);  \
+#define RNNKIT_INSTANTIATE_CELL(cell, Real)                                         \
+  template WorkspaceSize cell##_workspace_size<Real>(const RnnDesc&, Mode);         \
+  template void cell##_forward<Real>(const RnnDesc&, const RnnArgs<Real>&);         \
+  template void cell##_backward<Real>(const RnnDesc&, const RnnArgs<Real>&);        \
+  template size_t cell##_step_size<Real>(const RnnDesc&);                           \
+  template void cell##_step_init<Real>(const RnnDesc&, char*, const Real* const*);  \
+  template void cell##_step_state<Real>(const RnnDesc&, char*, Real*, Real*, bool); \
   template void cell##_step<Real>(const RnnDesc&, char*, const Real*, Real*);
 
-#define RNNKIT_DEFINE_CELL(cell, Struct)                                             \
-  template <class Real>                                                              \
-  WorkspaceSize cell##_workspace_size(const RnnDesc& d, Mode mode) {                 \
-    return Workspace<Real, Struct<Real>>::size(d, mode);                             \
-  }                                                                                  \
-  template <class Real>                                                              \
-  void cell##_forward(const RnnDesc& d, const RnnArgs<Real>& a) {                    \
-    with_act<Struct<Real>>(d.act, [&](auto act) {                                    \
-      Recurrent<Real, Struct<Real>, decltype(act)::value>::forward(d, a);            \
-    });                                                                              \
-  }                                                                                  \
-  template <class Real>                                                              \
-  void cell##_backward(const RnnDesc& d, const RnnArgs<Real>& a) {                   \
-    with_act<Struct<Real>>(d.act, [&](auto act) {                                    \
-      Recurrent<Real, Struct<Real>, decltype(act)::value>::backward(d, a);           \
-    });                                                                              \
-  }                                                                                  \
-  template <class Real>                                                              \
-  size_t cell##_step_size(const RnnDesc& d) {                                        \
-    return Step<Real, Struct<Real>>::size(d);                                        \
-  }                                                                                  \
-  template <class Real>                                                              \
-  void cell##_step_init(const RnnDesc& d, char* ws, const Real* const* w) {          \
-    Step<Real, Struct<Real>>::init(d, ws, w);                                        \
-  }                                                                                  \
-  template <class Real>                                                              \
-  void cell##_step_state(const RnnDesc& d, char* ws, Real* h, Real* c, bool set) {   \
-    Step<Real, Struct<Real>>::state(d, ws, h, c, set);                               \
-  }                                                                                  \
-  template <class Real>                                                              \
-  void cell##_step(const RnnDesc& d, char* ws, const Real* x, Real* y) {             \
-    with_act<Struct<Real>>(d.act, [&](auto act) {                                    \
-      Step<Real, Struct<Real>>::template run<decltype(act)::value>(d, ws, x, y);     \
-    });                                                                              \
-  }                                                                                  \
-  RNNKIT_INSTANTIATE_CELL(cell, float)                                               \
+#define RNNKIT_DEFINE_CELL(cell, Struct)                                           \
+  template <class Real>                                                            \
+  WorkspaceSize cell##_workspace_size(const RnnDesc& d, Mode mode) {               \
+    return Workspace<Real, Struct<Real>>::size(d, mode);                           \
+  }                                                                                \
+  template <class Real>                                                            \
+  void cell##_forward(const RnnDesc& d, const RnnArgs<Real>& a) {                  \
+    with_act<Struct<Real>>(d.act, [&](auto act) {                                  \
+      Recurrent<Real, Struct<Real>, decltype(act)::value>::forward(d, a);          \
+    });                                                                            \
+  }                                                                                \
+  template <class Real>                                                            \
+  void cell##_backward(const RnnDesc& d, const RnnArgs<Real>& a) {                 \
+    with_act<Struct<Real>>(d.act, [&](auto act) {                                  \
+      Recurrent<Real, Struct<Real>, decltype(act)::value>::backward(d, a);         \
+    });                                                                            \
+  }                                                                                \
+  template <class Real>                                                            \
+  size_t cell##_step_size(const RnnDesc& d) {                                      \
+    return Step<Real, Struct<Real>>::size(d);                                      \
+  }                                                                                \
+  template <class Real>                                                            \
+  void cell##_step_init(const RnnDesc& d, char* ws, const Real* const* w) {        \
+    Step<Real, Struct<Real>>::init(d, ws, w);                                      \
+  }                                                                                \
+  template <class Real>                                                            \
+  void cell##_step_state(const RnnDesc& d, char* ws, Real* h, Real* c, bool set) { \
+    Step<Real, Struct<Real>>::state(d, ws, h, c, set);                             \
+  }                                                                                \
+  template <class Real>                                                            \
+  void cell##_step(const RnnDesc& d, char* ws, const Real* x, Real* y) {           \
+    with_act<Struct<Real>>(d.act, [&](auto act) {                                  \
+      Step<Real, Struct<Real>>::template run<decltype(act)::value>(d, ws, x, y);   \
+    });                                                                            \
+  }                                                                                \
+  RNNKIT_INSTANTIATE_CELL(cell, float)                                             \
   RNNKIT_INSTANTIATE_CELL(cell, double)

@@ -13,7 +13,7 @@
 // one line here. The Python side has its own registry (python/rnnkit/_cells.py).
 #pragma once
 
-#define RNNKIT_CELLS(X)        \
-  X(rnn, RnnCell, 1, false)    \
-  X(lstm, LstmCell, 4, true)   \
+#define RNNKIT_CELLS(X)      \
+  X(rnn, RnnCell, 1, false)  \
+  X(lstm, LstmCell, 4, true) \
   X(gru, GruCell, 3, false)

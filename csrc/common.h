@@ -82,9 +82,9 @@ struct RnnArgs {
   const Real* c0 = nullptr;  // (L*D, B, H), LSTM only
   const Real* const* weights = nullptr;
   const int64_t* lengths = nullptr;  // (B,), 1 <= len <= T, or null (all T)
-  const Real* dy = nullptr;             // (T, B, D*H)
-  const Real* dhn = nullptr;            // (L*D, B, H)
-  const Real* dcn = nullptr;            // (L*D, B, H), LSTM only
+  const Real* dy = nullptr;          // (T, B, D*H)
+  const Real* dhn = nullptr;         // (L*D, B, H)
+  const Real* dcn = nullptr;         // (L*D, B, H), LSTM only
   bool train = false;
 };
 

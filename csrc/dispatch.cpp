@@ -48,13 +48,13 @@ struct Table {
 #define RNNKIT_SLOT_STEP_STATE(cell, Struct, gates, has_c) \
   RNNKIT_ENTRY(cell, _step_state)
 #define RNNKIT_SLOT_STEP(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _step)
-#define RNNKIT_TABLE                                                            \
-  Table<Real> {                                                                 \
-    {RNNKIT_CELLS(RNNKIT_SLOT_SIZE)}, {RNNKIT_CELLS(RNNKIT_SLOT_FWD)},          \
-        {RNNKIT_CELLS(RNNKIT_SLOT_BWD)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP_SIZE)}, \
-        {RNNKIT_CELLS(RNNKIT_SLOT_STEP_INIT)},                                  \
-        {RNNKIT_CELLS(RNNKIT_SLOT_STEP_STATE)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP)}, \
-        RNNKIT_TABLE_NS::fma_peak_gflops, RNNKIT_TABLE_NS::gemm_gflops          \
+#define RNNKIT_TABLE                                                                   \
+  Table<Real> {                                                                        \
+    {RNNKIT_CELLS(RNNKIT_SLOT_SIZE)}, {RNNKIT_CELLS(RNNKIT_SLOT_FWD)},                 \
+        {RNNKIT_CELLS(RNNKIT_SLOT_BWD)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP_SIZE)},        \
+        {RNNKIT_CELLS(RNNKIT_SLOT_STEP_INIT)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP_STATE)}, \
+        {RNNKIT_CELLS(RNNKIT_SLOT_STEP)}, RNNKIT_TABLE_NS::fma_peak_gflops,            \
+        RNNKIT_TABLE_NS::gemm_gflops                                                   \
   }
 
 template <class Real>
@@ -128,7 +128,8 @@ bool isa_supported(int isa) {
   if (!isa_compiled(isa)) return false;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (isa == kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == kAvx2)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (isa == kAvx512)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
            __builtin_cpu_supports("fma");
@@ -173,15 +174,16 @@ template <class Real>
 void step(int isa, const RnnDesc& d, char* ws, const Real* x, Real* y) {
   table<Real>(isa)->step[int(d.cell)](d, ws, x, y);
 }
-#define RNNKIT_INSTANTIATE_STEP(Real)                                        \
-  template size_t step_size<Real>(int, const RnnDesc&);                      \
-  template void step_init<Real>(int, const RnnDesc&, char*, const Real* const*); \
-  template void step_state<Real>(int, const RnnDesc&, char*, Real*, Real*, bool);  \
+#define RNNKIT_INSTANTIATE_STEP(Real)                                             \
+  template size_t step_size<Real>(int, const RnnDesc&);                           \
+  template void step_init<Real>(int, const RnnDesc&, char*, const Real* const*);  \
+  template void step_state<Real>(int, const RnnDesc&, char*, Real*, Real*, bool); \
   template void step<Real>(int, const RnnDesc&, char*, const Real*, Real*);
 RNNKIT_INSTANTIATE_STEP(float)
 RNNKIT_INSTANTIATE_STEP(double)
 
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int threads) {
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int threads) {
   return table<float>(isa_active())->gemm(M, N, K, ta, tb, reps, threads);
 }
 

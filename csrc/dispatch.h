@@ -14,10 +14,10 @@ enum Isa : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2, kNumIsa = 3 };
 const char* isa_name(int isa);
 int isa_from_name(const char* name);  // -1 if unknown
 bool isa_compiled(int isa);
-bool isa_supported(int isa);          // compiled in and runnable on this CPU
+bool isa_supported(int isa);  // compiled in and runnable on this CPU
 int isa_best();
 int isa_active();
-void isa_set(int isa);                // caller checked isa_supported
+void isa_set(int isa);  // caller checked isa_supported
 
 // The isa argument is read once per call (isa_active()) so that the size
 // query and the kernel agree even if another thread switches paths meanwhile.
@@ -40,6 +40,7 @@ template <class Real>
 void step(int isa, const RnnDesc& desc, char* ws, const Real* x, Real* y);
 
 double fma_peak_gflops(double seconds, int threads);
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int threads);
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int threads);
 
 }  // namespace rnnkit

@@ -100,8 +100,8 @@ int64_t gemm_pack_size(int nth) {
 
 template <class Real>
 void gemm(int64_t M, int64_t N, int64_t K, const Real* A, int64_t rsa, int64_t csa,
-          const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc, bool accumulate,
-          Real* pack, TeamBarrier* bar, int tid, int nth) {
+          const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc,
+          bool accumulate, Real* pack, TeamBarrier* bar, int tid, int nth) {
   constexpr int64_t R = NR<Real>;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // C = 0 or unchanged
@@ -158,7 +158,8 @@ template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, in
                            const double*, int64_t, int64_t, double*, int64_t, bool,
                            double*, TeamBarrier*, int, int);
 
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth) {
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int nth) {
   float* A = new float[M * K];
   float* B = new float[K * N];
   float* C = new float[M * N];
@@ -170,8 +171,8 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, 
     double t0 = omp_get_wtime();
     TeamBarrier bar;
 #pragma omp parallel num_threads(nth)
-    gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N, false,
-                pack, &bar, omp_get_thread_num(), omp_get_num_threads());
+    gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N,
+                false, pack, &bar, omp_get_thread_num(), omp_get_num_threads());
     double t = omp_get_wtime() - t0;
     if (t < best) best = t;
   }
@@ -187,7 +188,8 @@ double fma_peak_gflops(double seconds, int nth) {
   constexpr int64_t VL = Vec<float>::kLanes;
   constexpr int kAcc = 12;  // independent chains cover FMA latency x ports
   double total_flops = 0, elapsed = 0;
-#pragma omp parallel num_threads(nth) reduction(+ : total_flops) reduction(max : elapsed)
+#pragma omp parallel num_threads(nth) reduction(+ : total_flops) \
+    reduction(max : elapsed)
   {
     V acc[kAcc];
     for (int i = 0; i < kAcc; ++i) acc[i] = splat<float>(float(i) * 1e-3f);

@@ -7,8 +7,8 @@
 //
 // Called by every thread of an OpenMP team (tid, nth, the team's barrier)
 // or by one thread outside a region (0, 1, nullptr). pack is shared scratch of
-// gemm_pack_size(nth) elements. Each element of C is computed by exactly one thread in a fixed
-// order over K, so results are bitwise identical for any thread count.
+// gemm_pack_size(nth) elements. Each element of C is computed by exactly one thread in
+// a fixed order over K, so results are bitwise identical for any thread count.
 #pragma once
 
 #include <stdint.h>
@@ -24,8 +24,8 @@ int64_t gemm_pack_size(int nth);
 
 template <class Real>
 void gemm(int64_t M, int64_t N, int64_t K, const Real* A, int64_t rsa, int64_t csa,
-          const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc, bool accumulate,
-          Real* pack, TeamBarrier* bar, int tid, int nth);
+          const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc,
+          bool accumulate, Real* pack, TeamBarrier* bar, int tid, int nth);
 
 // FLOPs/s of a register-resident FMA loop on nth threads for this ISA: the
 // machine's peak as this build can reach it (benchmarks report % of it).
@@ -33,7 +33,8 @@ double fma_peak_gflops(double seconds, int nth);
 
 // GFLOP/s of gemm<float> on M x N x K (A transposed if ta, B if tb), best of
 // reps, nth threads: lets benchmarks and tuning see the GEMM alone.
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth);
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int nth);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -30,7 +30,8 @@ struct GruCell {
     const V z = vsigmoid(loadn(r.xp + H + j, n) + loadn(r.bx + H + j, n) + acc[1]);
     const V hn = acc[2] + loadn(r.bhn + j, n);
     // n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
-    const V nn = vtanh(loadn(r.xp + 2 * H + j, n) + loadn(r.bx + 2 * H + j, n) + rg * hn);
+    const V nn =
+        vtanh(loadn(r.xp + 2 * H + j, n) + loadn(r.bx + 2 * H + j, n) + rg * hn);
     // h' = (1 - z) * n + z * h
     const V h = (Real(1) - z) * nn + z * loadn(r.hprev + j, n);
     storen(r.hnext + j, h, n);
@@ -44,7 +45,8 @@ struct GruCell {
   }
 
   template <Act>
-  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j, int64_t n) {
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
+                                     int64_t n) {
     const int64_t H = r.H;
     const V rg = loadn(r.xp + j, n), z = loadn(r.xp + H + j, n);
     const V nn = loadn(r.xp + 2 * H + j, n), hn = loadn(r.hn + j, n);

@@ -18,21 +18,20 @@
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-#define RNNKIT_DECLARE_CELL(cell, Struct, gates, has_c)                          \
-  template <class Real>                                                          \
-  WorkspaceSize cell##_workspace_size(const RnnDesc& desc, Mode mode);           \
-  template <class Real>                                                          \
-  void cell##_forward(const RnnDesc& desc, const RnnArgs<Real>& args);           \
-  template <class Real>                                                          \
-  void cell##_backward(const RnnDesc& desc, const RnnArgs<Real>& args);          \
-  template <class Real>                                                          \
-  size_t cell##_step_size(const RnnDesc& desc);                                  \
-  template <class Real>                                                          \
-  void cell##_step_init(const RnnDesc& desc, char* ws, const Real* const* w);    \
-  template <class Real>                                                          \
-  void cell##_step_state(const RnnDesc& desc, char* ws, Real* h, Real* c,        \
-                         bool set);                                              \
-  template <class Real>                                                          \
+#define RNNKIT_DECLARE_CELL(cell, Struct, gates, has_c)                              \
+  template <class Real>                                                              \
+  WorkspaceSize cell##_workspace_size(const RnnDesc& desc, Mode mode);               \
+  template <class Real>                                                              \
+  void cell##_forward(const RnnDesc& desc, const RnnArgs<Real>& args);               \
+  template <class Real>                                                              \
+  void cell##_backward(const RnnDesc& desc, const RnnArgs<Real>& args);              \
+  template <class Real>                                                              \
+  size_t cell##_step_size(const RnnDesc& desc);                                      \
+  template <class Real>                                                              \
+  void cell##_step_init(const RnnDesc& desc, char* ws, const Real* const* w);        \
+  template <class Real>                                                              \
+  void cell##_step_state(const RnnDesc& desc, char* ws, Real* h, Real* c, bool set); \
+  template <class Real>                                                              \
   void cell##_step(const RnnDesc& desc, char* ws, const Real* x, Real* y);
 
 RNNKIT_CELLS(RNNKIT_DECLARE_CELL)

@@ -46,7 +46,8 @@ struct LstmCell {
   }
 
   template <Act>
-  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j, int64_t n) {
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
+                                     int64_t n) {
     const int64_t H = r.H;
     const V i = loadn(r.xp + j, n), f = loadn(r.xp + H + j, n);
     const V g = loadn(r.xp + 2 * H + j, n), o = loadn(r.xp + 3 * H + j, n);
@@ -58,8 +59,8 @@ struct LstmCell {
     const V di = dc * g, dg = dc * i, df = dc * loadn(r.cprev + j, n);
     storen(r.dc + j, dc * f, n);
     // through the nonlinearities: σ' = s (1 - s), tanh' = 1 - t^2
-    const V dpre[4] = {di * i * (Real(1) - i), df * f * (Real(1) - f), dg * (Real(1) - g * g),
-                       dout * o * (Real(1) - o)};
+    const V dpre[4] = {di * i * (Real(1) - i), df * f * (Real(1) - f),
+                       dg * (Real(1) - g * g), dout * o * (Real(1) - o)};
     for (int k = 0; k < 4; ++k) {
       storen(r.xp + k * H + j, dpre[k], n);
       storen(r.dg + k * H + j, dpre[k], n);

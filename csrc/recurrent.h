@@ -56,17 +56,15 @@ struct Workspace {
   };
   // scratch: free between calls.
   struct Scratch {
-    Real* pack;           // GEMM panels
-    Real* wp;             // packed W_hh of the current (layer, dir)
-    Real *bx, *bhn;       // combined biases of the current (layer, dir)
-    Real *h[2], *c[2];    // compact states, ping-pong (forward); h[0] = sorted h0
-                          // (backward)
+    Real* pack;         // GEMM panels
+    Real* wp;           // packed W_hh of the current (layer, dir)
+    Real *bx, *bhn;     // combined biases of the current (layer, dir)
+    Real *h[2], *c[2];  // compact states, ping-pong; backward: h[0] = sorted h0
     Real *dg[2], *dc, *dhd;
-    Real* part;           // per thread (B, NV, G, VL): partial sums between depth
-                          // blocks
-    Real* xp;             // inference: XP of the current (layer, dir)
-    Real* yl[2];          // inference: outputs of the lower layers, ping-pong
-    Real* dyl[2];         // backward: dL/dY of the lower layers, ping-pong
+    Real* part;    // per thread (B, NV, G, VL): sums between depth blocks
+    Real* xp;      // inference: XP of the current (layer, dir)
+    Real* yl[2];   // inference: outputs of the lower layers, ping-pong
+    Real* dyl[2];  // backward: dL/dY of the lower layers, ping-pong
     int64_t *perm, *lens, *nact;
   };
 
@@ -158,16 +156,16 @@ struct Workspace {
 // the team alike.
 template <class Real>
 struct LayerPass {
-  int64_t l, dir, ld;     // layer, direction (1: reverse), l * D + dir
-  int64_t in;             // I_l, the width of the layer's input
-  const Real* const* w;   // W_ih, W_hh, b_ih, b_hh
-  Real* const* dw;        // backward: their gradients (added into)
-  const Real* xin;        // (T, B, I_l) the layer's input
-  Real* y;                // (T, B, D*H) the layer's output (read by backward)
-  Real* xp;               // (T, B, G*H) x W_ih^T -> activations -> dG
-  Real* aux;              // (T, B, H) LSTM c_t, GRU hn (train and backward)
-  const Real* dy;         // backward: (T, B, D*H) dL/dy of the layer
-  Real* dxin;             // backward: (T, B, I_l) dL/dx_in (direction 1 adds)
+  int64_t l, dir, ld;    // layer, direction (1: reverse), l * D + dir
+  int64_t in;            // I_l, the width of the layer's input
+  const Real* const* w;  // W_ih, W_hh, b_ih, b_hh
+  Real* const* dw;       // backward: their gradients (added into)
+  const Real* xin;       // (T, B, I_l) the layer's input
+  Real* y;               // (T, B, D*H) the layer's output (read by backward)
+  Real* xp;              // (T, B, G*H) x W_ih^T -> activations -> dG
+  Real* aux;             // (T, B, H) LSTM c_t, GRU hn (train and backward)
+  const Real* dy;        // backward: (T, B, D*H) dL/dy of the layer
+  Real* dxin;            // backward: (T, B, I_l) dL/dx_in (direction 1 adds)
   bool rev() const { return dir == 1; }
 };
 
@@ -241,7 +239,8 @@ struct Recurrent {
           for (int64_t r = tid; r < B; r += nth) {
             const int64_t b = S.perm[r];
             for (int64_t t = S.lens[r]; t < T; ++t)
-              for (int64_t j = 0; j < H; ++j) p.y[(t * B + b) * DH + dir * H + j] = Real(0);
+              for (int64_t j = 0; j < H; ++j)
+                p.y[(t * B + b) * DH + dir * H + j] = Real(0);
             for (int64_t j = 0; j < H; ++j) {
               S.h[0][r * H + j] = a.h0[(p.ld * B + b) * H + j];
               if (Cell::kHasC) S.c[0][r * H + j] = a.c0[(p.ld * B + b) * H + j];
@@ -285,7 +284,8 @@ struct Recurrent {
             const int64_t mr = min64(MR, nact - r0);
             V acc[MR][NV][G];
             if (mr == 1)
-              Tl::template fused_product<1>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr, acc);
+              Tl::template fused_product<1>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
+                                            acc);
             else
               Tl::template fused_product<MR>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
                                              acc);
@@ -332,8 +332,8 @@ struct Recurrent {
   }
 
   // h_n (and c_n) of sorted rows [r0, r1), which have just finished.
-  static void save_final(const Call& c, const Part& P, const Real* hcur, const Real* ccur,
-                         int64_t r0, int64_t r1, int64_t ld) {
+  static void save_final(const Call& c, const Part& P, const Real* hcur,
+                         const Real* ccur, int64_t r0, int64_t r1, int64_t ld) {
     const RnnDesc& d = c.d;
     const int64_t B = d.B, H = d.H, j0 = P.u0 * TU, j1 = min64(P.u1 * TU, H);
     for (int64_t r = r0; r < r1; ++r) {
@@ -511,8 +511,8 @@ struct Recurrent {
     const Real* const* w = p.w;
     Real* const* dw = p.dw;
     // dx_in (+)= dG W_ih (both directions add into one input gradient)
-    gemm<Real>(TB, In, GH, dgx, GH, 1, w[0], In, 1, p.dxin, In, dir > 0, S.pack, bar, tid,
-               nth);
+    gemm<Real>(TB, In, GH, dgx, GH, 1, w[0], In, 1, p.dxin, In, dir > 0, S.pack, bar,
+               tid, nth);
     // dW_ih += dG^T x_in
     gemm<Real>(GH, In, TB, dgx, 1, GH, p.xin, In, 1, dw[0], In, true, S.pack, bar, tid,
                nth);
@@ -523,13 +523,15 @@ struct Recurrent {
     const int64_t K = (T - 1) * B;
     const Real* dgx_t = dir == 0 ? dgx + B * GH : dgx;
     const Real* y_t = dir == 0 ? yl + dir * H : yl + B * DH + dir * H;
-    gemm<Real>(Mx, H, K, dgx_t, 1, GH, y_t, DH, 1, dw[1], H, true, S.pack, bar, tid, nth);
+    gemm<Real>(Mx, H, K, dgx_t, 1, GH, y_t, DH, 1, dw[1], H, true, S.pack, bar, tid,
+               nth);
     if (Cell::kSplitN) {
       const Real* hn_t = dir == 0 ? aux + B * H : aux;
       gemm<Real>(H, H, K, hn_t, 1, H, y_t, DH, 1, dw[1] + Mx * H, H, true, S.pack, bar,
                  tid, nth);
     }
-    gemm<Real>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[1], H, true, S.pack, bar, tid, nth);
+    gemm<Real>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[1], H, true, S.pack, bar, tid,
+               nth);
     // biases: column sums over all steps, columns split across threads.
     if (dw[2] || dw[3]) {
       const int64_t c0 = GH * tid / nth, c1 = GH * (tid + 1) / nth;
@@ -541,7 +543,8 @@ struct Recurrent {
           if (dw[3] && k < cx) dw[3][k] += g[k];
         }
         if (dw[3])
-          for (int64_t k = max64(c0, Mx); k < c1; ++k) dw[3][k] += aux[r * H + (k - Mx)];
+          for (int64_t k = max64(c0, Mx); k < c1; ++k)
+            dw[3][k] += aux[r * H + (k - Mx)];
       }
     }
     team.sync();

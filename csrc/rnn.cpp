@@ -28,7 +28,8 @@ struct RnnCell {
   }
 
   template <Act kAct>
-  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j, int64_t n) {
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
+                                     int64_t n) {
     const V h = loadn(r.xp + j, n);
     const V one = splat<Real>(1), zero = splat<Real>(0);
     V da;

@@ -108,8 +108,8 @@ struct Step {
 
   // The fused product of one row block against the packed [W_ih | W_hh] of
   // tile w; kSplitN stores the input half to s.xp first.
-  static RNNKIT_INLINE void product(const Layer& s, const Real* w, int64_t In, int64_t H,
-                                    int64_t u, int64_t r0, int64_t mr,
+  static RNNKIT_INLINE void product(const Layer& s, const Real* w, int64_t In,
+                                    int64_t H, int64_t u, int64_t r0, int64_t mr,
                                     V (&acc)[MR][NV][G]) {
     if (Cell::kSplitN) {  // x W_ih^T first, kept in xp
       if (mr == 1)

@@ -22,9 +22,9 @@
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-// The team barrier of the kernels (time steps, GEMM panels). It spins briefly (a step lasts microseconds
-// to a millisecond), then yields the core: on a busy machine the thread being
-// waited for may have been descheduled, and spinning through a whole time
+// The team barrier of the kernels (time steps, GEMM panels). It spins briefly (a step
+// lasts microseconds to a millisecond), then yields the core: on a busy machine the
+// thread being waited for may have been descheduled, and spinning through a whole time
 // slice would make a step cost milliseconds. GCC atomics on plain ints, so no
 // standard-library template is compiled with per-ISA flags.
 struct TeamBarrier {
@@ -51,7 +51,6 @@ struct TeamBarrier {
     }
   }
 };
-
 
 // A thread of the team: its id, the team size, the shared barrier.
 struct Team {
@@ -100,7 +99,8 @@ inline int team_size(const RnnDesc& d, int64_t G, int64_t steps,
 
 // The Part of thread tid for tiles of tu units and row blocks of `rows`.
 template <class Real>
-Part partition(const RnnDesc& d, int64_t G, int64_t tu, int64_t rows, int tid, int nth) {
+Part partition(const RnnDesc& d, int64_t G, int64_t tu, int64_t rows, int tid,
+               int nth) {
   const int64_t H = d.H, ntiles = (H + tu - 1) / tu;
   const int64_t wbytes = G * H * H * int64_t(sizeof(Real));
   const int64_t step_fma = d.B * G * H * H;
