@@ -47,6 +47,9 @@ RNNKIT_INLINE void with_act(Act act, F f) {
   template void cell##_step<Real>(const RnnDesc&, char*, const Real*, Real*);
 
 #define RNNKIT_DEFINE_CELL(cell, Struct)                                           \
+  static_assert(Struct<float>::G == cell_gates(::rnnkit::Cell::cell) &&            \
+                    Struct<float>::kHasC == cell_has_c(::rnnkit::Cell::cell),      \
+                #Struct " disagrees with its line in cells.h");                    \
   template <class Real>                                                            \
   WorkspaceSize cell##_workspace_size(const RnnDesc& d, Mode mode) {               \
     return Workspace<Real, Struct<Real>>::size(d, mode);                           \

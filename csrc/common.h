@@ -66,7 +66,7 @@ struct RnnArgs {
   // forward outputs
   Real* y = nullptr;   // (T, B, D*H)
   Real* hn = nullptr;  // (L*D, B, H)
-  Real* cn = nullptr;  // (L*D, B, H), LSTM only
+  Real* cn = nullptr;  // (L*D, B, H), cells with c
   // backward outputs: dx, dh0, dc0 are overwritten; dweights are ADDED into
   Real* dx = nullptr;
   Real* dh0 = nullptr;
@@ -79,12 +79,12 @@ struct RnnArgs {
   // inputs
   const Real* x = nullptr;   // (T, B, I)
   const Real* h0 = nullptr;  // (L*D, B, H)
-  const Real* c0 = nullptr;  // (L*D, B, H), LSTM only
+  const Real* c0 = nullptr;  // (L*D, B, H), cells with c
   const Real* const* weights = nullptr;
   const int64_t* lengths = nullptr;  // (B,), 1 <= len <= T, or null (all T)
   const Real* dy = nullptr;          // (T, B, D*H)
   const Real* dhn = nullptr;         // (L*D, B, H)
-  const Real* dcn = nullptr;         // (L*D, B, H), LSTM only
+  const Real* dcn = nullptr;         // (L*D, B, H), cells with c
   bool train = false;
 };
 

@@ -34,7 +34,7 @@ struct Tiles {
   static constexpr int64_t NVB = 2;
   static constexpr int64_t TUB = NVB * VL;  // units per backward tile
 
-  // Forward: tile u (TU units) as [k][v][g][VL] = W[g*H + u*TU + v*VL + l][k].
+  // Forward: tile u (TU units) as [k][v][g][VL] = W[g*H + u*TU + v*VL + e][k].
   // pack_rows writes rows of W (G*H x K, leading dimension lda) at depth
   // [k0, k0 + K) of tiles Ktot deep, so [W_ih | W_hh] can share one packing.
   static void pack_rows(int64_t H, const Real* W, int64_t lda, int64_t K, int64_t k0,
@@ -44,10 +44,10 @@ struct Tiles {
       Real* out = wp + u * Ktot * G * TU;
       for (int64_t v = 0; v < NV; ++v)
         for (int64_t g = 0; g < G; ++g)
-          for (int64_t l = 0; l < VL; ++l) {
-            const int64_t j = u * TU + v * VL + l;
+          for (int64_t e = 0; e < VL; ++e) {  // lane e of vector v
+            const int64_t j = u * TU + v * VL + e;
             const Real* w = W + (g * H + j) * lda;
-            Real* o = out + k0 * G * TU + (v * G + g) * VL + l;
+            Real* o = out + k0 * G * TU + (v * G + g) * VL + e;
             for (int64_t k = 0; k < K; ++k) o[k * G * TU] = j < H ? w[k] : Real(0);
           }
     }
@@ -58,16 +58,16 @@ struct Tiles {
     pack_rows(d.H, whh, d.H, d.H, 0, d.H, wp, tid, nth);
   }
 
-  // Backward: tile u (TUB units) as [gk][TUB] = W_hh[gk][u*TUB + l].
+  // Backward: tile u (TUB units) as [gk][TUB] = W_hh[gk][u*TUB + e].
   static void pack_backward(const RnnDesc& d, const Real* whh, Real* wp, int tid,
                             int nth) {
     const int64_t H = d.H, GH = G * H, ntiles = (H + TUB - 1) / TUB;
     for (int64_t u = tid; u < ntiles; u += nth) {
       Real* out = wp + u * GH * TUB;
       for (int64_t k = 0; k < GH; ++k)
-        for (int64_t l = 0; l < TUB; ++l) {
-          const int64_t j = u * TUB + l;
-          out[k * TUB + l] = j < H ? whh[k * H + j] : Real(0);
+        for (int64_t e = 0; e < TUB; ++e) {
+          const int64_t j = u * TUB + e;
+          out[k * TUB + e] = j < H ? whh[k * H + j] : Real(0);
         }
     }
   }
