@@ -17,7 +17,7 @@ on request.
 ((5, 2, 16), (1, 2, 16))
 """
 
-from . import losses, optim
+from . import callbacks, losses, metrics, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -27,8 +27,10 @@ from ._config import (
     show_config,
     simd_paths,
 )
+from .callbacks import ModelCheckpoint, ReduceLROnPlateau
 from .io import CheckpointError, load, save
 from .layers import GRU, LSTM, RNN
+from .losses import sigmoid, softmax
 from .models import EncoderDecoder, Sequential
 from .modules import Dropout, Embedding, Linear
 from .optim import (
@@ -65,11 +67,14 @@ __all__ = [
     "ExponentialDecay",
     "Linear",
     "LinearWarmup",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
     "RMSprop",
     "Sequential",
     "StepDecay",
     "Vocab",
     "__version__",
+    "callbacks",
     "clip_grad_norm",
     "clip_grad_value",
     "evaluate",
@@ -78,11 +83,14 @@ __all__ = [
     "get_simd",
     "load",
     "losses",
+    "metrics",
     "optim",
     "save",
     "set_num_threads",
     "set_simd",
     "show_config",
+    "sigmoid",
     "simd_paths",
+    "softmax",
     "text",
 ]

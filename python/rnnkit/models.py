@@ -223,6 +223,9 @@ class Model(_Params):
         """``(name, module)`` for every leaf module, names as in ``state_dict`` keys."""
         raise NotImplementedError
 
+    def _owners(self) -> list[tuple[str, Any]]:
+        return [(f"{k}.", m) for k, m in self.named_modules()]
+
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """The architecture as JSON: ``{"type": ..., ...}`` (checkpoints store it)."""
         raise NotImplementedError
