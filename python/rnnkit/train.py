@@ -127,7 +127,10 @@ def _prepare(
     lengths: np.ndarray | None,
     mask: np.ndarray | None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Trims a Sequential batch to its longest row; derives the loss mask."""
+    """Trims a Sequential batch to its longest row; derives the loss mask (and
+    the lengths, from an ``Embedding(mask_zero=True)``)."""
+    if lengths is None and isinstance(model, Sequential):
+        lengths = model.padding_lengths(xs[0])
     if (
         isinstance(model, Sequential)
         and model.input == "sequence"
@@ -789,6 +792,8 @@ def fit(
     if hasattr(model, "optimizer"):
         model.optimizer = optimizer
     callback = as_callback(callback, model, optimizer)
+    if isinstance(loss, str) and isinstance(getattr(model, "meta", None), dict):
+        model.meta["loss"] = loss  # predict_proba picks softmax or sigmoid by it
     pos = start.copy() if start is not None else TrainPosition()
     if pos.batch >= nb:
         pos.epoch, pos.batch = pos.epoch + 1, 0
