@@ -715,8 +715,10 @@ class Sequential(Model):
             n = sum(int(v.size) for v in getattr(m, "params", {}).values())
             frozen = sum(int(m.params[k].size) for k in getattr(m, "_frozen", ()))
             name = _short(m)
-            mark = " (frozen)" if n and frozen == n else (
-                " (part frozen)" if frozen else ""
+            mark = (
+                " (frozen)"
+                if n and frozen == n
+                else (" (part frozen)" if frozen else "")
             )
             rows.append((f"{i:<3}{name}{mark}", shape, n))
         total = self.num_parameters
