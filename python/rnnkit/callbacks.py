@@ -282,7 +282,7 @@ class ReduceLROnPlateau:
         if self._cool > 0:
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             lr = max(self.optimizer.lr * self.factor, self.min_lr)
             if lr < self.optimizer.lr:
                 self.optimizer.lr = lr

@@ -336,8 +336,8 @@ class RMSE(MSE):
     Examples
     --------
     >>> import numpy as np
-    >>> RMSE()(np.array([3.0, 4.0]), np.array([0.0, 0.0])) ** 2
-    12.5
+    >>> RMSE()(np.array([6.0, 8.0]), np.array([0.0, 0.0]))     # sqrt((36 + 64) / 2)
+    7.0710678118654755
     """
 
     name = "rmse"
