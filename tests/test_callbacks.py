@@ -22,9 +22,15 @@ def test_checkpoint_best_and_last(rng, tmp_path):
     model, x, y = _task(rng)
     ckpt = rk.ModelCheckpoint(best=tmp_path / "best.rk", last=tmp_path / "last.rk")
     hist = rk.fit(
-        model, "cross_entropy", rk.Adam(model, lr=3e-2), (x, y),
-        validation_split=0.25, epochs=6, progress=False, callback=ckpt,
-    )  # fmt: skip
+        model,
+        "cross_entropy",
+        rk.Adam(model, lr=3e-2),
+        (x, y),
+        validation_split=0.25,
+        epochs=6,
+        progress=False,
+        callback=ckpt,
+    )
     val = hist["val_loss"][:6]  # one per epoch (the "end" evaluation adds none)
     assert ckpt.best_epoch == int(np.argmin(val))
     assert ckpt.best_value == min(val)
@@ -47,10 +53,16 @@ def test_checkpoint_monitor_max_and_errors(rng, tmp_path):
     model, x, y = _task(rng)
     ckpt = rk.ModelCheckpoint(best=tmp_path / "b.rk", monitor="val_accuracy")
     hist = rk.fit(
-        model, "cross_entropy", rk.Adam(model, lr=3e-2), (x, y),
-        validation_split=0.25, epochs=4, progress=False, callback=ckpt,
+        model,
+        "cross_entropy",
+        rk.Adam(model, lr=3e-2),
+        (x, y),
+        validation_split=0.25,
+        epochs=4,
+        progress=False,
+        callback=ckpt,
         metrics=["accuracy"],
-    )  # fmt: skip
+    )
     acc = hist["val_accuracy"][:4]
     assert ckpt.best_value == max(acc)  # accuracy is maximised
     assert ckpt.best_epoch == int(np.argmax(acc))  # first of equal maxima
@@ -58,9 +70,13 @@ def test_checkpoint_monitor_max_and_errors(rng, tmp_path):
         rk.ModelCheckpoint()
     with pytest.raises(ValueError, match="monitors 'val_loss'"):
         rk.fit(
-            model, "cross_entropy", rk.Adam(model), (x, y), progress=False,
+            model,
+            "cross_entropy",
+            rk.Adam(model),
+            (x, y),
+            progress=False,
             callback=rk.ModelCheckpoint(best=tmp_path / "c.rk"),
-        )  # fmt: skip
+        )
     with pytest.raises(ValueError, match="events must be among"):
         rk.ModelCheckpoint(last="x.rk", events=["batch"])
 
@@ -81,10 +97,16 @@ def test_reduce_lr_on_plateau_in_fit(rng):
     opt = rk.SGD(model, lr=0.1, schedule=rk.StepDecay(1000, gamma=0.5))
     plateau = rk.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=0.02)
     rk.fit(
-        model, "cross_entropy", opt, (x, y), epochs=9, batch_size=96,
+        model,
+        "cross_entropy",
+        opt,
+        (x, y),
+        epochs=9,
+        batch_size=96,
         val_data=lambda m: {"loss": 1.0},  # never improves after the first
-        progress=False, callback=[plateau],
-    )  # fmt: skip
+        progress=False,
+        callback=[plateau],
+    )
     # bad evaluations 2-3, 4-5, 6-7 -> three halvings, floored at min_lr
     assert [lr for _, lr in plateau.reductions] == [0.05, 0.025, 0.02]
     assert opt.lr == 0.02
@@ -117,9 +139,14 @@ def test_list_of_callbacks_stops_when_any_does(rng):
         return epoch == 1
 
     hist = rk.fit(
-        model, "cross_entropy", rk.Adam(model), (x, y), epochs=5,
-        progress=False, callback=[record, stop_at_2],
-    )  # fmt: skip
+        model,
+        "cross_entropy",
+        rk.Adam(model),
+        (x, y),
+        epochs=5,
+        progress=False,
+        callback=[record, stop_at_2],
+    )
     assert hist.stop_reason == "callback" and seen == [0, 1]
     with pytest.raises(TypeError, match=r"callback\[1\] must be callable"):
         rk.fit(model, "cross_entropy", rk.Adam(model), (x, y), callback=[record, 3])

@@ -502,9 +502,9 @@ class _TextBar:
 
 class _TqdmBar:
     def __init__(self) -> None:
-        import tqdm  # optional
+        from tqdm.auto import tqdm  # optional; a widget in notebooks
 
-        self.tqdm = tqdm.tqdm
+        self.tqdm = tqdm
         self.bar: Any = None
         self.label = ""
 
