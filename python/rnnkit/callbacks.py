@@ -316,7 +316,7 @@ def as_callback(callback: Any, model: Any, optimizer: Any) -> Callback | None:
         if callable(bind):
             bind(model, optimizer)
     if len(cbs) == 1:
-        return cbs[0]  # type: ignore[no-any-return]
+        return cbs[0]
 
     def combined(epoch: int, logs: dict[str, Any]) -> bool:
         stop = False

@@ -471,7 +471,7 @@ class MeanOf(Metric):
         if not callable(fn):
             raise TypeError(f"a metric must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "metric")
+        self.name = str(name or getattr(fn, "__name__", "metric"))
         super().__init__()
 
     def reset(self) -> None:

@@ -395,7 +395,7 @@ class Sequential(Model):
         first = self.layers[0]
         if self.input != "sequence" or not getattr(first, "mask_zero", False):
             return None
-        return first.lengths(x)  # type: ignore[no-any-return]
+        return first.lengths(x)
 
     @property
     def recurrent_layers(self) -> list[Any]:
