@@ -390,3 +390,39 @@ def test_tqdm_progress_display(rng, capsys):
     err = cap.out + cap.err  # tqdm.write prints the evaluation lines to stdout
     assert err.count("epoch 1/2 step 5") == 1 and err.count("epoch 2/2 step 10") == 1
     assert "batch" in err  # tqdm's bar (unit="batch") was drawn
+
+
+# ----------------------------------------------------------------------- CLI
+def test_cli_version_demo_verdict_and_help(capsys):
+    from rnnkit.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rnnkit {rk.__version__}"
+    assert main(["demo", "--T", "3", "--B", "2", "--I", "5", "--H", "7"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("kernels agree with the reference: max error ")
+    assert last.endswith(", OK")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "recurrent cell: lstm, gru or rnn" in help_text
+    assert "model.rk in the current directory; add *.rk to .gitignore" in help_text
+
+
+def test_cli_progress_and_samples_count_epochs_alike(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 30)
+    args = [str(corpus), "--hidden", "8", "--embedding", "4", "--epochs", "2"]
+    args += ["--seq-len", "10", "--batch", "4", "--out", str(tmp_path / "m.rk")]
+    assert main(["train", *args, "--sample-length", "5", "--final-length", "0"]) == 0
+    cap = capsys.readouterr()
+    # the evaluation lines (stderr) and the samples (stdout) number epochs alike
+    for k in (1, 2):
+        assert cap.err.count(f"epoch {k}/2 step") == 1
+        assert cap.out.count(f"--- sample after epoch {k} ---") == 1
+    assert "epoch 0" not in cap.out + cap.err and "epoch 3" not in cap.out + cap.err
+    assert isinstance(rk.load(tmp_path / "m.rk"), rk.CharLM)
