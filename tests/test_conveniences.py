@@ -426,3 +426,12 @@ def test_cli_progress_and_samples_count_epochs_alike(tmp_path, capsys):
         assert cap.out.count(f"--- sample after epoch {k} ---") == 1
     assert "epoch 0" not in cap.out + cap.err and "epoch 3" not in cap.out + cap.err
     assert isinstance(rk.load(tmp_path / "m.rk"), rk.CharLM)
+
+
+def test_shape_errors_show_the_callers_shape_and_the_layout_rule():
+    with pytest.raises(ValueError, match=r"x shape \(2, 5, 4\); layers are time-major"):
+        rk.LSTM(3, 4).forward(np.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"x shape \(2, 5, 4\).*\(B, T, I\)"):
+        rk.GRU(3, 4, batch_first=True).forward(np.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"Sequential's x has shape \(2, 5, 4\)"):
+        rk.Sequential(rk.LSTM(3, 4)).forward(np.ones((2, 5, 4)))

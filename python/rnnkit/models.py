@@ -476,12 +476,18 @@ class Sequential(Model):
                     h = np.broadcast_to(h, (T,) + h.shape)  # the vector at every step
                     seq, expand_at = True, i
                 hx = None if state is None else state[k]
-                y, hn = m.forward(
-                    h.swapaxes(0, 1) if m.batch_first else h,
-                    hx,
-                    lengths=lengths,
-                    train=train,
-                )
+                try:
+                    y, hn = m.forward(
+                        h.swapaxes(0, 1) if m.batch_first else h,
+                        hx,
+                        lengths=lengths,
+                        train=train,
+                    )
+                except ValueError as e:  # name the caller's (batch-first) shape
+                    raise ValueError(
+                        f"layer {i} {m!r}: {e}; the Sequential's x has shape "
+                        f"{np.shape(x)}, batch-first (B, T, ...) as models take it"
+                    ) from None
                 final.append(hn)
                 if i == self._rec[-1] and self.output == "last":
                     h, seq = _top_state(m, hn), False
