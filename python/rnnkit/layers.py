@@ -129,7 +129,7 @@ class _Recurrent(_Params):
     # ---------------------------------------------------------------- compute
     def _check_forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Any, ...]:
         x = _as_float_array("x", x, self.dtype)
-        # the layout rule (README "Layout") and the caller's shape, in every error
+        # the layout rule (README "Data layout") and the caller's shape, in every error
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
         rule = f"x shape {x.shape}; layers are time-major unless batch_first=True"
         if x.ndim != 3:
