@@ -486,8 +486,9 @@ def test_save_load_round_trip(tmp_path):
     assert back.model.meta["train"] == {"note": "hello"}
     assert back.model.optimizer is not None and back.model.optimizer.step_count == 3
     assert back.generate_text("the", 50, seed=3) == lm.generate_text("the", 50, seed=3)
-    plain = rk.load(tmp_path / "m.rk")  # an ordinary rnnkit checkpoint
-    assert plain.vocab["chars"] == list(lm.vocab.tokens)
+    plain = rk.load(tmp_path / "m.rk")  # an ordinary checkpoint, loaded as a CharLM
+    assert isinstance(plain, tx.CharLM)
+    assert plain.model.vocab["chars"] == list(lm.vocab.tokens)
     rep = tx.CharLM(
         tx.Vocab.from_text("ab", unknown="replace"), hidden_size=4, embedding_dim=2
     )

@@ -18,7 +18,7 @@ on request.
 """
 
 from . import _safetensors as _safetensors  # registers .safetensors with io
-from . import losses, onnx, optim
+from . import callbacks, losses, metrics, onnx, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -28,9 +28,11 @@ from ._config import (
     show_config,
     simd_paths,
 )
+from .callbacks import ModelCheckpoint, ReduceLROnPlateau
 from .interop import from_torch, to_torch
 from .io import CheckpointError, load, save
 from .layers import GRU, LSTM, RNN
+from .losses import sigmoid, softmax
 from .models import EncoderDecoder, Sequential
 from .modules import Dropout, Embedding, Linear
 from .optim import (
@@ -67,11 +69,14 @@ __all__ = [
     "ExponentialDecay",
     "Linear",
     "LinearWarmup",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
     "RMSprop",
     "Sequential",
     "StepDecay",
     "Vocab",
     "__version__",
+    "callbacks",
     "clip_grad_norm",
     "clip_grad_value",
     "evaluate",
@@ -82,12 +87,15 @@ __all__ = [
     "load",
     "losses",
     "onnx",
+    "metrics",
     "optim",
     "save",
     "set_num_threads",
     "set_simd",
     "show_config",
+    "sigmoid",
     "simd_paths",
+    "softmax",
     "text",
     "to_torch",
 ]

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from ._config import __version__
-from ._serial import is_model, model_from_config, model_param_shapes
+from ._serial import is_model, model_from_config, model_param_shapes, wrap_loaded
 from .optim import optimizer_from_config
 
 FORMAT = "rnnkit-checkpoint"
@@ -362,10 +362,12 @@ def load(path: Any) -> Any:
 
     Returns
     -------
-    Sequential or EncoderDecoder
-        The model with its weights, ``vocab``, ``meta`` and (when saved)
-        ``model.optimizer`` restored, including the optimizer's step count and
-        state.
+    Sequential, EncoderDecoder or CharLM
+        The model with its weights, ``vocab``, ``meta``, frozen flags and (when
+        saved) ``model.optimizer`` restored, including the optimizer's step count
+        and state. A checkpoint saved by :class:`rnnkit.CharLM` (or ``rnnkit
+        train``) loads as a ``CharLM`` (``CharLM.load`` does the same; its
+        ``.model`` is the ``Sequential``).
 
     Raises
     ------
@@ -398,7 +400,7 @@ def load(path: Any) -> Any:
             ) from None
         try:
             with zf:
-                return _load(zf, size, path)
+                return wrap_loaded(_load(zf, size, path))  # a CharLM if saved so
         except CheckpointError:
             raise
         except (

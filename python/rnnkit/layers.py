@@ -129,20 +129,25 @@ class _Recurrent(_Params):
     # ---------------------------------------------------------------- compute
     def _check_forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Any, ...]:
         x = _as_float_array("x", x, self.dtype)
+        # the layout rule (README "Data layout") and the caller's shape, in every error
+        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        rule = f"x shape {x.shape}; layers are time-major unless batch_first=True"
         if x.ndim != 3:
-            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
             raise ValueError(
-                f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape}"
+                f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape} ({rule})"
             )
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(
-                f"x must have input size {self.input_size} in its last axis, got {I}"
+                f"x must have input size {self.input_size} in its last axis, got {I} "
+                f"({rule}, {layout})"
             )
         if T == 0 or B == 0:
-            raise ValueError(f"x must have T >= 1 and B >= 1, got T={T}, B={B}")
+            raise ValueError(
+                f"x must have T >= 1 and B >= 1, got T={T}, B={B} ({rule}, {layout})"
+            )
         state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         h0, c0 = self._split_state("h0", hx)
         h0 = self._check_state("h0", h0, state_shape)

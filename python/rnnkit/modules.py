@@ -25,6 +25,7 @@ Dropout   x (...)     -> y (...)          no parameters
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,8 +77,19 @@ class Module(_Params):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+        """``Linear(64, 2)``: the first two arguments by position, the others
+        only where they differ from their defaults."""
+        defaults = {
+            k: p.default
+            for k, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        args = []
+        for i, (k, v) in enumerate(self.config().items()):
+            if i < 2:
+                args.append(repr(v))
+            elif defaults.get(k, inspect.Parameter.empty) != v:
+                args.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
@@ -252,6 +264,11 @@ class Embedding(Module):
     padding_idx : int or None
         An id whose row starts at zero and receives no gradient (as in
         ``torch.nn.Embedding``).
+    mask_zero : bool, default False
+        Keras's option: the padding id (``padding_idx``, which defaults to 0 with
+        it) marks padding, and a :class:`~rnnkit.Sequential` starting with this
+        embedding derives ``lengths`` from it (:meth:`lengths`) whenever none are
+        given, so right-padded batches need no extra argument.
     dtype : {"float32", "float64"}, default "float32"
         Of the table, its gradient and the outputs.
     seed : int, np.random.Generator or None
@@ -271,6 +288,8 @@ class Embedding(Module):
     >>> emb.backward(np.ones_like(y))      # adds into emb.grads["weight"]
     >>> y.shape
     (2, 3, 4)
+    >>> Embedding(10, 4, mask_zero=True).lengths([[5, 3, 0, 0], [1, 2, 3, 4]])
+    array([2, 4])
     """
 
     def __init__(
@@ -280,9 +299,13 @@ class Embedding(Module):
         padding_idx: int | None = None,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
+        mask_zero: bool = False,
     ) -> None:
         self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.mask_zero = bool(mask_zero)
+        if mask_zero and padding_idx is None:
+            padding_idx = 0
         if padding_idx is not None:
             if (
                 not isinstance(padding_idx, (int, np.integer))
@@ -324,7 +347,42 @@ class Embedding(Module):
             "embedding_dim": self.embedding_dim,
             "padding_idx": self.padding_idx,
             "dtype": self.dtype.name,
+            "mask_zero": self.mask_zero,
         }
+
+    def lengths(self, ids: Any) -> np.ndarray:
+        """Valid steps per row of right-padded ids: one past each row's last id
+        that is not ``padding_idx``.
+
+        Parameters
+        ----------
+        ids : integer array-like (B, T)
+
+        Returns
+        -------
+        ndarray (B,) int64, each in [1, T].
+
+        Raises
+        ------
+        ValueError
+            No ``padding_idx``, ``ids`` not 2-D, or a row that is all padding
+            (naming the row).
+        """
+        if self.padding_idx is None:
+            raise ValueError("lengths from padding need Embedding(padding_idx=...)")
+        arr = self.check_ids(ids)
+        if arr.ndim != 2:
+            raise ValueError(f"ids must be (B, T) to derive lengths, got {arr.shape}")
+        real = arr != self.padding_idx
+        has = real.any(axis=1)
+        if not has.all():
+            row = int(np.argmin(has))
+            raise ValueError(
+                f"ids row {row} is all padding (id {self.padding_idx}); every row "
+                f"needs at least one token (ids shape {arr.shape})"
+            )
+        T = arr.shape[1]
+        return (T - np.argmax(real[:, ::-1], axis=1)).astype(np.int64)
 
     def check_ids(self, ids: Any, name: str = "ids") -> np.ndarray:
         """Returns ``ids`` as an int64 array after checking them.

@@ -24,6 +24,11 @@ steps taken so far (0 on the first step) to a factor, and ``opt.last_lr`` is
 the rate the last step used. Schedules are pure functions of the step count, so
 saving ``step_count`` with the optimizer state restores them exactly.
 
+Frozen tensors (``layer.trainable = False``, ``model.freeze(name)``) of a model
+passed as ``params`` are asked for at every step: their gradients are zeroed
+(clipping and norms leave them out too), and their values and optimizer state
+are put back after the update, so neither weight decay nor momentum moves them.
+
 Shapes
 ------
 Every ``(param, grad)`` pair: two C-contiguous, writeable float arrays of one
@@ -73,6 +78,22 @@ def _pairs(params: Any) -> Pairs:
             )
         out.append((p.reshape(-1), g.reshape(-1)))
     return out
+
+
+def _frozen(params: Any) -> list[slice]:
+    """The frozen ranges of a model's flat pair (``_Params.frozen_spans``)."""
+    spans = getattr(params, "frozen_spans", None)
+    return [slice(a, b) for a, b in spans()] if callable(spans) else []
+
+
+def _zero_frozen(params: Any) -> None:
+    """Zeros the gradients of frozen tensors: they take no part in clipping or
+    norms, and an update sees a zero gradient there."""
+    spans = _frozen(params)
+    if spans:
+        g = _pairs(params)[0][1]
+        for sl in spans:
+            g[sl] = 0
 
 
 # ------------------------------------------------------------------ schedules
@@ -291,6 +312,7 @@ class Optimizer:
         if not lr >= 0.0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         self.pairs = _pairs(params)
+        self._source = params  # asked for its frozen tensors at every step
         self.lr = float(lr)
         self.schedule = schedule
         self.step_count = 0
@@ -314,8 +336,20 @@ class Optimizer:
         lr = self.get_lr()
         self.last_lr = lr
         self.step_count += 1
+        # frozen tensors: zero gradient, and their values and state put back
+        # after the update (so no weight decay or momentum moves them either)
+        frozen = _frozen(self._source) if len(self.pairs) == 1 else []
+        _zero_frozen(self._source)
+        held = [(sl, [a[sl].copy() for a in self._arrays(0)]) for sl in frozen]
         for i, (p, g) in enumerate(self.pairs):
             self._update(i, p, g, lr)
+        for sl, saved in held:
+            for a, v in zip(self._arrays(0), saved):
+                a[sl] = v
+
+    def _arrays(self, i: int) -> list[np.ndarray]:
+        """Pair ``i``'s parameter and state arrays (what a frozen range keeps)."""
+        return [self.pairs[i][0]] + [arrs[i] for arrs in self.state.values()]
 
     def _update(
         self, i: int, p: np.ndarray, g: np.ndarray, lr: float
@@ -909,6 +943,7 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    _zero_frozen(params)
     norm = grad_norm(params)
     coef = max_norm / (norm + eps)
     if coef < 1.0:
@@ -936,6 +971,7 @@ def clip_grad_value(params: Any, clip_value: float) -> None:
     """
     if not clip_value > 0:
         raise ValueError(f"clip_value must be > 0, got {clip_value}")
+    _zero_frozen(params)
     for _, g in _pairs(params):
         np.clip(g, -clip_value, clip_value, out=g)
 

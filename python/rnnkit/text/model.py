@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _cells
+from .. import _cells, _serial
 from .._ops import ACTIVATIONS
 from ..io import load as _load
 from ..models import Recurrent, Sequential
@@ -166,7 +166,8 @@ class CharLM:
     @classmethod
     def load(cls, path: Any) -> CharLM:
         """Reads a checkpoint written by :meth:`save` (or ``rnnkit train``)."""
-        return cls.from_model(_load(path))
+        loaded = _load(path)  # rk.load already wraps a char-model checkpoint
+        return loaded if isinstance(loaded, cls) else cls.from_model(loaded)
 
     def save(self, path: Any, optimizer: Any = None, **meta: Any) -> None:
         """Writes the model, vocabulary, optimizer state and ``meta`` (JSON) to
@@ -461,6 +462,9 @@ class CharLM:
 
 
 __all__ = ["CharLM"]
+
+
+_serial.register_wrapper("char-lm", CharLM.from_model)  # rk.load -> CharLM
 
 
 def _deprecated_fit_options(
