@@ -106,9 +106,9 @@ def _gradient_sync(bucket_bytes: int, overlap: bool) -> np.ndarray:
 
 def _fit(opt: str, distributed: Any, dropout: bool = False) -> dict[str, Any]:
     model = _model(dropout)
-    optimizer = (
-        rk.Adam(model, lr=1e-2) if opt == "adam" else rk.SGD(model, lr=0.5, momentum=0.9)
-    )
+    optimizer: Any = rk.Adam(model, lr=1e-2)
+    if opt == "sgd":
+        optimizer = rk.SGD(model, lr=0.5, momentum=0.9)
     x, y, lengths = _data(1)
     xv, yv, lv = _data(2, n=9)
     h = rk.fit(

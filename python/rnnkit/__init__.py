@@ -17,7 +17,7 @@ on request.
 ((5, 2, 16), (1, 2, 16))
 """
 
-from . import losses, optim
+from . import distributed, losses, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -72,6 +72,7 @@ __all__ = [
     "__version__",
     "clip_grad_norm",
     "clip_grad_value",
+    "distributed",
     "evaluate",
     "fit",
     "get_num_threads",

@@ -516,9 +516,10 @@ class _GlobalLoss:
 # ------------------------------------------------------------------- dropout
 class _KeyedRNG:
     """Dropout masks drawn per global row: row (stream) ``g`` of the global batch
-    (axis 1 of a time-major sequence, axis 0 of a vector) gets the numbers of a Philox generator keyed by ``(layer key, draw)`` at counter
-    ``(0, 0, g, step)``, so a rank draws only its rows and the masks do not depend
-    on how the rows are split. Stands in for ``Dropout.rng`` (``random`` only)."""
+    (axis 1 of a time-major sequence, axis 0 of a vector) gets the numbers of a
+    Philox generator keyed by ``(layer key, draw)`` at counter ``(0, 0, g, step)``,
+    so a rank draws only its rows and the masks do not depend on how the rows are
+    split. Stands in for ``Dropout.rng`` (``random`` only)."""
 
     def __init__(self, key: int) -> None:
         self.key = int(key)
@@ -654,7 +655,7 @@ class DistributedFit:
         keys = w.bcast_object(keys)
         self._keyed = [_KeyedRNG(k) for k in keys]
         for m, rng in zip(self._dropouts, self._keyed):
-            m.rng = rng
+            m.rng = rng  # type: ignore[assignment]  # stands in: random() only
 
     @property
     def rank(self) -> int:

@@ -323,6 +323,7 @@ class CharLM:
                 return {"loss": v["loss"], "bpc": v["bpc"]}
             from .. import distributed as dist
 
+            assert val_ids is not None  # validate is passed only with val_ids
             world = dist.init() if distributed is True else distributed
             total = self._nll_total(
                 val_ids,
