@@ -263,9 +263,10 @@ class DataSource(Protocol):
     would have seen. ``unit`` names what :attr:`Batch.items` counts (``"examples"``,
     ``"chars"``); the history's throughput key is ``f"{unit}_per_s"``.
 
-    Sources that carry state (``Batch.carry``) keep the batch size B fixed. A
-    distributed source gives each rank its own rows (its share of the streams)
-    with the same ``len`` on every rank.
+    Sources that carry state (``Batch.carry``) keep the batch size B fixed. With
+    ``fit(..., distributed=True)`` a source yields the global batches on every rank
+    and each rank trains on its contiguous share of their rows (streams):
+    :class:`rnnkit.distributed.ShardedSource`.
     """
 
     unit: str
