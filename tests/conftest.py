@@ -89,6 +89,9 @@ NAMED_TOL: dict[str, tuple[float, float]] = {
     # A Sequential (float32) fed in two chunks with the state carried vs one
     # forward: the same kernels, a different time blocking of the products.
     "chunks_float32": (1e-5, 1e-6),
+    # A float32 model trained on the same global batches split over 1 or 4 MPI
+    # ranks: the gradient sums in another order, over a few dozen Adam steps.
+    "ranks_float32": (1e-5, 1e-6),
     # A float32 result (one SGD update, a loss of extreme logits) vs its formula
     # in float64: a few float32 ulps (eps 1.2e-7), relative.
     "float32_ulps": (1e-6, 0.0),

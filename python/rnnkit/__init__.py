@@ -18,7 +18,7 @@ on request.
 """
 
 from . import _safetensors as _safetensors  # registers .safetensors with io
-from . import callbacks, losses, metrics, onnx, optim
+from . import callbacks, distributed, losses, metrics, onnx, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -79,6 +79,7 @@ __all__ = [
     "callbacks",
     "clip_grad_norm",
     "clip_grad_value",
+    "distributed",
     "evaluate",
     "fit",
     "from_torch",

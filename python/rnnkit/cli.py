@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import time
@@ -161,6 +162,9 @@ def _train(args: argparse.Namespace) -> int:
     import rnnkit as rk
     from rnnkit import text as tx
 
+    world = rk.distributed.init()  # under mpiexec: data-parallel, rank 0 speaks
+    if not world.is_root:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     if args.threads is not None:
         rk.set_num_threads(args.threads)
     if args.epochs is not None and args.epochs < 1:
@@ -250,6 +254,7 @@ def _train(args: argparse.Namespace) -> int:
         f"seq-len {cfg['seq_len']}, "
         f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
         f"{rk.get_num_threads()} thread(s), {rk.get_simd()}"
+        + (f", {world.size} MPI ranks" if world.size > 1 else "")
         + (
             f"\nresuming {out} at epoch {start.epoch + 1}, step {start.steps}"
             if start is not None
@@ -288,7 +293,9 @@ def _train(args: argparse.Namespace) -> int:
     def checkpoint(position: Any) -> None:
         meta["position"] = asdict(position)
         meta["best_val_bpc"] = best["val_bpc"]
-        lm.save(out, train=meta)
+        if world.is_root:  # atomic; the other ranks wait until it is written
+            lm.save(out, train=meta)
+        world.barrier()
 
     def on_eval(epoch: int, logs: dict[str, Any]) -> None:
         val_bpc = logs.get("val_bpc", math.nan)
@@ -297,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
         if logs["event"] == "end":
             return  # saved below
         checkpoint(logs["position"])
-        if logs["event"] == "epoch" and args.sample_length > 0:
+        if logs["event"] == "epoch" and args.sample_length > 0 and world.is_root:
             print(f"--- sample after epoch {logs['position'].epoch} ---", flush=True)
             print(args.prime + sample_text(args.sample_length), flush=True)
 
@@ -331,6 +338,7 @@ def _train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             callback=on_eval,
             should_stop=interrupted,
+            distributed=world.size > 1,
         )
     finally:
         interrupted.restore()
@@ -356,7 +364,7 @@ def _train(args: argparse.Namespace) -> int:
         f"generate more with: rnnkit generate {out} --length 500",
         file=sys.stderr,
     )
-    if args.final_length > 0:
+    if args.final_length > 0 and world.is_root:
         print(
             f"--- generated ({args.final_length} characters, temperature "
             f"{args.temperature:g}) ---",

@@ -261,9 +261,10 @@ class DataSource(Protocol):
     would have seen. ``unit`` names what :attr:`Batch.items` counts (``"examples"``,
     ``"chars"``); the history's throughput key is ``f"{unit}_per_s"``.
 
-    Sources that carry state (``Batch.carry``) keep the batch size B fixed. A
-    distributed source gives each rank its own rows (its share of the streams)
-    with the same ``len`` on every rank.
+    Sources that carry state (``Batch.carry``) keep the batch size B fixed. With
+    ``fit(..., distributed=True)`` a source yields the global batches on every rank
+    and each rank trains on its contiguous share of their rows (streams):
+    :class:`rnnkit.distributed.ShardedSource`.
     """
 
     unit: str
@@ -657,6 +658,7 @@ def fit(
     plot: str | None = None,
     callback: Callback | Sequence[Callback] | None = None,
     should_stop: Callable[[], Any] | None = None,
+    distributed: bool | Any = False,
 ) -> History:
     """Trains ``model`` with ``optimizer`` on ``loss``; returns a :class:`History`.
 
@@ -716,6 +718,11 @@ def fit(
         below).
     should_stop : polled after every step; a true value stops training with
         ``stop_reason == "interrupted"`` (a Ctrl-C flag, say).
+    distributed : True (or a :class:`rnnkit.distributed.World`): data-parallel
+        over the ranks of the MPI job (:mod:`rnnkit.distributed`): each rank
+        trains on its contiguous share of every global batch, gradients are
+        reduced before clipping, the loss and validation over the ranks; progress
+        is shown by rank 0 only. With one process it is ordinary training.
 
     Epochs and the callback protocol
     --------------------------------
@@ -788,6 +795,24 @@ def fit(
     for name, v in (("eval_every", eval_every), ("eval_every_steps", eval_every_steps)):
         if v is not None and not v > 0:
             raise ValueError(f"{name} must be > 0 or None, got {v!r}")
+    dist = None
+    if distributed is not False and distributed is not None:
+        from .distributed import DistributedFit
+
+        world = None if distributed is True else distributed
+        dist = DistributedFit(model, optimizer, source, loss_fn, world, should_stop)
+        source, should_stop = dist.source, dist.stop_requested
+        if not dist.world.is_root:
+            progress = False
+        if val_data is not None and not callable(val_data):
+            keys = ["loss", *fns]
+
+            def validate(m: Any) -> Mapping[str, float]:
+                def part(d: _Data) -> Mapping[str, float]:
+                    return evaluate(m, loss_fn, d, eval_batch, fns)
+
+                return dist.evaluate(part, val, eval_batch, keys)
+
     bar = _bar(progress)
     if hasattr(model, "optimizer"):
         model.optimizer = optimizer
@@ -873,26 +898,32 @@ def fit(
             )
             init = _carried(state, batch.carry, batch.rows)
             t0 = time.perf_counter()
-            value = train_step(
-                model,
-                loss_fn,
-                optimizer,
-                xs,
-                y,
-                lengths,
-                mask,
-                init,
-                clip_norm,
-                clip_value,
-            )
-            dt = time.perf_counter() - t0
-            since["loss"] += value * batch.rows
-            since["rows"] += batch.rows
+            rows, items = batch.rows, batch.items or batch.rows
+            if dist is not None:
+                value, rows, items, dt = dist.step(
+                    xs, y, lengths, mask, init, clip_norm, clip_value, pos.steps,
+                    rows, items,
+                )  # fmt: skip
+            else:
+                value = train_step(
+                    model,
+                    loss_fn,
+                    optimizer,
+                    xs,
+                    y,
+                    lengths,
+                    mask,
+                    init,
+                    clip_norm,
+                    clip_value,
+                )
+                dt = time.perf_counter() - t0
+            since["loss"] += value * rows
+            since["rows"] += rows
             if not math.isfinite(value):
                 stop = "non-finite loss"
                 break
             state = getattr(model, "final_state", None)
-            items = batch.items or batch.rows
             t_train += dt
             pos.seconds += dt
             pos.steps += 1
@@ -929,6 +960,8 @@ def fit(
         for (p, _), saved in zip(model.parameters(), best_params):
             p[...] = saved
     hist.steps, hist.stop_reason = pos.steps - steps0, stop or "epochs"
+    if dist is not None:
+        dist.close()
     if plot is not None:
         plot_history(hist, plot)
     return hist

@@ -220,9 +220,23 @@ class CharLM:
         "bpc": bits per character, "chars": predictions scored}``.
         """
         ids = self._ids(data, "data")
+        total = self._nll_total(ids, batch_size, seq_len)
+        n = len(ids) - 1
+        return {"loss": total / n, "bpc": total / n / LN2, "chars": float(n)}
+
+    def _nll_total(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, share: Any = None
+    ) -> float:
+        """Summed loss of :meth:`evaluate`; ``share(B) -> (lo, hi)`` limits it to
+        streams ``[lo, hi)`` (the leftover belongs to the share holding the last)."""
         x, y, xr, yr = eval_layout(ids, batch_size)
+        B = x.shape[0]
+        lo, hi = (0, B) if share is None else share(B)
+        x, y = x[lo:hi], y[lo:hi]
+        if hi < B:
+            xr, yr = xr[:0], yr[:0]
         model, total, state = self.model, 0.0, None
-        for a in range(0, x.shape[1], seq_len):
+        for a in range(0, x.shape[1] if hi > lo else 0, seq_len):
             logits = model.forward(x[:, a : a + seq_len], state=state, train=False)
             state = model.final_state
             total += _nll_sum(logits, y[:, a : a + seq_len])
@@ -234,8 +248,7 @@ class CharLM:
                 )
                 state = model.final_state
                 total += _nll_sum(logits, yr[None, a : a + seq_len])
-        n = len(ids) - 1
-        return {"loss": total / n, "bpc": total / n / LN2, "chars": float(n)}
+        return total
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -258,6 +271,7 @@ class CharLM:
         progress: Any = True,
         callback: Callable[..., Any] | None = None,
         should_stop: Callable[[], Any] | None = None,
+        distributed: bool | Any = False,
         **deprecated: Any,
     ) -> History:
         """Trains on ``data`` with stateful truncated BPTT: :func:`rnnkit.fit` on
@@ -277,6 +291,10 @@ class CharLM:
         progress, callback, should_stop : as in :func:`rnnkit.fit` (the one place
             the options, the epoch count and the callback protocol
             ``callback(epoch, logs)`` are documented).
+        distributed : True (or a :class:`rnnkit.distributed.World`): data-parallel
+            over the MPI ranks; each rank trains on its contiguous share of the B
+            streams (and carries their state), and evaluates its share of the
+            validation streams. The result does not depend on the rank count.
 
         The history (and each callback's ``logs``) also has ``bpc`` and ``val_bpc``,
         the losses in bits per character (they are in nats), and ``chars_per_s``.
@@ -301,8 +319,21 @@ class CharLM:
             optimizer.lr = float(lr)
 
         def validate(m: Any) -> dict[str, float]:
-            v = self.evaluate(val_ids, eval_batch_size, max(seq_len, 256))
-            return {"loss": v["loss"], "bpc": v["bpc"]}
+            if distributed is False or distributed is None:
+                v = self.evaluate(val_ids, eval_batch_size, max(seq_len, 256))
+                return {"loss": v["loss"], "bpc": v["bpc"]}
+            from .. import distributed as dist
+
+            assert val_ids is not None  # validate is passed only with val_ids
+            world = dist.init() if distributed is True else distributed
+            total = self._nll_total(
+                val_ids,
+                eval_batch_size,
+                max(seq_len, 256),
+                lambda n: dist.share(n, world),
+            )
+            loss = float(world.allreduce(np.array([total]))[0]) / (len(val_ids) - 1)
+            return {"loss": loss, "bpc": loss / LN2}
 
         hist = _fit(
             model,
@@ -321,6 +352,7 @@ class CharLM:
             progress=progress,
             callback=callback,
             should_stop=should_stop,
+            distributed=distributed,
         )
         if budget_alias and hist.stop_reason == "max_time":
             hist.stop_reason = "time_budget"  # what callers of the old name test
