@@ -7,10 +7,11 @@ something else, from a named entry of ``NAMED_TOL`` (via :func:`named_tol`);
 comparisons that must be exact (thread counts, memory layouts of the same input)
 use ``np.array_equal`` instead.
 
-PyTorch is optional: its parity tests skip cleanly without it. With
-``RNNKIT_REQUIRE_TORCH=1`` in the environment (``.ci/run`` exports it) a torch
-that does not import is an error, and any test skipped for want of torch fails
-the run.
+PyTorch and the extras (onnx, onnxruntime, safetensors, mpi4py + mpiexec, tqdm)
+are optional: their tests skip cleanly without them. With ``RNNKIT_REQUIRE_TORCH=1``
+in the environment a torch that does not import is an error, and with
+``RNNKIT_REQUIRE_EXTRAS=1`` (``.ci/run`` exports both) any test skipped for want of
+an optional package or tool (torch included) fails the run.
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ SEED = 20240611
 
 #: Set by .ci/run: torch must import and no test may skip for want of it.
 REQUIRE_TORCH = os.environ.get("RNNKIT_REQUIRE_TORCH", "") == "1"
+#: Set by .ci/run: no test may skip for want of an optional package or tool.
+REQUIRE_EXTRAS = os.environ.get("RNNKIT_REQUIRE_EXTRAS", "") == "1"
+# What pytest.importorskip and the tests' own "missing tool" skips say.
+_MISSING = ("could not import", "is not installed")
 
 
 def tol(dtype: np.dtype | str | type, kind: str) -> tuple[float, float]:
@@ -149,7 +154,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _note_torch_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
-    if REQUIRE_TORCH and report.skipped and "'torch'" in str(report.longrepr):
+    if not report.skipped:
+        return
+    why = str(report.longrepr)
+    if (REQUIRE_TORCH and "'torch'" in why) or (
+        REQUIRE_EXTRAS and any(m in why for m in _MISSING)
+    ):
         _torch_skips.append(report.nodeid)
 
 
@@ -164,8 +174,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _torch_skips:
         print(
-            f"\nRNNKIT_REQUIRE_TORCH=1: {len(_torch_skips)} item(s) skipped for want "
-            "of torch: " + ", ".join(_torch_skips[:5]),
+            f"\nRNNKIT_REQUIRE_TORCH/EXTRAS=1: {len(_torch_skips)} item(s) skipped "
+            "for want of an optional package: " + ", ".join(_torch_skips[:5]),
             file=sys.stderr,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
