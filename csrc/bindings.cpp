@@ -52,54 +52,75 @@ std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
-int parse_cell(const std::string& cell) {
-  if (cell == "rnn") return rnnkit::kRNN;
-  if (cell == "lstm") return rnnkit::kLSTM;
-  if (cell == "gru") return rnnkit::kGRU;
-  throw py::value_error("cell must be 'rnn', 'lstm' or 'gru', got '" + cell + "'");
+// The names of cells.h, in its order: "'rnn', 'lstm' or 'gru'".
+std::string cell_choices() {
+  static const char* const names[] = {
+#define RNNKIT_CELL_NAME(name, Struct, gates, has_c) #name,
+      RNNKIT_CELLS(RNNKIT_CELL_NAME)
+#undef RNNKIT_CELL_NAME
+  };
+  std::string out;
+  for (int i = 0; i < rnnkit::kNumCells; ++i)
+    out += std::string(i == 0                       ? ""
+                       : i + 1 == rnnkit::kNumCells ? " or "
+                                                    : ", ") +
+           "'" + names[i] + "'";
+  return out;
 }
 
-int parse_act(const std::string& act) {
+rnnkit::Cell parse_cell(const std::string& cell) {
+#define RNNKIT_PARSE_CELL(name, Struct, gates, has_c) \
+  if (cell == #name) return rnnkit::Cell::name;
+  RNNKIT_CELLS(RNNKIT_PARSE_CELL)
+#undef RNNKIT_PARSE_CELL
+  throw py::value_error("cell must be " + cell_choices() + ", got '" + cell + "'");
+}
+
+rnnkit::Act parse_act(const std::string& act) {
   if (act == "tanh") return rnnkit::kTanh;
   if (act == "relu") return rnnkit::kRelu;
   if (act == "sigmoid") return rnnkit::kSigmoid;
-  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" + act +
-                        "'");
+  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" +
+                        act + "'");
 }
 
 // An array the kernel reads: exact dtype, C-contiguous, given shape.
-template <class T>
-const T* in_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
+template <class Real>
+const Real* in_ptr(const char* name, const py::handle& obj,
+                   const std::vector<int64_t>& shape) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array");
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!py::isinstance<py::array_t<T>>(a))
+  if (!py::isinstance<py::array_t<Real>>(a))
     throw py::type_error(std::string(name) + " must have dtype " +
-                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(py::dtype::of<Real>())) + ", got " +
                          std::string(py::str(a.dtype())));
   if (shape_of(a) != shape)
     throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) +
                           ", got " + shape_str(shape_of(a)));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
-  return static_cast<const T*>(a.data());
+  return static_cast<const Real*>(a.data());
 }
 
 // An array the kernel writes: as above, and writeable (never a silent copy).
-template <class T>
-T* out_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
-  const T* p = in_ptr<T>(name, obj, shape);
+template <class Real>
+Real* out_ptr(const char* name, const py::handle& obj,
+              const std::vector<int64_t>& shape) {
+  const Real* p = in_ptr<Real>(name, obj, shape);
   if (!py::reinterpret_borrow<py::array>(obj).writeable())
     throw py::value_error(std::string(name) + " must be writeable");
-  return const_cast<T*>(p);
+  return const_cast<Real*>(p);
 }
 
 char* workspace_ptr(const char* name, const py::array& a, size_t need) {
   if (!(a.flags() & py::array::c_style) || !a.writeable())
-    throw py::value_error(std::string(name) + " must be a writeable C-contiguous array");
+    throw py::value_error(std::string(name) +
+                          " must be a writeable C-contiguous array");
   if (size_t(a.nbytes()) < need)
-    throw py::value_error(std::string(name) + " must have at least " + std::to_string(need) +
-                          " bytes, got " + std::to_string(a.nbytes()));
+    throw py::value_error(std::string(name) + " must have at least " +
+                          std::to_string(need) + " bytes, got " +
+                          std::to_string(a.nbytes()));
   return static_cast<char*>(const_cast<void*>(a.data()));
 }
 
@@ -112,18 +133,25 @@ RnnDesc make_desc(const std::string& cell, const std::string& act, int64_t T, in
   d.bias = bias;
   d.threads = num_threads();
   if (T < 1 || B < 1 || I < 1 || H < 1 || L < 1)
-    throw py::value_error("T, B, I, H and num_layers must be >= 1, got T=" +
-                          std::to_string(T) + ", B=" + std::to_string(B) + ", I=" +
-                          std::to_string(I) + ", H=" + std::to_string(H) +
-                          ", num_layers=" + std::to_string(L));
+    throw py::value_error(
+        "T, B, I, H and num_layers must be >= 1, got T=" + std::to_string(T) +
+        ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
+        ", H=" + std::to_string(H) + ", num_layers=" + std::to_string(L));
   return d;
+}
+
+// PyTorch's name of parameter `kind` (0 W_ih, 1 W_hh, 2 b_ih, 3 b_hh) of
+// layer l in direction dir: weight_ih_l0, bias_hh_l1_reverse, ...
+std::string param_name(int kind, int64_t l, int64_t dir) {
+  static const char* const kinds[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  return std::string(kinds[kind]) + "_l" + std::to_string(l) + (dir ? "_reverse" : "");
 }
 
 // weights: 4 per (layer, direction): W_ih, W_hh, b_ih, b_hh (biases None
 // without bias). Names follow PyTorch for the messages.
-template <class T, class Ptr, class Get>
-std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const char* what,
-                             Get get) {
+template <class Real, class Ptr, class Get>
+std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights,
+                             const char* what, Get get) {
   const int64_t LD = d.L * d.D, GH = d.G() * d.H;
   if (int64_t(weights.size()) != 4 * LD)
     throw py::value_error(std::string(what) + " must hold " + std::to_string(4 * LD) +
@@ -133,12 +161,13 @@ std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const ch
   for (int64_t l = 0; l < d.L; ++l)
     for (int64_t dir = 0; dir < d.D; ++dir) {
       const int64_t k = 4 * (l * d.D + dir);
-      const std::string sfx = "_l" + std::to_string(l) + (dir ? "_reverse" : "");
       const std::string pre = std::string(what) == "dweights" ? "grad of " : "";
-      out[k] = get((pre + "weight_ih" + sfx).c_str(), weights[k], {GH, d.in_size(l)});
-      out[k + 1] = get((pre + "weight_hh" + sfx).c_str(), weights[k + 1], {GH, d.H});
+      out[k] =
+          get((pre + param_name(0, l, dir)).c_str(), weights[k], {GH, d.in_size(l)});
+      out[k + 1] =
+          get((pre + param_name(1, l, dir)).c_str(), weights[k + 1], {GH, d.H});
       for (int b = 2; b < 4; ++b) {
-        const std::string name = pre + (b == 2 ? "bias_ih" : "bias_hh") + sfx;
+        const std::string name = pre + param_name(b, l, dir);
         if (weights[k + b].is_none()) {
           if (d.bias) throw py::value_error(name + " is None but the layer has biases");
         } else {
@@ -161,85 +190,86 @@ const int64_t* lengths_ptr(const py::object& lengths, int64_t T, int64_t B) {
   return p;
 }
 
-template <class T>
+template <class Real>
 py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::list& weights,
                        const py::object& lengths, const py::object& reserve,
                        const py::array& scratch, bool train) {
-  const bool lstm = d.cell == rnnkit::kLSTM;
+  const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<T> a;
+  RnnArgs<Real> a;
   a.train = train;
-  a.x = in_ptr<T>("x", x, {d.T, d.B, d.I});
-  a.h0 = in_ptr<T>("h0", h0, state);
-  if (lstm) a.c0 = in_ptr<T>("c0", c0, state);
-  auto w = weight_ptrs<T, const T*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<T>(n, o, s);
-                                    });
+  a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
+  a.h0 = in_ptr<Real>("h0", h0, state);
+  if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<T>(isa, d, train ? 1 : 0);
+  auto need = rnnkit::workspace_size<Real>(
+      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
   if (train) {
     if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
     a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
   }
-  py::array_t<T> y({d.T, d.B, d.D * d.H}), hn(state);
+  py::array_t<Real> y({d.T, d.B, d.D * d.H}), hn(state);
   py::object cn = py::none();
   a.y = y.mutable_data();
   a.hn = hn.mutable_data();
-  if (lstm) {
-    py::array_t<T> c(state);
+  if (has_c) {
+    py::array_t<Real> c(state);
     a.cn = c.mutable_data();
     cn = c;
   }
   {
     py::gil_scoped_release release;
-    rnnkit::forward<T>(isa, d, a);
+    rnnkit::forward<Real>(isa, d, a);
   }
   return py::make_tuple(y, hn, cn);
 }
 
-template <class T>
+template <class Real>
 py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
                         const py::object& dcn, const py::list& weights,
                         const py::list& dweights, const py::object& lengths,
                         const py::array& reserve, const py::array& scratch) {
-  const bool lstm = d.cell == rnnkit::kLSTM;
+  const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<T> a;
-  a.dy = in_ptr<T>("dy", dy, {d.T, d.B, d.D * d.H});
-  a.dhn = in_ptr<T>("dh_n", dhn, state);
-  if (lstm) a.dcn = in_ptr<T>("dc_n", dcn, state);
-  auto w = weight_ptrs<T, const T*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<T>(n, o, s);
-                                    });
-  auto dw = weight_ptrs<T, T*>(d, dweights, "dweights",
-                               [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                 return out_ptr<T>(n, o, s);
-                               });
+  RnnArgs<Real> a;
+  a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
+  a.dhn = in_ptr<Real>("dh_n", dhn, state);
+  if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  auto dw = weight_ptrs<Real, Real*>(
+      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return out_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<T>(isa, d, 2);
+  auto need = rnnkit::workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
   a.reserve = workspace_ptr("reserve", reserve, need.reserve);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
-  py::array_t<T> dx({d.T, d.B, d.I}), dh0(state);
+  py::array_t<Real> dx({d.T, d.B, d.I}), dh0(state);
   py::object dc0 = py::none();
   a.dx = dx.mutable_data();
   a.dh0 = dh0.mutable_data();
-  if (lstm) {
-    py::array_t<T> c(state);
+  if (has_c) {
+    py::array_t<Real> c(state);
     a.dc0 = c.mutable_data();
     dc0 = c;
   }
   {
     py::gil_scoped_release release;
-    rnnkit::backward<T>(isa, d, a);
+    rnnkit::backward<Real>(isa, d, a);
   }
   return py::make_tuple(dx, dh0, dc0);
 }
@@ -248,66 +278,71 @@ bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize()
 
 // One step at a time (generation): weights packed once at construction for the
 // SIMD path active then, state carried inside between calls.
-template <class T>
+template <class Real>
 class Stepper {
  public:
   Stepper(const std::string& cell, const std::string& act, int64_t L, int64_t B,
           const py::list& weights) {
     if (weights.size() < 2 || !py::isinstance<py::array>(weights[0]) ||
         !py::isinstance<py::array>(weights[1]))
-      throw py::value_error("weights must start with weight_ih_l0, weight_hh_l0 arrays");
+      throw py::value_error("weights must start with " + param_name(0, 0, 0) + ", " +
+                            param_name(1, 0, 0) + " arrays");
     py::array w0 = weights[0], w1 = weights[1];
     if (w0.ndim() != 2 || w1.ndim() != 2)
-      throw py::value_error("weight_ih_l0 and weight_hh_l0 must be 2-D");
+      throw py::value_error(param_name(0, 0, 0) + " and " + param_name(1, 0, 0) +
+                            " must be 2-D");
     d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
                    weights.size() > 2 && !weights[2].is_none());
-    auto w = weight_ptrs<T, const T*>(d_, weights, "weights",
-                                      [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                        return in_ptr<T>(n, o, s);
-                                      });
+    auto w = weight_ptrs<Real, const Real*>(
+        d_, weights, "weights",
+        [](const char* n, py::handle o, std::vector<int64_t> s) {
+          return in_ptr<Real>(n, o, s);
+        });
     isa_ = rnnkit::isa_active();
-    ws_.assign(rnnkit::step_size<T>(isa_, d_) + 64, 0);
-    rnnkit::step_init<T>(isa_, d_, base(), w.data());
+    ws_.assign(rnnkit::step_size<Real>(isa_, d_) + 64, 0);
+    rnnkit::step_init<Real>(isa_, d_, base(), w.data());
   }
 
-  py::array_t<T> step(const py::array& xin) {
+  py::array_t<Real> step(const py::array& xin) {
     if (xin.ndim() != 2 || xin.shape(0) != d_.B || xin.shape(1) != d_.I)
       throw py::value_error("x must have shape " + shape_str({d_.B, d_.I}) + ", got " +
                             shape_str(shape_of(xin)));
     if (xin.dtype().kind() != 'f')
       throw py::type_error("x must be a floating-point array, got dtype " +
                            std::string(py::str(xin.dtype())));
-    auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(xin);
-    py::array_t<T> y({d_.B, d_.H});
+    auto x = py::array_t<Real, py::array::c_style | py::array::forcecast>::ensure(xin);
+    py::array_t<Real> y({d_.B, d_.H});
     d_.threads = num_threads();
-    const T* xp = x.data();
-    T* yp = y.mutable_data();
+    const Real* xp = x.data();
+    Real* yp = y.mutable_data();
     {
       py::gil_scoped_release release;
-      rnnkit::step<T>(isa_, d_, base(), xp, yp);
+      rnnkit::step<Real>(isa_, d_, base(), xp, yp);
     }
     return y;
   }
 
   py::tuple get_state() {
     const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
-    py::array_t<T> h(shape);
+    py::array_t<Real> h(shape);
     py::object c = py::none();
-    T* cp = nullptr;
-    if (d_.cell == rnnkit::kLSTM) {
-      py::array_t<T> ca(shape);
+    Real* cp = nullptr;
+    if (rnnkit::cell_has_c(d_.cell)) {
+      py::array_t<Real> ca(shape);
       cp = ca.mutable_data();
       c = ca;
     }
-    rnnkit::step_state<T>(isa_, d_, base(), h.mutable_data(), cp, false);
+    rnnkit::step_state<Real>(isa_, d_, base(), h.mutable_data(), cp, false);
     return py::make_tuple(h, c);
   }
 
   void set_state(const py::object& h, const py::object& c) {
     const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
-    const T* hp = in_ptr<T>("h", h, shape);
-    const T* cp = d_.cell == rnnkit::kLSTM ? in_ptr<T>("c", c, shape) : nullptr;
-    rnnkit::step_state<T>(isa_, d_, base(), const_cast<T*>(hp), const_cast<T*>(cp), true);
+    const Real* hp = in_ptr<Real>("h", h, shape);
+    const Real* cp =
+        rnnkit::cell_has_c(d_.cell) ? in_ptr<Real>("c", c, shape) : nullptr;
+    rnnkit::step_state<Real>(isa_, d_, base(), const_cast<Real*>(hp),
+                             const_cast<Real*>(cp), true);
   }
 
   std::string simd() const { return rnnkit::isa_name(isa_); }
@@ -323,19 +358,20 @@ class Stepper {
   std::vector<char> ws_;
 };
 
-template <class T>
+template <class Real>
 void bind_stepper(py::module_& m, const char* name) {
-  py::class_<Stepper<T>>(m, name)
+  py::class_<Stepper<Real>>(m, name)
       .def(py::init<const std::string&, const std::string&, int64_t, int64_t,
                     const py::list&>(),
            py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
            py::arg("batch_size"), py::arg("weights"))
-      .def("step", &Stepper<T>::step, py::arg("x"),
+      .def("step", &Stepper<Real>::step, py::arg("x"),
            "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
-      .def("get_state", &Stepper<T>::get_state)
-      .def("set_state", &Stepper<T>::set_state, py::arg("h"), py::arg("c") = py::none())
-      .def_property_readonly("simd", &Stepper<T>::simd)
-      .def_property_readonly("batch_size", &Stepper<T>::batch);
+      .def("get_state", &Stepper<Real>::get_state)
+      .def("set_state", &Stepper<Real>::set_state, py::arg("h"),
+           py::arg("c") = py::none())
+      .def_property_readonly("simd", &Stepper<Real>::simd)
+      .def_property_readonly("batch_size", &Stepper<Real>::batch);
 }
 
 }  // namespace
@@ -344,13 +380,18 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnkit compiled kernels (use the Python API in rnnkit, not this module)";
   m.attr("__version__") = RNNKIT_VERSION;
 
+  py::enum_<rnnkit::Mode>(m, "Mode", "What a kernel call does (sizes its workspace).")
+      .value("INFERENCE", rnnkit::Mode::kInference, "forward without a reserve")
+      .value("TRAIN_FORWARD", rnnkit::Mode::kTrainForward,
+             "forward that fills the reserve for backward")
+      .value("BACKWARD", rnnkit::Mode::kBackward, "backpropagation through time");
+
   m.def(
       "workspace_size",
-      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B, int64_t I,
-         int64_t H, int64_t L, bool bidirectional, bool bias, int mode) {
+      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
+         int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
+         rnnkit::Mode mode) {
         RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
-        if (mode < 0 || mode > 2)
-          throw py::value_error("mode must be 0, 1 or 2, got " + std::to_string(mode));
         const int isa = rnnkit::isa_active();
         rnnkit::WorkspaceSize w;
         if (dtype == "float32")
@@ -358,14 +399,15 @@ PYBIND11_MODULE(_core, m) {
         else if (dtype == "float64")
           w = rnnkit::workspace_size<double>(isa, d, mode);
         else
-          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
+                               "'");
         return py::make_tuple(w.reserve, w.scratch);
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
       py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
       py::arg("mode"),
-      "Bytes of (reserve, scratch) for mode 0 inference, 1 training forward, 2 backward "
-      "with the active SIMD path and thread count.");
+      "Bytes of (reserve, scratch) for a call of the given Mode with the active SIMD "
+      "path and thread count.");
 
   m.def(
       "forward",
@@ -378,14 +420,16 @@ PYBIND11_MODULE(_core, m) {
                                 std::to_string(x.ndim()));
         if (weights.size() < 2 || !py::isinstance<py::array>(weights[1]) ||
             py::reinterpret_borrow<py::array>(weights[1]).ndim() != 2)
-          throw py::value_error("weights[1] must be weight_hh_l0, a 2-D array");
+          throw py::value_error("weights[1] must be " + param_name(1, 0, 0) +
+                                ", a 2-D array");
         const int64_t H = py::reinterpret_borrow<py::array>(weights[1]).shape(1);
         RnnDesc d = make_desc(cell, act, x.shape(0), x.shape(1), x.shape(2), H, L,
                               bidirectional, !weights[2].is_none());
         if (is_f64(x))
           return forward_impl<double>(d, x, h0, c0, weights, lengths, reserve, scratch,
                                       train);
-        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch, train);
+        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
+                                   train);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("x"), py::arg("h0"), py::arg("c0"),
@@ -404,14 +448,16 @@ PYBIND11_MODULE(_core, m) {
                                 std::to_string(dy.ndim()));
         const int64_t D = bidirectional ? 2 : 1;
         if (dy.shape(2) % D != 0)
-          throw py::value_error("dy last axis must be a multiple of " + std::to_string(D));
-        RnnDesc d = make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
-                              bidirectional, weights.size() > 2 && !weights[2].is_none());
+          throw py::value_error("dy last axis must be a multiple of " +
+                                std::to_string(D));
+        RnnDesc d =
+            make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
+                      bidirectional, weights.size() > 2 && !weights[2].is_none());
         if (is_f64(dy))
           return backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
                                        reserve, scratch);
-        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths, reserve,
-                                    scratch);
+        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
+                                    reserve, scratch);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("input_size"), py::arg("dy"), py::arg("dh_n"),
@@ -423,12 +469,15 @@ PYBIND11_MODULE(_core, m) {
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
 
-  m.def("simd_paths", [] {
-    std::vector<std::string> out;
-    for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
-      if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
-    return out;
-  }, "SIMD paths this build contains and this CPU runs, best first.");
+  m.def(
+      "simd_paths",
+      [] {
+        std::vector<std::string> out;
+        for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
+          if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
+        return out;
+      },
+      "SIMD paths this build contains and this CPU runs, best first.");
   m.def("compiled_simd_paths", [] {
     std::vector<std::string> out;
     for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
@@ -441,12 +490,14 @@ PYBIND11_MODULE(_core, m) {
       [](const std::string& name) {
         int isa = rnnkit::isa_from_name(name.c_str());
         if (isa < 0)
-          throw py::value_error("simd path must be one of 'avx512', 'avx2', 'generic', got '" +
-                                name + "'");
+          throw py::value_error(
+              "simd path must be one of 'avx512', 'avx2', 'generic', got '" + name +
+              "'");
         if (!rnnkit::isa_supported(isa))
           throw py::value_error("simd path '" + name + "' is not " +
-                                (rnnkit::isa_compiled(isa) ? "supported by this CPU"
-                                                           : "compiled into this build"));
+                                (rnnkit::isa_compiled(isa)
+                                     ? "supported by this CPU"
+                                     : "compiled into this build"));
         rnnkit::isa_set(isa);
       },
       py::arg("name"));

@@ -67,9 +67,8 @@ class CoreBackend:
         train: bool,
     ):
         T, B = x.shape[0], x.shape[1]
-        reserve_bytes, scratch_bytes = _core.workspace_size(
-            *_desc(layer, T, B), 1 if train else 0
-        )
+        mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
+        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B), mode)
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one
@@ -114,7 +113,9 @@ class CoreBackend:
         dhn: np.ndarray,
         dcn: np.ndarray | None,
     ):
-        _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)
+        _, scratch_bytes = _core.workspace_size(
+            *_desc(layer, ctx.T, ctx.B), _core.Mode.BACKWARD
+        )
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
         return _core.backward(
             layer.cell,
