@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -128,9 +130,29 @@ def cross_entropy(
         raise TypeError(f"targets must be an integer array, got dtype {t.dtype}")
     if t.shape != z.shape[:-1]:
         raise ValueError(f"targets must have shape {z.shape[:-1]}, got {t.shape}")
-    t = t.astype(np.int64, copy=False)
+    t = np.ascontiguousarray(t.astype(np.int64, copy=False).reshape(-1))
+    m = _mask(mask, z.shape[:-1])
+    if m is not None:
+        m = np.broadcast_to(m, z.shape[:-1])
+    m1 = None if m is None else np.ascontiguousarray(m).reshape(-1)
+    work = z if z.dtype in (np.float32, np.float64) else z.astype(np.float32)
+    z2 = np.ascontiguousarray(work.reshape(-1, C))
+    try:
+        # max-shifted log-softmax, loss and gradient in one sweep per row (xent.cpp)
+        loss, _, d = _core.cross_entropy(
+            z2, t, m1, ignore_index, reduction == "mean"
+        )
+    except IndexError:
+        _bad_target(t.reshape(z.shape[:-1]), m, ignore_index, C)
+        raise
+    return float(loss), d.astype(z.dtype, copy=False).reshape(z.shape)
+
+
+def _bad_target(
+    t: np.ndarray, m: np.ndarray | None, ignore_index: int | None, C: int
+) -> None:
+    """Raises the ``IndexError`` naming the first target outside [0, C) that counts."""
     valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
-    m = _mask(mask, t.shape)
     if m is not None:
         valid &= m
     bad = valid & ((t < 0) | (t >= C))
@@ -140,28 +162,6 @@ def cross_entropy(
             f"targets contains class {int(t[pos])} at position "
             f"{tuple(int(i) for i in pos)}, outside [0, {C}) for logits with C={C}"
         )
-    n = int(valid.sum())
-    z2 = z.reshape(-1, C)
-    t1 = np.where(valid, t, 0).reshape(-1)
-    v1 = valid.reshape(-1)
-    rows = np.arange(z2.shape[0])
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # log softmax(z)_c = (z_c - max z) - log sum_k exp(z_k - max z)
-        p = z2 - z2.max(axis=1, keepdims=True)
-        shifted_t = p[rows, t1]
-        np.exp(p, out=p)
-        s = p.sum(axis=1)
-        nll = np.log(s) - shifted_t  # -log softmax(z)[t]
-        total = float(np.sum(nll[v1], dtype=np.float64))
-        # dL/dz = softmax(z) - onehot(t), on the entries that count
-        p /= s[:, None]
-        p[rows, t1] -= 1
-        p *= v1[:, None]
-    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    if scale != 1.0:
-        p *= z.dtype.type(scale)
-    loss = total * scale if n else 0.0
-    return loss, p.reshape(z.shape)
 
 
 def binary_cross_entropy_with_logits(
