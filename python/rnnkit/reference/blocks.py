@@ -121,11 +121,8 @@ def grad_norm(grads: list[np.ndarray]) -> float:
     if math.isinf(total):
         m = max(float(np.max(np.abs(g))) for g in grads)
         if math.isfinite(m):
-            total = (
-                m
-                * m
-                * sum(float(np.sum(np.square(g / m), dtype=np.float64)) for g in grads)
-            )
+            s = sum(float(np.sum(np.square(g / m), dtype=np.float64)) for g in grads)
+            return m * math.sqrt(s)
     return math.sqrt(total)
 
 
