@@ -467,8 +467,9 @@ py::object linear_backward_impl(const py::array& dy, const py::array& x,
 // Which rows count: targets != ignore_index and mask; targets there must be
 // in [0, C) (IndexError naming the flat position otherwise).
 template <class Real>
-py::tuple xent_impl(const py::array& z, const py::array& targets, const py::object& mask,
-                    const py::object& ignore_index, bool mean, const py::object& out) {
+py::tuple xent_impl(const py::array& z, const py::array& targets,
+                    const py::object& mask, const py::object& ignore_index, bool mean,
+                    const py::object& out) {
   const auto zs = dims2("logits", z);
   rnnkit::XentArgs<Real> a;
   a.N = zs[0], a.C = zs[1];
@@ -489,8 +490,8 @@ py::tuple xent_impl(const py::array& z, const py::array& targets, const py::obje
     const int64_t t = a.target[r];
     const bool ok = !(has_ignore && t == ignore) && (!m || m[r]);
     if (ok && (t < 0 || t >= a.C))
-      throw py::index_error("targets[" + std::to_string(r) + "] = " +
-                            std::to_string(t) + " is outside [0, " +
+      throw py::index_error("targets[" + std::to_string(r) +
+                            "] = " + std::to_string(t) + " is outside [0, " +
                             std::to_string(a.C) + ")");
     v[r] = ok;
     n += ok;

@@ -130,8 +130,7 @@ struct OptimArgs {
   Real* s1 = nullptr;
   Real* s2 = nullptr;
   double lr = 0, weight_decay = 0, eps = 0;
-  double momentum = 0, dampening = 0, alpha = 0, beta1 = 0, beta2 = 0, bc1 = 1,
-         bc2 = 1;
+  double momentum = 0, dampening = 0, alpha = 0, beta1 = 0, beta2 = 0, bc1 = 1, bc2 = 1;
   bool nesterov = false, first = false, centered = false, amsgrad = false,
        decoupled = false;
   int threads = 1;

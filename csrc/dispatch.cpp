@@ -205,11 +205,11 @@ struct BlockTable {
   double (*sumsq)(const Real*, int64_t, double, double*, int);
   void (*scale)(Real*, int64_t, Real, int);
 };
-#define RNNKIT_BLOCK_TABLE(ns)                                                  \
-  BlockTable<Real> {                                                            \
+#define RNNKIT_BLOCK_TABLE(ns)                                                     \
+  BlockTable<Real> {                                                               \
     ns::gemm_pack_size<Real>, ns::linear_forward<Real>, ns::linear_backward<Real>, \
         ns::xent<Real>, ns::embedding_forward<Real>, ns::embedding_backward<Real>, \
-        ns::optim_step<Real>, ns::sum_squares<Real>, ns::scale_buffer<Real>     \
+        ns::optim_step<Real>, ns::sum_squares<Real>, ns::scale_buffer<Real>        \
   }
 template <class Real>
 const BlockTable<Real>* blocks(int isa) {
@@ -265,14 +265,14 @@ template <class Real>
 void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads) {
   blocks<Real>(isa)->scale(x, n, s, threads);
 }
-#define RNNKIT_INSTANTIATE_BLOCKS(Real)                                            \
-  template int64_t gemm_pack_size<Real>(int, int);                                 \
-  template void linear_forward<Real>(int, const LinearArgs<Real>&);                \
-  template void linear_backward<Real>(int, const LinearArgs<Real>&);               \
-  template void xent<Real>(int, const XentArgs<Real>&);                            \
-  template void embedding_forward<Real>(int, const EmbeddingArgs<Real>&);          \
-  template void embedding_backward<Real>(int, const EmbeddingArgs<Real>&);         \
-  template void optim_step<Real>(int, const OptimArgs<Real>&);                     \
+#define RNNKIT_INSTANTIATE_BLOCKS(Real)                                               \
+  template int64_t gemm_pack_size<Real>(int, int);                                    \
+  template void linear_forward<Real>(int, const LinearArgs<Real>&);                   \
+  template void linear_backward<Real>(int, const LinearArgs<Real>&);                  \
+  template void xent<Real>(int, const XentArgs<Real>&);                               \
+  template void embedding_forward<Real>(int, const EmbeddingArgs<Real>&);             \
+  template void embedding_backward<Real>(int, const EmbeddingArgs<Real>&);            \
+  template void optim_step<Real>(int, const OptimArgs<Real>&);                        \
   template double sum_squares<Real>(int, const Real*, int64_t, double, double*, int); \
   template void scale_buffer<Real>(int, Real*, int64_t, Real, int);
 RNNKIT_INSTANTIATE_BLOCKS(float)

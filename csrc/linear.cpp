@@ -80,9 +80,8 @@ void linear_forward(const LinearArgs<Real>& a) {
     gemm<Real>(N, O, I, a.x, I, 1, a.W, 1, I, a.y, O, false, a.pack, &bar, tid, nt);
     if (a.b || act) {
       const int64_t r0 = N * tid / nt, r1 = N * (tid + 1) / nt;
-      with_act(a.act, [&](auto tag) {
-        bias_act_rows<decltype(tag)::value>(a, r0, r1, act);
-      });
+      with_act(a.act,
+               [&](auto tag) { bias_act_rows<decltype(tag)::value>(a, r0, r1, act); });
     }
   }
 }
@@ -101,7 +100,8 @@ void linear_backward(const LinearArgs<Real>& a) {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (a.act >= 0) {
       const int64_t r0 = N * tid / nt, r1 = N * (tid + 1) / nt;
-      with_act(a.act, [&](auto tag) { act_grad_rows<decltype(tag)::value>(a, r0, r1); });
+      with_act(a.act,
+               [&](auto tag) { act_grad_rows<decltype(tag)::value>(a, r0, r1); });
       bar.wait(nt);
     }
     // dW += da^T x: A(i=o, k=n) = da[n*O + o], B(k=n, j=i) = x[n*I + i]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import fd_gradient
-from conftest import FD_TOL, tol
 
 import rnnkit as rk
+from _helpers import fd_gradient
+from conftest import FD_TOL, tol
 from rnnkit import _core
 from rnnkit.reference import blocks as ref
 
@@ -43,7 +43,9 @@ def _each_path(fn):
             else:
                 for a, b in zip(got, first):
                     np.testing.assert_array_equal(
-                        np.asarray(a), np.asarray(b), err_msg=f"{simd}: {n} threads vs 1"
+                        np.asarray(a),
+                        np.asarray(b),
+                        err_msg=f"{simd}: {n} threads vs 1",
                     )
             out[simd, n] = got
     return out
@@ -328,29 +330,49 @@ def test_optim_kernel_checks_its_buffers():
     with pytest.raises(TypeError, match="grad must have dtype float32"):
         _core.optim_step("sgd", p, np.zeros(4), [None], 0.1)
     with pytest.raises(ValueError, match="slots\\[1\\] is required"):
-        _core.optim_step("adam", p, np.zeros(4, np.float32), [np.zeros(4, np.float32)], 0.1)
+        _core.optim_step(
+            "adam", p, np.zeros(4, np.float32), [np.zeros(4, np.float32)], 0.1
+        )
     ro = np.zeros(4, np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="param must be writeable"):
         _core.optim_step("sgd", ro, np.zeros(4, np.float32), [None], 0.1)
     with pytest.raises(ValueError, match="dweight must be C-contiguous"):
         _core.linear_backward(
-            np.zeros((2, 3)), np.zeros((2, 4)), None, np.zeros((3, 4)),
-            np.zeros((4, 3)).T, None, None, True,
+            np.zeros((2, 3)),
+            np.zeros((2, 4)),
+            None,
+            np.zeros((3, 4)),
+            np.zeros((4, 3)).T,
+            None,
+            None,
+            True,
         )
 
 
 # ------------------------------------------------ the hot path has no BLAS
 PKG = Path(rk.__file__).resolve().parent
-HOT = ["modules.py", "losses.py", "optim.py", "train.py", "models.py", "layers.py",
-       "_backend.py", "_params.py", "text/model.py"]
+HOT = [
+    "modules.py",
+    "losses.py",
+    "optim.py",
+    "train.py",
+    "models.py",
+    "layers.py",
+    "_backend.py",
+    "_params.py",
+    "text/model.py",
+]
 BLAS_CALLS = {"dot", "matmul", "einsum", "tensordot", "inner", "vdot"}
 COLD = {"_generate", "_plan"}  # CharLM's sampling loop, not part of fit
 
 
 def _blas_uses(tree: ast.AST) -> list[int]:
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in COLD:
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name in COLD
+        ):
             node.body = [ast.Pass()]
     lines = []
     for node in ast.walk(tree):

@@ -139,9 +139,7 @@ def cross_entropy(
     z2 = np.ascontiguousarray(work.reshape(-1, C))
     try:
         # max-shifted log-softmax, loss and gradient in one sweep per row (xent.cpp)
-        loss, _, d = _core.cross_entropy(
-            z2, t, m1, ignore_index, reduction == "mean"
-        )
+        loss, _, d = _core.cross_entropy(z2, t, m1, ignore_index, reduction == "mean")
     except IndexError:
         _bad_target(t.reshape(z.shape[:-1]), m, ignore_index, C)
         raise

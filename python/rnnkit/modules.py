@@ -241,6 +241,7 @@ class Linear(Module):
             True,
         )
         self._x = self._y = None
+        assert dx is not None  # need_dx
         return dx.reshape(lead + (self.in_features,))
 
 
@@ -353,7 +354,7 @@ class Embedding(Module):
 
     @staticmethod
     def _int_ids(ids: Any, name: str = "ids") -> np.ndarray:
-        """``ids`` as an int64 array (``TypeError`` unless integers); not range-checked."""
+        """``ids`` as int64 (``TypeError`` unless integers), not range-checked."""
         if hasattr(ids, "detach"):
             ids = ids.detach().cpu().numpy()
         arr = np.asarray(ids)

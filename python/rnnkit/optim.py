@@ -829,7 +829,9 @@ def grad_norm(params: Any) -> float:
     if math.isinf(total):  # the squares overflowed (float64): rescale by the largest
         m = max(float(np.max(np.abs(g))) for g in grads)
         if math.isfinite(m) and m > 0:
-            return m * math.sqrt(sum(float(_core.sum_squares(g, 1.0 / m)) for g in grads))
+            return m * math.sqrt(
+                sum(float(_core.sum_squares(g, 1.0 / m)) for g in grads)
+            )
     return math.sqrt(total)
 
 
