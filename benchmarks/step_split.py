@@ -41,7 +41,7 @@ def main() -> None:
         w: dict[str, float] = {}
         c: dict[str, float] = {}
 
-        def tick(name, fn, *a):
+        def tick(name, fn, *a, w=w, c=c):
             t0, c0 = time.perf_counter(), time.process_time()
             out = fn(*a)
             w[name] = w.get(name, 0.0) + time.perf_counter() - t0
@@ -64,8 +64,10 @@ def main() -> None:
             cpu[p] = min(cpu[p], c[p])
         best["step"] = min(best["step"], sum(w.values()))
         cpu["step"] = min(cpu["step"], sum(c.values()))
-    print(f"{args.cell} B={B} T={T} H={H} V={V} threads={args.threads} "
-          f"simd={rk.get_simd()}  (best of {args.steps}, ms: wall / cpu)")
+    print(
+        f"{args.cell} B={B} T={T} H={H} V={V} threads={args.threads} "
+        f"simd={rk.get_simd()}  (best of {args.steps}, ms: wall / cpu)"
+    )
     for p in parts + ["step"]:
         print(f"  {p:12s} {1e3 * best[p]:8.2f} / {1e3 * cpu[p]:8.2f}")
     print(f"  chars/s      {B * T / best['step']:.0f}")
