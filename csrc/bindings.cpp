@@ -374,6 +374,391 @@ void bind_stepper(py::module_& m, const char* name) {
       .def_property_readonly("batch_size", &Stepper<Real>::batch);
 }
 
+// ---------------------------------------------------------------- blocks
+// The kernels around the recurrent layers (blocks.h). Arrays the kernels
+// write are taken as they are (exact dtype, C-contiguous, writeable) and
+// never converted; everything is checked before the GIL is released.
+
+// Scratch of the calling thread (GEMM packing, norm partials), kept between
+// calls: Python threads running kernels at once each have their own.
+template <class Real>
+Real* thread_scratch(size_t count) {
+  thread_local std::vector<char> buf;
+  const size_t need = count * sizeof(Real) + 64;
+  if (buf.size() < need) buf.resize(need);
+  uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<Real*>((p + 63) & ~uintptr_t(63));
+}
+
+int parse_block_act(const py::object& act) {
+  if (act.is_none()) return -1;
+  return int(parse_act(act.cast<std::string>()));
+}
+
+// A 2-D float array's (rows, cols), named in the error.
+std::vector<int64_t> dims2(const char* name, const py::array& a) {
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + " must be 2-D, got shape " +
+                          shape_str(shape_of(a)));
+  return shape_of(a);
+}
+
+template <class Real>
+py::array_t<Real> linear_forward_impl(const py::array& x, const py::array& w,
+                                      const py::object& b, int act) {
+  const auto xs = dims2("x", x), ws = dims2("weight", w);
+  rnnkit::LinearArgs<Real> a;
+  a.N = xs[0], a.I = xs[1], a.O = ws[0];
+  a.act = act;
+  a.x = in_ptr<Real>("x", x, {a.N, a.I});
+  a.W = in_ptr<Real>("weight", w, {a.O, a.I});
+  if (!b.is_none()) a.b = in_ptr<Real>("bias", b, {a.O});
+  py::array_t<Real> y({a.N, a.O});
+  a.y = y.mutable_data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  a.pack = thread_scratch<Real>(size_t(rnnkit::gemm_pack_size<Real>(isa, a.threads)));
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::linear_forward<Real>(isa, a);
+  }
+  return y;
+}
+
+template <class Real>
+py::object linear_backward_impl(const py::array& dy, const py::array& x,
+                                const py::object& y, const py::array& w,
+                                const py::object& dw, const py::object& db, int act,
+                                bool need_dx) {
+  const auto xs = dims2("x", x), ws = dims2("weight", w);
+  rnnkit::LinearArgs<Real> a;
+  a.N = xs[0], a.I = xs[1], a.O = ws[0];
+  a.act = act;
+  a.x = in_ptr<Real>("x", x, {a.N, a.I});
+  a.W = in_ptr<Real>("weight", w, {a.O, a.I});
+  a.dy = in_ptr<Real>("dy", dy, {a.N, a.O});
+  a.dW = out_ptr<Real>("dweight", dw, {a.O, a.I});
+  if (!db.is_none()) a.db = out_ptr<Real>("dbias", db, {a.O});
+  py::object da_keep = py::none();
+  if (act >= 0) {
+    a.y = const_cast<Real*>(in_ptr<Real>("y", y, {a.N, a.O}));
+    py::array_t<Real> da({a.N, a.O});
+    a.da = da.mutable_data();
+    da_keep = da;
+  }
+  py::object dx = py::none();
+  if (need_dx) {
+    py::array_t<Real> d({a.N, a.I});
+    a.dx = d.mutable_data();
+    dx = d;
+  }
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  a.pack = thread_scratch<Real>(size_t(rnnkit::gemm_pack_size<Real>(isa, a.threads)));
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::linear_backward<Real>(isa, a);
+  } else if (a.dx) {
+    // no rows: dx is empty, the gradients get nothing
+  }
+  return dx;
+}
+
+// Which rows count: targets != ignore_index and mask; targets there must be
+// in [0, C) (IndexError naming the flat position otherwise).
+template <class Real>
+py::tuple xent_impl(const py::array& z, const py::array& targets,
+                    const py::object& mask, const py::object& ignore_index, bool mean,
+                    const py::object& out) {
+  const auto zs = dims2("logits", z);
+  rnnkit::XentArgs<Real> a;
+  a.N = zs[0], a.C = zs[1];
+  a.z = in_ptr<Real>("logits", z, {a.N, a.C});
+  a.target = in_ptr<int64_t>("targets", targets, {a.N});
+  const uint8_t* m = nullptr;
+  if (!mask.is_none()) {
+    if (!py::isinstance<py::array_t<bool>>(mask))
+      throw py::type_error("mask must be a bool array");
+    m = reinterpret_cast<const uint8_t*>(in_ptr<bool>("mask", mask, {a.N}));
+  }
+  const bool has_ignore = !ignore_index.is_none();
+  const int64_t ignore = has_ignore ? ignore_index.cast<int64_t>() : 0;
+  py::array_t<uint8_t> valid(a.N);
+  uint8_t* v = valid.mutable_data();
+  int64_t n = 0;
+  for (int64_t r = 0; r < a.N; ++r) {
+    const int64_t t = a.target[r];
+    const bool ok = !(has_ignore && t == ignore) && (!m || m[r]);
+    if (ok && (t < 0 || t >= a.C))
+      throw py::index_error("targets[" + std::to_string(r) +
+                            "] = " + std::to_string(t) + " is outside [0, " +
+                            std::to_string(a.C) + ")");
+    v[r] = ok;
+    n += ok;
+  }
+  a.valid = v;
+  py::array_t<Real> d;
+  py::object dobj;
+  if (out.is_none()) {
+    d = py::array_t<Real>({a.N, a.C});
+    a.dz = d.mutable_data();
+    dobj = d;
+  } else {
+    a.dz = out_ptr<Real>("out", out, {a.N, a.C});
+    dobj = out;
+  }
+  a.scale = mean && n > 0 ? Real(1.0 / double(n)) : Real(1);
+  std::vector<double> nll(size_t(a.N));
+  a.nll = nll.data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  double total = 0;
+  {
+    py::gil_scoped_release release;
+    if (a.N > 0) rnnkit::xent<Real>(isa, a);
+    for (int64_t r = 0; r < a.N; ++r) total += nll[size_t(r)];
+  }
+  if (mean && n > 0) total /= double(n);
+  return py::make_tuple(n > 0 ? total : 0.0, n, dobj);
+}
+
+const int64_t* ids_ptr(const py::array& ids, int64_t N, int64_t V) {
+  const int64_t* p = in_ptr<int64_t>("ids", ids, {N});
+  for (int64_t r = 0; r < N; ++r)
+    if (p[r] < 0 || p[r] >= V)
+      throw py::index_error("ids[" + std::to_string(r) + "] = " + std::to_string(p[r]) +
+                            " is outside the vocabulary [0, " + std::to_string(V) +
+                            ")");
+  return p;
+}
+
+template <class Real>
+py::array_t<Real> embedding_forward_impl(const py::array& ids, const py::array& w) {
+  const auto ws = dims2("weight", w);
+  if (ids.ndim() != 1)
+    throw py::value_error("ids must be 1-D, got shape " + shape_str(shape_of(ids)));
+  rnnkit::EmbeddingArgs<Real> a;
+  a.N = ids.shape(0), a.V = ws[0], a.E = ws[1];
+  a.W = in_ptr<Real>("weight", w, {a.V, a.E});
+  a.ids = ids_ptr(ids, a.N, a.V);
+  py::array_t<Real> y({a.N, a.E});
+  a.y = y.mutable_data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::embedding_forward<Real>(isa, a);
+  }
+  return y;
+}
+
+template <class Real>
+void embedding_backward_impl(const py::array& ids, const py::array& dy,
+                             const py::object& dw, int64_t padding) {
+  const auto ws = dims2("dweight", dw.cast<py::array>());
+  if (ids.ndim() != 1)
+    throw py::value_error("ids must be 1-D, got shape " + shape_str(shape_of(ids)));
+  rnnkit::EmbeddingArgs<Real> a;
+  a.N = ids.shape(0), a.V = ws[0], a.E = ws[1];
+  a.dW = out_ptr<Real>("dweight", dw, {a.V, a.E});
+  a.dy = in_ptr<Real>("dy", dy, {a.N, a.E});
+  a.ids = ids_ptr(ids, a.N, a.V);
+  a.padding = padding;
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::embedding_backward<Real>(isa, a);
+  }
+}
+
+rnnkit::OptimKind parse_optim(const std::string& kind) {
+  if (kind == "sgd") return rnnkit::OptimKind::kSgd;
+  if (kind == "adagrad") return rnnkit::OptimKind::kAdagrad;
+  if (kind == "rmsprop") return rnnkit::OptimKind::kRmsprop;
+  if (kind == "adam") return rnnkit::OptimKind::kAdam;
+  throw py::value_error("kind must be 'sgd', 'adagrad', 'rmsprop' or 'adam', got '" +
+                        kind + "'");
+}
+
+template <class Real>
+void optim_impl(rnnkit::OptimArgs<Real> a, const py::array& p, const py::array& g,
+                const py::list& slots) {
+  if (p.ndim() != 1) throw py::value_error("param must be 1-D (a flat buffer)");
+  a.n = p.shape(0);
+  a.p = out_ptr<Real>("param", p, {a.n});
+  a.g = in_ptr<Real>("grad", g, {a.n});
+  // the slots each kind needs, in blocks.h's order
+  bool need[3] = {false, false, false};
+  switch (a.kind) {
+    case rnnkit::OptimKind::kSgd:
+      need[0] = a.momentum != 0;
+      break;
+    case rnnkit::OptimKind::kAdagrad:
+      need[0] = true;
+      break;
+    case rnnkit::OptimKind::kRmsprop:
+      need[0] = true, need[1] = a.momentum != 0, need[2] = a.centered;
+      break;
+    case rnnkit::OptimKind::kAdam:
+      need[0] = need[1] = true, need[2] = a.amsgrad;
+      break;
+  }
+  Real* ptr[3] = {nullptr, nullptr, nullptr};
+  if (slots.size() > 3)
+    throw py::value_error("slots must hold at most 3 entries, got " +
+                          std::to_string(slots.size()));
+  for (int i = 0; i < 3; ++i) {
+    const bool given = i < int(slots.size()) && !slots[size_t(i)].is_none();
+    const std::string name = "slots[" + std::to_string(i) + "]";
+    if (need[i] && !given) throw py::value_error(name + " is required for this update");
+    if (need[i]) ptr[i] = out_ptr<Real>(name.c_str(), slots[size_t(i)], {a.n});
+  }
+  a.s0 = ptr[0], a.s1 = ptr[1], a.s2 = ptr[2];
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  rnnkit::optim_step<Real>(isa, a);
+}
+
+template <class Real>
+double sum_squares_impl(const py::array& x, double scale) {
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D (a flat buffer)");
+  const int64_t n = x.shape(0);
+  const Real* p = in_ptr<Real>("x", x, {n});
+  double* partial = thread_scratch<double>(size_t(rnnkit::norm_blocks(n)) + 1);
+  const int threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  return rnnkit::sum_squares<Real>(isa, p, n, scale, partial, threads);
+}
+
+template <class Real>
+void scale_impl(const py::array& x, double s) {
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D (a flat buffer)");
+  const int64_t n = x.shape(0);
+  Real* p = out_ptr<Real>("x", x, {n});
+  const int threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  rnnkit::scale_buffer<Real>(isa, p, n, Real(s), threads);
+}
+
+// float32 or float64, from the array that decides the call's dtype.
+bool float_dtype(const char* name, const py::array& a) {
+  if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8))
+    return a.itemsize() == 8;
+  throw py::type_error(std::string(name) + " must have dtype float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+void bind_blocks(py::module_& m) {
+  m.def(
+      "linear_forward",
+      [](const py::array& x, const py::array& w, const py::object& b,
+         const py::object& act) -> py::object {
+        if (float_dtype("x", x))
+          return linear_forward_impl<double>(x, w, b, parse_block_act(act));
+        return linear_forward_impl<float>(x, w, b, parse_block_act(act));
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("activation"),
+      "y = act(x W^T + b): x (N, I), weight (O, I), bias (O,) or None -> y (N, O).");
+  m.def(
+      "linear_backward",
+      [](const py::array& dy, const py::array& x, const py::object& y,
+         const py::array& w, const py::object& dw, const py::object& db,
+         const py::object& act, bool need_dx) -> py::object {
+        if (float_dtype("dy", dy))
+          return linear_backward_impl<double>(dy, x, y, w, dw, db, parse_block_act(act),
+                                              need_dx);
+        return linear_backward_impl<float>(dy, x, y, w, dw, db, parse_block_act(act),
+                                           need_dx);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("weight"), py::arg("dweight"),
+      py::arg("dbias"), py::arg("activation"), py::arg("need_dx") = true,
+      "Adds dW = da^T x and db = sum da into dweight, dbias (da = dy act'(y)); returns "
+      "dx = da W (N, I), or None without need_dx.");
+  m.def(
+      "cross_entropy",
+      [](const py::array& z, const py::array& t, const py::object& mask,
+         const py::object& ignore_index, bool mean, const py::object& out) {
+        if (float_dtype("logits", z))
+          return xent_impl<double>(z, t, mask, ignore_index, mean, out);
+        return xent_impl<float>(z, t, mask, ignore_index, mean, out);
+      },
+      py::arg("logits"), py::arg("targets"), py::arg("mask"), py::arg("ignore_index"),
+      py::arg("mean"), py::arg("out") = py::none(),
+      "Softmax cross-entropy of logits (N, C) against int64 targets (N,): returns "
+      "(loss, rows that count, dlogits); out may be logits itself.");
+  m.def(
+      "embedding_forward",
+      [](const py::array& ids, const py::array& w) -> py::object {
+        if (float_dtype("weight", w)) return embedding_forward_impl<double>(ids, w);
+        return embedding_forward_impl<float>(ids, w);
+      },
+      py::arg("ids"), py::arg("weight"), "y[n] = weight[ids[n]]: ids (N,) int64.");
+  m.def(
+      "embedding_backward",
+      [](const py::array& ids, const py::array& dy, const py::object& dw,
+         int64_t padding) {
+        if (float_dtype("dy", dy))
+          return embedding_backward_impl<double>(ids, dy, dw, padding);
+        return embedding_backward_impl<float>(ids, dy, dw, padding);
+      },
+      py::arg("ids"), py::arg("dy"), py::arg("dweight"), py::arg("padding_idx") = -1,
+      "dweight[ids[n]] += dy[n] in position order, rows of padding_idx left out.");
+  m.def(
+      "optim_step",
+      [](const std::string& kind, const py::array& p, const py::array& g,
+         const py::list& slots, double lr, double weight_decay, double eps,
+         double momentum, double dampening, bool nesterov, bool first, double alpha,
+         bool centered, double beta1, double beta2, double bc1, double bc2,
+         bool amsgrad, bool decoupled) {
+        auto fill = [&](auto& a) {
+          a.kind = parse_optim(kind);
+          a.lr = lr, a.weight_decay = weight_decay, a.eps = eps;
+          a.momentum = momentum, a.dampening = dampening, a.alpha = alpha;
+          a.beta1 = beta1, a.beta2 = beta2, a.bc1 = bc1, a.bc2 = bc2;
+          a.nesterov = nesterov, a.first = first, a.centered = centered;
+          a.amsgrad = amsgrad, a.decoupled = decoupled;
+        };
+        if (float_dtype("param", p)) {
+          rnnkit::OptimArgs<double> a;
+          fill(a);
+          optim_impl<double>(a, p, g, slots);
+        } else {
+          rnnkit::OptimArgs<float> a;
+          fill(a);
+          optim_impl<float>(a, p, g, slots);
+        }
+      },
+      py::arg("kind"), py::arg("param"), py::arg("grad"), py::arg("slots"),
+      py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("eps") = 0.0,
+      py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+      py::arg("nesterov") = false, py::arg("first") = false, py::arg("alpha") = 0.0,
+      py::arg("centered") = false, py::arg("beta1") = 0.0, py::arg("beta2") = 0.0,
+      py::arg("bc1") = 1.0, py::arg("bc2") = 1.0, py::arg("amsgrad") = false,
+      py::arg("decoupled") = false,
+      "One optimizer update in place over a flat (param, grad) pair and its state "
+      "slots (blocks.h lists them per kind).");
+  m.def(
+      "sum_squares",
+      [](const py::array& x, double scale) {
+        if (float_dtype("x", x)) return sum_squares_impl<double>(x, scale);
+        return sum_squares_impl<float>(x, scale);
+      },
+      py::arg("x"), py::arg("scale") = 1.0,
+      "sum((x * scale)**2) in double over a flat buffer, the same for any thread "
+      "count.");
+  m.def(
+      "scale_",
+      [](const py::array& x, double s) {
+        if (float_dtype("x", x)) return scale_impl<double>(x, s);
+        return scale_impl<float>(x, s);
+      },
+      py::arg("x"), py::arg("s"), "x *= s in place over a flat buffer.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -466,6 +851,7 @@ PYBIND11_MODULE(_core, m) {
       "Backpropagation through time for the training forward that filled reserve; adds "
       "into dweights and returns (dx, dh0, dc0 or None).");
 
+  bind_blocks(m);
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
 

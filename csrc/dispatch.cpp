@@ -191,6 +191,94 @@ double fma_peak_gflops(double seconds, int threads) {
   return table<float>(isa_active())->peak(seconds, threads);
 }
 
+// The block kernels: one small table per ISA, next to the cells' one.
+namespace {
+template <class Real>
+struct BlockTable {
+  int64_t (*pack)(int);
+  void (*lin_fwd)(const LinearArgs<Real>&);
+  void (*lin_bwd)(const LinearArgs<Real>&);
+  void (*xent)(const XentArgs<Real>&);
+  void (*emb_fwd)(const EmbeddingArgs<Real>&);
+  void (*emb_bwd)(const EmbeddingArgs<Real>&);
+  void (*optim)(const OptimArgs<Real>&);
+  double (*sumsq)(const Real*, int64_t, double, double*, int);
+  void (*scale)(Real*, int64_t, Real, int);
+};
+#define RNNKIT_BLOCK_TABLE(ns)                                                     \
+  BlockTable<Real> {                                                               \
+    ns::gemm_pack_size<Real>, ns::linear_forward<Real>, ns::linear_backward<Real>, \
+        ns::xent<Real>, ns::embedding_forward<Real>, ns::embedding_backward<Real>, \
+        ns::optim_step<Real>, ns::sum_squares<Real>, ns::scale_buffer<Real>        \
+  }
+template <class Real>
+const BlockTable<Real>* blocks(int isa) {
+  static const BlockTable<Real> generic_blocks = RNNKIT_BLOCK_TABLE(generic);
+#ifdef RNNKIT_BUILD_AVX2
+  static const BlockTable<Real> avx2_blocks = RNNKIT_BLOCK_TABLE(avx2);
+  if (isa == kAvx2) return &avx2_blocks;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const BlockTable<Real> avx512_blocks = RNNKIT_BLOCK_TABLE(avx512);
+  if (isa == kAvx512) return &avx512_blocks;
+#endif
+  (void)isa;
+  return &generic_blocks;
+}
+#undef RNNKIT_BLOCK_TABLE
+}  // namespace
+
+template <class Real>
+int64_t gemm_pack_size(int isa, int threads) {
+  return blocks<Real>(isa)->pack(threads);
+}
+template <class Real>
+void linear_forward(int isa, const LinearArgs<Real>& a) {
+  blocks<Real>(isa)->lin_fwd(a);
+}
+template <class Real>
+void linear_backward(int isa, const LinearArgs<Real>& a) {
+  blocks<Real>(isa)->lin_bwd(a);
+}
+template <class Real>
+void xent(int isa, const XentArgs<Real>& a) {
+  blocks<Real>(isa)->xent(a);
+}
+template <class Real>
+void embedding_forward(int isa, const EmbeddingArgs<Real>& a) {
+  blocks<Real>(isa)->emb_fwd(a);
+}
+template <class Real>
+void embedding_backward(int isa, const EmbeddingArgs<Real>& a) {
+  blocks<Real>(isa)->emb_bwd(a);
+}
+template <class Real>
+void optim_step(int isa, const OptimArgs<Real>& a) {
+  blocks<Real>(isa)->optim(a);
+}
+template <class Real>
+double sum_squares(int isa, const Real* x, int64_t n, double scale, double* partial,
+                   int threads) {
+  return blocks<Real>(isa)->sumsq(x, n, scale, partial, threads);
+}
+template <class Real>
+void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads) {
+  blocks<Real>(isa)->scale(x, n, s, threads);
+}
+#define RNNKIT_INSTANTIATE_BLOCKS(Real)                                               \
+  template int64_t gemm_pack_size<Real>(int, int);                                    \
+  template void linear_forward<Real>(int, const LinearArgs<Real>&);                   \
+  template void linear_backward<Real>(int, const LinearArgs<Real>&);                  \
+  template void xent<Real>(int, const XentArgs<Real>&);                               \
+  template void embedding_forward<Real>(int, const EmbeddingArgs<Real>&);             \
+  template void embedding_backward<Real>(int, const EmbeddingArgs<Real>&);            \
+  template void optim_step<Real>(int, const OptimArgs<Real>&);                        \
+  template double sum_squares<Real>(int, const Real*, int64_t, double, double*, int); \
+  template void scale_buffer<Real>(int, Real*, int64_t, Real, int);
+RNNKIT_INSTANTIATE_BLOCKS(float)
+RNNKIT_INSTANTIATE_BLOCKS(double)
+#undef RNNKIT_INSTANTIATE_BLOCKS
+
 template WorkspaceSize workspace_size<float>(int, const RnnDesc&, Mode);
 template WorkspaceSize workspace_size<double>(int, const RnnDesc&, Mode);
 template void forward<float>(int, const RnnDesc&, const RnnArgs<float>&);

@@ -5,6 +5,7 @@
 // module loads) or set_isa() overrides it.
 #pragma once
 
+#include "blocks.h"
 #include "common.h"
 
 namespace rnnkit {
@@ -38,6 +39,28 @@ template <class Real>
 void step_state(int isa, const RnnDesc& desc, char* ws, Real* h, Real* c, bool set);
 template <class Real>
 void step(int isa, const RnnDesc& desc, char* ws, const Real* x, Real* y);
+
+// The block kernels (blocks.h) of one ISA; a size query and the call it sizes
+// must use the same isa.
+template <class Real>
+int64_t gemm_pack_size(int isa, int threads);
+template <class Real>
+void linear_forward(int isa, const LinearArgs<Real>& a);
+template <class Real>
+void linear_backward(int isa, const LinearArgs<Real>& a);
+template <class Real>
+void xent(int isa, const XentArgs<Real>& a);
+template <class Real>
+void embedding_forward(int isa, const EmbeddingArgs<Real>& a);
+template <class Real>
+void embedding_backward(int isa, const EmbeddingArgs<Real>& a);
+template <class Real>
+void optim_step(int isa, const OptimArgs<Real>& a);
+template <class Real>
+double sum_squares(int isa, const Real* x, int64_t n, double scale, double* partial,
+                   int threads);
+template <class Real>
+void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads);
 
 double fma_peak_gflops(double seconds, int threads);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,

@@ -13,6 +13,7 @@
 //                                      workspace between calls (generation)
 //
 // Defined by RNNKIT_DEFINE_CELL (cell_entry.h) at the end of csrc/<cell>.cpp.
+#include "blocks.h"
 #include "common.h"
 
 namespace rnnkit {
@@ -36,6 +37,28 @@ namespace RNNKIT_NS {
 
 RNNKIT_CELLS(RNNKIT_DECLARE_CELL)
 #undef RNNKIT_DECLARE_CELL
+
+// The kernels around the recurrent layers (blocks.h): linear.cpp, xent.cpp,
+// embedding.cpp, optim.cpp.
+template <class Real>
+void linear_forward(const LinearArgs<Real>& a);
+template <class Real>
+void linear_backward(const LinearArgs<Real>& a);
+template <class Real>
+void xent(const XentArgs<Real>& a);
+template <class Real>
+void embedding_forward(const EmbeddingArgs<Real>& a);
+template <class Real>
+void embedding_backward(const EmbeddingArgs<Real>& a);
+template <class Real>
+void optim_step(const OptimArgs<Real>& a);
+template <class Real>
+double sum_squares(const Real* x, int64_t n, double scale, double* partial,
+                   int threads);
+template <class Real>
+void scale_buffer(Real* x, int64_t n, Real s, int threads);
+template <class Real>
+int64_t gemm_pack_size(int nth);
 
 double fma_peak_gflops(double seconds, int nth);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,

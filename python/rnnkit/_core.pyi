@@ -140,3 +140,69 @@ def gemm_gflops(
     """GFLOP/s of the kernels' float32 GEMM alone (benchmarks and tuning)."""
 
 def build_info() -> dict[str, Any]: ...
+
+# The kernels around the recurrent layers (csrc/blocks.h); float32 or float64,
+# arrays the kernels write taken as they are (C-contiguous, writeable).
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str | None
+) -> np.ndarray:
+    """y = act(x W^T + b): x (N, I), weight (O, I), bias (O,) or None -> y (N, O)."""
+
+def linear_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    weight: np.ndarray,
+    dweight: np.ndarray,
+    dbias: np.ndarray | None,
+    activation: str | None,
+    need_dx: bool = True,
+) -> np.ndarray | None:
+    """Adds dW = da^T x and db = sum da (da = dy act'(y)); returns dx = da W."""
+
+def cross_entropy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    mask: np.ndarray | None,
+    ignore_index: int | None,
+    mean: bool,
+    out: np.ndarray | None = None,
+) -> tuple[float, int, np.ndarray]:
+    """Softmax cross-entropy of logits (N, C): (loss, rows that count, dlogits)."""
+
+def embedding_forward(ids: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """y[n] = weight[ids[n]]: ids (N,) int64 in [0, V) (IndexError otherwise)."""
+
+def embedding_backward(
+    ids: np.ndarray, dy: np.ndarray, dweight: np.ndarray, padding_idx: int = -1
+) -> None:
+    """dweight[ids[n]] += dy[n] in position order, rows of padding_idx left out."""
+
+def optim_step(
+    kind: str,
+    param: np.ndarray,
+    grad: np.ndarray,
+    slots: list[np.ndarray | None],
+    lr: float,
+    weight_decay: float = 0.0,
+    eps: float = 0.0,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    first: bool = False,
+    alpha: float = 0.0,
+    centered: bool = False,
+    beta1: float = 0.0,
+    beta2: float = 0.0,
+    bc1: float = 1.0,
+    bc2: float = 1.0,
+    amsgrad: bool = False,
+    decoupled: bool = False,
+) -> None:
+    """One optimizer update in place over a flat (param, grad) pair and its slots."""
+
+def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
+    """sum((x * scale)**2) in double, the same for any thread count."""
+
+def scale_(x: np.ndarray, s: float) -> None:
+    """x *= s in place over a flat buffer."""

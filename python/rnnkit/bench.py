@@ -243,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     torch: Any = None
     if not args.no_torch:
         try:
-            import torch
+            import torch as _torch
 
-            torch.set_num_threads(threads)
+            _torch.set_num_threads(threads)
+            torch = _torch
         except ImportError:
             torch = None
 

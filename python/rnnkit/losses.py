@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -174,24 +176,69 @@ def cross_entropy(
     if t.shape != z.shape[:-1]:
         raise ValueError(f"targets must have shape {z.shape[:-1]}, got {t.shape}")
     t = t.astype(np.int64, copy=False)
-    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     m = _mask(mask, t.shape)
-    weight = None
+    if m is not None and m.dtype != np.bool_:
+        return _weighted_cross_entropy(z, t, m, ignore_index, reduction)
+    t1 = np.ascontiguousarray(t.reshape(-1))
+    m1 = None if m is None else np.ascontiguousarray(np.broadcast_to(m, t.shape))
+    work = z if z.dtype in (np.float32, np.float64) else z.astype(np.float32)
+    z2 = np.ascontiguousarray(work.reshape(-1, C))
+    try:
+        # max-shifted log-softmax, loss and gradient in one sweep per row (xent.cpp)
+        loss, _, d = _core.cross_entropy(
+            z2,
+            t1,
+            None if m1 is None else m1.reshape(-1),
+            ignore_index,
+            reduction == "mean",
+        )
+    except IndexError:
+        _bad_target(t, m, ignore_index, C)
+        raise
+    return float(loss), d.astype(z.dtype, copy=False).reshape(z.shape)
+
+
+def _valid(t: np.ndarray, m: np.ndarray | None, ignore_index: int | None) -> np.ndarray:
+    """The entries that count: not ``ignore_index``, and inside the mask."""
+    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     if m is not None:
         valid &= np.broadcast_to(m != 0, t.shape)
-        if m.dtype != np.bool_:
-            weight = np.where(valid, np.broadcast_to(m, t.shape), 0.0).reshape(-1)
-    bad = valid & ((t < 0) | (t >= C))
+    return valid
+
+
+def _bad_target(
+    t: np.ndarray, m: np.ndarray | None, ignore_index: int | None, C: int
+) -> None:
+    """Raises the ``IndexError`` naming the first target outside [0, C) that counts."""
+    bad = _valid(t, m, ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
         pos = np.unravel_index(int(np.argmax(bad)), t.shape)
         raise IndexError(
             f"targets contains class {int(t[pos])} at position "
             f"{tuple(int(i) for i in pos)}, outside [0, {C}) for logits with C={C}"
         )
-    n: float = int(valid.sum()) if weight is None else float(weight.sum())
+
+
+def _weighted_cross_entropy(
+    z: np.ndarray,
+    t: np.ndarray,
+    m: np.ndarray,
+    ignore_index: int | None,
+    reduction: str,
+) -> tuple[float, np.ndarray]:
+    """Cross-entropy with float weights per entry (``fit``'s sample/class weights).
+
+    The loss is the weighted sum, divided by the sum of the weights for "mean"
+    (PyTorch's rule). NumPy, not the kernel: the kernel takes a 0/1 mask, and
+    weighted runs are the exception, not the hot path of ``fit``.
+    """
+    C = z.shape[-1]
+    _bad_target(t, m, ignore_index, C)
+    valid = _valid(t, m, ignore_index)
+    weight = np.where(valid, np.broadcast_to(m, t.shape), 0.0).reshape(-1)
+    n = float(weight.sum())
     z2 = z.reshape(-1, C)
     t1 = np.where(valid, t, 0).reshape(-1)
-    v1 = valid.reshape(-1)
     rows = np.arange(z2.shape[0])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # log softmax(z)_c = (z_c - max z) - log sum_k exp(z_k - max z)
@@ -200,20 +247,15 @@ def cross_entropy(
         np.exp(p, out=p)
         s = p.sum(axis=1)
         nll = np.log(s) - shifted_t  # -log softmax(z)[t]
-        # dL/dz = softmax(z) - onehot(t), on the entries that count
+        # dL/dz = weight * (softmax(z) - onehot(t))
         p /= s[:, None]
         p[rows, t1] -= 1
-        if weight is None:
-            total = float(np.sum(nll[v1], dtype=np.float64))
-            p *= v1[:, None]
-        else:
-            total = float(np.sum(np.where(v1, nll, 0.0) * weight, dtype=np.float64))
-            p *= weight.astype(p.dtype)[:, None]
+        total = float(np.sum(np.where(weight > 0, nll, 0.0) * weight, dtype=np.float64))
+        p *= weight.astype(p.dtype)[:, None]
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     if scale != 1.0:
         p *= z.dtype.type(scale)
-    loss = total * scale if n else 0.0
-    return loss, p.reshape(z.shape)
+    return (total * scale if n else 0.0), p.reshape(z.shape)
 
 
 def binary_cross_entropy_with_logits(

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ._ops import ACTIVATIONS, activation_grad
+from . import _core
+from ._ops import ACTIVATIONS
 from ._params import _as_float_array, _check_shape, _Params
 
 
@@ -207,14 +208,14 @@ class Linear(Module):
                 f"x must have {self.in_features} features in its last axis, "
                 f"got shape {x.shape}"
             )
-        x2 = x.reshape(-1, self.in_features)
-        # y = x W^T + b
-        y2 = x2 @ self.params["weight"].T
-        if self.bias:
-            y2 += self.params["bias"]
-        if self.activation is not None:
-            with np.errstate(over="ignore"):
-                ACTIVATIONS[self.activation](y2, out=y2)
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        # y = act(x W^T + b): rnnkit's GEMM, bias and activation fused (linear.cpp)
+        y2 = _core.linear_forward(
+            x2,
+            self.params["weight"],
+            self.params["bias"] if self.bias else None,
+            self.activation,
+        )
         y = y2.reshape(x.shape[:-1] + (self.out_features,))
         self._x, self._y = (x2, y2) if train else (None, None)
         self._lead = x.shape[:-1]
@@ -240,16 +241,20 @@ class Linear(Module):
         lead = self._lead
         dy = _as_float_array("dy", dy, self.dtype)
         _check_shape("dy", dy, lead + (self.out_features,))
-        da = dy.reshape(y2.shape)
-        if self.activation is not None:
-            # y = act(a)
-            da = activation_grad(da, y2, self.activation, out=np.empty_like(y2))
-        # y = x W^T + b
-        self.grads["weight"] += da.T @ x2
-        if self.bias:
-            self.grads["bias"] += da.sum(axis=0)
+        # da = dy act'(y); dW += da^T x; db += sum da; dx = da W (linear.cpp)
+        dx = _core.linear_backward(
+            np.ascontiguousarray(dy.reshape(y2.shape)),
+            x2,
+            y2,
+            self.params["weight"],
+            self.grads["weight"],
+            self.grads["bias"] if self.bias else None,
+            self.activation,
+            True,
+        )
         self._x = self._y = None
-        return (da @ self.params["weight"]).reshape(lead + (self.in_features,))
+        assert dx is not None  # need_dx
+        return dx.reshape(lead + (self.in_features,))
 
 
 class Embedding(Module):
@@ -394,12 +399,7 @@ class Embedding(Module):
         IndexError
             An id is outside [0, V); the message names the id and its position.
         """
-        if hasattr(ids, "detach"):
-            ids = ids.detach().cpu().numpy()
-        arr = np.asarray(ids)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
+        arr = self._int_ids(ids, name)
         bad = (arr < 0) | (arr >= self.num_embeddings)
         if bad.any():
             pos = np.unravel_index(int(np.argmax(bad)), arr.shape)
@@ -409,6 +409,16 @@ class Embedding(Module):
                 f"{self.num_embeddings}"
             )
         return arr
+
+    @staticmethod
+    def _int_ids(ids: Any, name: str = "ids") -> np.ndarray:
+        """``ids`` as int64 (``TypeError`` unless integers), not range-checked."""
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+        return arr.astype(np.int64, copy=False)
 
     def forward(self, ids: Any, train: bool = True) -> np.ndarray:
         """Gathers rows: ``y[...] = weight[ids[...]]``.
@@ -424,9 +434,16 @@ class Embedding(Module):
         -------
         y : ndarray (..., E)
         """
-        ids = self.check_ids(ids)
+        ids = self._int_ids(ids)
+        flat = np.ascontiguousarray(ids.reshape(-1))
+        try:
+            # the kernel refuses ids outside [0, V) (embedding.cpp)
+            y = _core.embedding_forward(flat, self.params["weight"])
+        except IndexError:
+            self.check_ids(ids)  # the message with the id's position in ids
+            raise
         self._ids = ids if train else None
-        return self.params["weight"][ids]
+        return y.reshape(ids.shape + (self.embedding_dim,))
 
     def backward(self, dy: Any) -> None:
         """Scatter-adds ``dy`` into ``grads["weight"]`` (ids are not differentiable)."""
@@ -437,13 +454,14 @@ class Embedding(Module):
             )
         dy = _as_float_array("dy", dy, self.dtype)
         _check_shape("dy", dy, ids.shape + (self.embedding_dim,))
-        flat = ids.reshape(-1)
-        rows = dy.reshape(-1, self.embedding_dim)
-        if self.padding_idx is not None:
-            keep = flat != self.padding_idx
-            flat, rows = flat[keep], rows[keep]
-        # y = weight[ids]  ->  dweight[v] += sum of dy over positions holding v
-        np.add.at(self.grads["weight"], flat, rows)
+        # dweight[v] += dy at every position holding v, in position order, the
+        # padding row left out (embedding.cpp: deterministic, no atomics)
+        _core.embedding_backward(
+            np.ascontiguousarray(ids.reshape(-1)),
+            np.ascontiguousarray(dy.reshape(-1, self.embedding_dim)),
+            self.grads["weight"],
+            -1 if self.padding_idx is None else self.padding_idx,
+        )
         self._ids = None
 
 
