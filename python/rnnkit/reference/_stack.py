@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 
 from .. import _cells
+from .gru import gru_backward, gru_forward
+from .lstm import lstm_backward, lstm_forward
 from .options import (
     EXTRA_NAMES,
     CellExtras,
@@ -46,8 +48,6 @@ from .options import (
     Options,
     draw_masks,
 )
-from .gru import gru_backward, gru_forward
-from .lstm import lstm_backward, lstm_forward
 from .rnn import rnn_backward, rnn_forward
 
 

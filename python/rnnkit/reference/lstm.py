@@ -321,7 +321,7 @@ def lstm_step(
     tanh_c = np.tanh(cn)
     m = o * tanh_c
     h_new = m if ex.W_hr is None else m @ ex.W_hr.T
-    # zoneout: h_t = d ⊙ h_{t-1} + (1 - d) ⊙ h̃_t, c_t likewise (expectation at inference)
+    # zoneout: h_t = d ⊙ h_{t-1} + (1 - d) ⊙ h̃_t, c_t likewise (mean at inference)
     zh = None if ex.zoneout_h is None else ex.zoneout_h[t]
     zc = None if ex.zoneout_c is None else ex.zoneout_c[t]
     h = zoneout_forward(h_prev, h_new, zh, ex.zoneout, ex.train)

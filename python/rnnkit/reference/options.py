@@ -438,7 +438,8 @@ class ExtraGrads:
 def zoneout_forward(
     prev: np.ndarray, new: np.ndarray, keep: np.ndarray | None, p: float, train: bool
 ) -> np.ndarray:
-    """``d ⊙ prev + (1 - d) ⊙ new`` in training, ``p prev + (1 - p) new`` at inference."""
+    """Zoneout: ``d ⊙ prev + (1 - d) ⊙ new`` in training (``keep`` = d), and
+    ``p prev + (1 - p) new`` at inference."""
     if train:
         if keep is None:
             return new
