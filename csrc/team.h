@@ -94,7 +94,9 @@ inline int team_size(const RnnDesc& d, int64_t G, int64_t steps,
   int64_t fma = 0;
   for (int64_t l = 0; l < d.L; ++l)
     fma += d.D * steps * d.B * G * d.H * (d.in_size(l) + d.H);
-  return fma < min_fma ? 1 : d.threads;
+  // as many threads as the work pays for: min_fma per thread at least
+  const int64_t pays = fma / min_fma;
+  return pays < 1 ? 1 : pays < d.threads ? int(pays) : d.threads;
 }
 
 // The Part of thread tid for tiles of tu units and row blocks of `rows`.
