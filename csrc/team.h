@@ -28,6 +28,10 @@ namespace RNNKIT_NS {
 // slice would make a step cost milliseconds. GCC atomics on plain ints, so no
 // standard-library template is compiled with per-ISA flags.
 struct TeamBarrier {
+  // ~10 us of pause: a step's imbalance on a quiet machine; longer waits mean
+  // the thread waited for is not running, and spinning on would take its core
+  // (more threads than cores) or burn a time slice for nothing
+  static constexpr int kSpins = 2000;
   int count = 0;
   int generation = 0;
   void wait(int nth) {
@@ -39,7 +43,7 @@ struct TeamBarrier {
       return;
     }
     for (int spin = 0; __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen; ++spin) {
-      if (spin < 20000) {
+      if (spin < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
         _mm_pause();
 #endif
