@@ -208,8 +208,10 @@ struct Recurrent {
     const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
     const bool direct = use_direct(d, c.smax);
     TeamBarrier bar;
-#pragma omp parallel num_threads(direct ? team_size(d, G, c.smax, kDirectFmaPerThread) \
-                                        : team_size(d, G, c.smax))
+    const int team_n =
+        direct ? team_size(d, G, c.smax, kDirectFmaPerThread) : team_size(d, G, c.smax);
+    const int64_t t_start = now_ns();
+#pragma omp parallel num_threads(team_n)
     {
       DenormalGuard guard;
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
@@ -261,6 +263,7 @@ struct Recurrent {
       }
       if (train) copy_part(a.y, R.y + (d.L - 1) * R.ys, T * B * DH, tid, nth);
     }
+    bar.report(team_n, now_ns() - t_start);
   }
 
   static void time_loop_forward(const Call& c, const Pass& p, const Team& team) {
@@ -440,7 +443,9 @@ struct Recurrent {
     c.smax = Ws::sort_rows(d, a.lengths, c.S);
     const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
     TeamBarrier bar;
-#pragma omp parallel num_threads(team_size(d, G, c.smax))
+    const int team_n = team_size(d, G, c.smax);
+    const int64_t t_start = now_ns();
+#pragma omp parallel num_threads(team_n)
     {
       DenormalGuard guard;
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
@@ -482,6 +487,7 @@ struct Recurrent {
         }
       }
     }
+    bar.report(team_n, now_ns() - t_start);
   }
 
   // Returns dG of step 0, compact rows (the same on every thread).

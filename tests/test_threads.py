@@ -26,7 +26,21 @@ from _helpers import (
     params,
     run_case,
 )
-from rnnkit._config import default_num_threads, physical_cores
+from rnnkit._config import (
+    default_num_threads,
+    get_adaptive_threads,
+    physical_cores,
+    set_adaptive_threads,
+)
+
+
+@pytest.fixture
+def fixed_teams():
+    """Every call really runs the team its size asks for: no fallback to one thread
+    after contention (which this shared test machine may show at any time)."""
+    set_adaptive_threads(False)
+    yield
+    set_adaptive_threads(True)
 
 
 def direct_cases(cell: str) -> list[Case]:
@@ -54,7 +68,7 @@ def packed_cases(cell: str) -> list[Case]:
 @pytest.mark.parametrize(
     "case", params([c for cell in CELLS for c in direct_cases(cell)])
 )
-def test_direct_path_threads_bitwise(case, simd, rng, restore_config):
+def test_direct_path_threads_bitwise(case, simd, rng, restore_config, fixed_teams):
     check_simd_threads(case, rng, restore_config, simd, threads=(1, 2, 3, 8))
 
 
@@ -62,7 +76,7 @@ def test_direct_path_threads_bitwise(case, simd, rng, restore_config):
 @pytest.mark.parametrize(
     "case", params([c for cell in CELLS for c in packed_cases(cell)])
 )
-def test_packed_path_threads_bitwise(case, simd, rng, restore_config):
+def test_packed_path_threads_bitwise(case, simd, rng, restore_config, fixed_teams):
     check_simd_threads(case, rng, restore_config, simd, threads=(1, 2, 3, 8))
 
 
@@ -197,3 +211,20 @@ def test_default_num_threads_in_process(monkeypatch):
     assert default_num_threads() == 4
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_num_threads() == physical_cores()
+
+
+def test_adaptive_threads_switch_and_results(rng, restore_config):
+    """Turning the contention fallback off and on keeps results bitwise; the switch
+    round-trips and is on by default."""
+    assert get_adaptive_threads() is True
+    case = Case("lstm", 6, 4, 8, 200, 2, True, False, "unsorted", "float32")
+    inputs = make_inputs(case, rng)
+    restore_config.set_num_threads(3)
+    on = run_case(make_layer(case), inputs)
+    set_adaptive_threads(False)
+    try:
+        assert get_adaptive_threads() is False
+        off = run_case(make_layer(case), inputs)
+    finally:
+        set_adaptive_threads(True)
+    assert_results_equal(on, off, what="adaptive on vs off")

@@ -172,6 +172,37 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
+def set_adaptive_threads(on: bool) -> None:
+    """Whether a call falls back to one thread after contention was seen.
+
+    On (the default), a call whose threads spent more than a quarter of their time
+    waiting at a barrier for a descheduled member (another process on the core,
+    more threads than cores) makes the next calls run on one thread; a team is
+    tried again after 16 calls, then 32, ... up to 1024 while the contention
+    lasts. Results do not change (they are bitwise the same for any thread
+    count); off, every call uses the threads its size pays for.
+    :func:`set_num_threads` forgets what was seen.
+
+    Parameters
+    ----------
+    on : bool
+
+    Examples
+    --------
+    >>> from rnnkit._config import get_adaptive_threads, set_adaptive_threads
+    >>> set_adaptive_threads(False); get_adaptive_threads()
+    False
+    >>> set_adaptive_threads(True)
+    """
+    _core.set_adaptive_threads(bool(on))
+
+
+def get_adaptive_threads() -> bool:
+    """Whether contention makes calls fall back to one thread (see
+    :func:`set_adaptive_threads`)."""
+    return bool(_core.get_adaptive_threads())
+
+
 def show_config(print_fn: Any = print) -> dict[str, Any]:
     """Prints and returns the version, SIMD paths, threads, compiler and flags.
 
