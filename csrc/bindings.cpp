@@ -893,8 +893,20 @@ PYBIND11_MODULE(_core, m) {
       [](int n) {
         if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
         g_threads.store(n);
+        rnnkit::contention().reset();
       },
       py::arg("n"));
+  m.def(
+      "set_adaptive_threads",
+      [](bool on) {
+        rnnkit::contention().reset();
+        __atomic_store_n(&rnnkit::contention().enabled, on ? 1 : 0, __ATOMIC_RELAXED);
+      },
+      py::arg("on"),
+      "Whether calls fall back to one thread after a contended call (default on).");
+  m.def("get_adaptive_threads", [] {
+    return __atomic_load_n(&rnnkit::contention().enabled, __ATOMIC_RELAXED) != 0;
+  });
   m.def(
       "fma_peak_gflops",
       [](double seconds) {

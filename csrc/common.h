@@ -103,6 +103,48 @@ struct Carver {
   }
 };
 
+// Graceful degradation on a loaded machine. A team of n threads is only as fast
+// as its slowest member: when another process shares a core, that member is
+// descheduled for whole time slices and every barrier waits for it. A call
+// whose threads spent more than a quarter of their time stalled at barriers
+// (team.h) marks the machine as contended, and the next calls run on one
+// thread (the results are the same bitwise); a team is tried again after
+// `backoff` calls, which doubles while the contention lasts (16 .. 1024) and
+// resets when a team runs clean. One per process (contention(), defined in
+// dispatch.cpp, shared by every SIMD path); relaxed atomics: a lost update only
+// shifts a probe. `enabled` false (set_adaptive_threads) turns it off.
+struct Contention {
+  int enabled = 1;
+  int left = 0;      // calls still to run on one thread
+  int backoff = 16;  // calls to back off after the next contended call
+  // Threads for a call that would use `want`.
+  int threads(int want) {
+    if (want <= 1 || !__atomic_load_n(&enabled, __ATOMIC_RELAXED)) return want;
+    if (__atomic_load_n(&left, __ATOMIC_RELAXED) > 0) {
+      __atomic_sub_fetch(&left, 1, __ATOMIC_RELAXED);
+      return 1;
+    }
+    return want;
+  }
+  // After a call of nth threads that took call_ns of wall time, stalled_ns of
+  // it summed over the threads waiting past the barrier's spin.
+  void observe(int64_t stalled_ns, int nth, int64_t call_ns) {
+    if (nth <= 1 || call_ns <= 0) return;
+    const int b = __atomic_load_n(&backoff, __ATOMIC_RELAXED);
+    if (stalled_ns * 4 > call_ns * nth) {
+      __atomic_store_n(&left, b, __ATOMIC_RELAXED);
+      __atomic_store_n(&backoff, b < 1024 ? 2 * b : b, __ATOMIC_RELAXED);
+    } else if (b != 16) {
+      __atomic_store_n(&backoff, 16, __ATOMIC_RELAXED);
+    }
+  }
+  void reset() {
+    __atomic_store_n(&left, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&backoff, 16, __ATOMIC_RELAXED);
+  }
+};
+Contention& contention();
+
 struct WorkspaceSize {
   size_t reserve = 0;
   size_t scratch = 0;

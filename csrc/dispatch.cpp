@@ -21,6 +21,11 @@
 
 namespace rnnkit {
 
+Contention& contention() {
+  static Contention c;
+  return c;
+}
+
 namespace {
 
 // The entry points of one ISA build, one slot per cell (indexed by Cell).

@@ -29,6 +29,7 @@
 
 #include "cell.h"
 #include "common.h"
+#include "direct.h"
 #include "gemm.h"
 #include "simd/vec.h"
 #include "team.h"
@@ -205,8 +206,12 @@ struct Recurrent {
     const Scratch& S = c.S;
     c.smax = Ws::sort_rows(d, a.lengths, c.S);
     const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
+    const bool direct = use_direct(d, c.smax);
     TeamBarrier bar;
-#pragma omp parallel num_threads(team_size(d, G, c.smax))
+    const int team_n =
+        direct ? team_size(d, G, c.smax, kDirectFmaPerThread) : team_size(d, G, c.smax);
+    const int64_t t_start = now_ns();
+#pragma omp parallel num_threads(team_n)
     {
       DenormalGuard guard;
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
@@ -231,10 +236,12 @@ struct Recurrent {
           p.w = a.weights + 4 * p.ld;
           p.xp = train ? R.xp + p.ld * R.xs : S.xp;
           p.aux = train ? R.aux + p.ld * R.as : nullptr;
-          // XP = x W_ih^T: B(k, j) = W_ih[j*In + k].
-          gemm<Real>(T * B, GH, p.in, p.xin, p.in, 1, p.w[0], 1, p.in, p.xp, GH, false,
-                     S.pack, team.bar, tid, nth);
-          Tl::pack_forward(d, p.w[1], S.wp, tid, nth);
+          if (!direct) {
+            // XP = x W_ih^T: B(k, j) = W_ih[j*In + k].
+            gemm<Real>(T * B, GH, p.in, p.xin, p.in, 1, p.w[0], 1, p.in, p.xp, GH,
+                       false, S.pack, team.bar, tid, nth);
+            Tl::pack_forward(d, p.w[1], S.wp, tid, nth);
+          }
           if (tid == 0) Tl::combine_bias(d, p.w[2], p.w[3], S.bx, S.bhn);
           for (int64_t r = tid; r < B; r += nth) {
             const int64_t b = S.perm[r];
@@ -247,12 +254,16 @@ struct Recurrent {
             }
           }
           team.sync();
-          time_loop_forward(c, p, team);
+          if (direct)
+            time_loop_direct(c, p, team);
+          else
+            time_loop_forward(c, p, team);
           team.sync();
         }
       }
       if (train) copy_part(a.y, R.y + (d.L - 1) * R.ys, T * B * DH, tid, nth);
     }
+    bar.report(team_n, now_ns() - t_start);
   }
 
   static void time_loop_forward(const Call& c, const Pass& p, const Team& team) {
@@ -331,6 +342,83 @@ struct Recurrent {
     save_final(c, P, hcur, ccur, 0, S.nact[c.smax - 1], p.ld);
   }
 
+  // Calls of a few steps of a few rows (direct.h): packing the weights would
+  // cost more than the steps. Rows times steps, so that forward(T=1) and a
+  // short decoder chunk take this path and a batch of sequences does not.
+  static constexpr int64_t kDirectRowSteps = 8;
+  static constexpr int64_t kDirectFmaPerThread = int64_t(1) << 18;
+  static bool use_direct(const RnnDesc& d, int64_t smax) {
+    return d.B * smax <= kDirectRowSteps;
+  }
+
+  // The direct time loop: thread tid owns tiles [u0, u1) of units, computes
+  // their columns of XP for every (t, b) from the unpacked W_ih, then runs
+  // their steps with the recurrent product read from the unpacked W_hh; one
+  // barrier per step. Each output is one rows_dot of fixed order.
+  static void time_loop_direct(const Call& c, const Pass& p, const Team& team) {
+    using Dt = Direct<Real>;
+    const RnnDesc& d = c.d;
+    const Scratch& S = c.S;
+    const bool train = c.a.train, rev = p.rev();
+    const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, DH = d.D * H, In = p.in;
+    const int64_t dir = p.dir, ntiles = (H + TU - 1) / TU;
+    const Part P{ntiles * team.tid / team.nth,
+                 ntiles * (team.tid + 1) / team.nth,
+                 1,
+                 0,
+                 1,
+                 team.nth > 1,
+                 false};
+    const int64_t j0 = P.u0 * TU, j1 = min64(P.u1 * TU, H);
+    const Real* wih = p.w[0];
+    const Real* whh = p.w[1];
+    for (int64_t tb = 0; tb < T * B; ++tb)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t j = j0; j < j1; j += VL) {
+          const int64_t n = min64(VL, H - j);
+          const V v = Dt::rows_dot(wih + (g * H + j) * In, In, n, p.xin + tb * In, In);
+          storen(p.xp + tb * GH + g * H + j, v, n);
+        }
+    Real *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
+    FwdRow<Real> row;
+    row.bx = S.bx;
+    row.bhn = S.bhn;
+    row.H = H;
+    row.cstore = row.hnstore = nullptr;
+    for (int64_t s = 0; s < c.smax; ++s) {
+      const int64_t nact = S.nact[s];
+      if (s > 0) save_final(c, P, hcur, ccur, nact, S.nact[s - 1], p.ld);
+      for (int64_t r = 0; r < nact; ++r) {
+        const int64_t b = S.perm[r], t = time_of(S, r, s, rev);
+        row.xp = p.xp + (t * B + b) * GH;
+        row.hprev = hcur + r * H;
+        row.cprev = ccur + r * H;
+        row.hnext = hnext + r * H;
+        row.cnext = cnext + r * H;
+        row.y = p.y + (t * B + b) * DH + dir * H;
+        if (train) row.cstore = row.hnstore = p.aux + (t * B + b) * H;
+        for (int64_t j = j0; j < j1; j += VL) {
+          const int64_t n = min64(VL, H - j);
+          V acc[G];
+          for (int64_t g = 0; g < G; ++g)
+            acc[g] = Dt::rows_dot(whh + (g * H + j) * H, H, n, hcur + r * H, H);
+          if (train)
+            Cell::template forward<true, kAct>(acc, row, j, n);
+          else
+            Cell::template forward<false, kAct>(acc, row, j, n);
+        }
+      }
+      if (P.sync) team.sync();
+      Real* tmp = hcur;
+      hcur = hnext;
+      hnext = tmp;
+      tmp = ccur;
+      ccur = cnext;
+      cnext = tmp;
+    }
+    save_final(c, P, hcur, ccur, 0, S.nact[c.smax - 1], p.ld);
+  }
+
   // h_n (and c_n) of sorted rows [r0, r1), which have just finished.
   static void save_final(const Call& c, const Part& P, const Real* hcur,
                          const Real* ccur, int64_t r0, int64_t r1, int64_t ld) {
@@ -355,7 +443,9 @@ struct Recurrent {
     c.smax = Ws::sort_rows(d, a.lengths, c.S);
     const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
     TeamBarrier bar;
-#pragma omp parallel num_threads(team_size(d, G, c.smax))
+    const int team_n = team_size(d, G, c.smax);
+    const int64_t t_start = now_ns();
+#pragma omp parallel num_threads(team_n)
     {
       DenormalGuard guard;
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
@@ -397,6 +487,7 @@ struct Recurrent {
         }
       }
     }
+    bar.report(team_n, now_ns() - t_start);
   }
 
   // Returns dG of step 0, compact rows (the same on every thread).

@@ -142,7 +142,9 @@ struct Step {
     TeamBarrier bar;
     // A single step is bound by reading the weights: a second thread pays as
     // soon as they outgrow one core's L2 (then each core holds half).
-#pragma omp parallel num_threads(team_size(d, G, 1, int64_t(1) << 16))
+    const int team_n = team_size(d, G, 1, int64_t(1) << 16);
+    const int64_t t_start = now_ns();
+#pragma omp parallel num_threads(team_n)
     {
       DenormalGuard guard;
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
@@ -198,6 +200,7 @@ struct Step {
         }
       }
     }
+    bar.report(team_n, now_ns() - t_start);
   }
 };
 

@@ -16,6 +16,7 @@
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <sched.h>
+#include <time.h>
 #define RNNKIT_HAVE_YIELD 1
 #endif
 
@@ -27,9 +28,29 @@ namespace RNNKIT_NS {
 // thread being waited for may have been descheduled, and spinning through a whole time
 // slice would make a step cost milliseconds. GCC atomics on plain ints, so no
 // standard-library template is compiled with per-ISA flags.
+// Monotonic nanoseconds (0 where there is no clock_gettime).
+inline int64_t now_ns() {
+#ifdef RNNKIT_HAVE_YIELD
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+#else
+  return 0;
+#endif
+}
+
 struct TeamBarrier {
+  // ~10 us of pause: a step's imbalance on a quiet machine; longer waits mean
+  // the thread waited for is not running, and spinning on would take its core
+  // (more threads than cores) or burn a time slice for nothing
+  static constexpr int kSpins = 2000;
   int count = 0;
   int generation = 0;
+  int64_t stalled_ns = 0;  // time waiters spent past the spin phase, summed
+  // Tell contention() how the call of nth threads that used this barrier went.
+  void report(int nth, int64_t call_ns) const {
+    contention().observe(__atomic_load_n(&stalled_ns, __ATOMIC_RELAXED), nth, call_ns);
+  }
   void wait(int nth) {
     if (nth <= 1) return;
     const int gen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
@@ -38,17 +59,20 @@ struct TeamBarrier {
       __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
       return;
     }
+    int64_t t0 = 0;
     for (int spin = 0; __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen; ++spin) {
-      if (spin < 20000) {
+      if (spin < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
         _mm_pause();
 #endif
       } else {
+        if (spin == kSpins) t0 = now_ns();
 #ifdef RNNKIT_HAVE_YIELD
         sched_yield();
 #endif
       }
     }
+    if (t0) __atomic_add_fetch(&stalled_ns, now_ns() - t0, __ATOMIC_RELAXED);
   }
 };
 
@@ -94,7 +118,10 @@ inline int team_size(const RnnDesc& d, int64_t G, int64_t steps,
   int64_t fma = 0;
   for (int64_t l = 0; l < d.L; ++l)
     fma += d.D * steps * d.B * G * d.H * (d.in_size(l) + d.H);
-  return fma < min_fma ? 1 : d.threads;
+  // as many threads as the work pays for: min_fma per thread at least
+  const int64_t pays = fma / min_fma;
+  const int want = pays < 1 ? 1 : pays < d.threads ? int(pays) : d.threads;
+  return contention().threads(want);
 }
 
 // The Part of thread tid for tiles of tu units and row blocks of `rows`.

@@ -43,10 +43,14 @@ class _Ctx:
 _Desc = tuple[str, str, int, int, int, int, int, bool, bool]
 
 
+# dtype.name is a Python-level property, slow next to a one-step kernel
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
 def _desc(layer: Any, T: int, B: int) -> _Desc:
     return (
         layer.cell,
-        layer.dtype.name,
+        _DTYPE_NAMES[layer.dtype],
         T,
         B,
         layer.input_size,

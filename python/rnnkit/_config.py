@@ -73,8 +73,67 @@ def set_simd(name: str) -> None:
     _core.set_simd(name)
 
 
+def _env_threads(name: str) -> int | None:
+    """The first count of a thread variable (``OMP_NUM_THREADS=4,2`` -> 4), if valid."""
+    value = os.environ.get(name, "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (its affinity mask).
+
+    Hyperthreads of one core count once (Linux: ``/sys/devices/system/cpu``
+    topology); where that cannot be read, every allowed CPU counts.
+
+    Examples
+    --------
+    >>> import os
+    >>> from rnnkit._config import physical_cores
+    >>> 1 <= physical_cores() <= (os.cpu_count() or 1)
+    True
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topo = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(topo + "physical_package_id") as f:
+                package = f.read().strip()
+            with open(topo + "core_id") as f:
+                cores.add((package, f.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def default_num_threads() -> int:
+    """The thread count the kernels start with.
+
+    ``RNNKIT_NUM_THREADS``, else ``OMP_NUM_THREADS`` (its first entry), else the
+    physical cores of the affinity mask (:func:`physical_cores`): a second
+    hyperthread of a core adds nothing to these kernels but contention.
+
+    Examples
+    --------
+    >>> from rnnkit._config import default_num_threads
+    >>> default_num_threads() >= 1
+    True
+    """
+    for name in ("RNNKIT_NUM_THREADS", "OMP_NUM_THREADS"):
+        n = _env_threads(name)
+        if n is not None:
+            return n
+    return physical_cores()
+
+
 def get_num_threads() -> int:
-    """Threads the kernels use (default OpenMP's: ``OMP_NUM_THREADS`` or the cores).
+    """Threads the kernels use at most (default :func:`default_num_threads`).
+
+    Each call uses as many of them as its size pays for: one for a single small
+    step, all of them for a large batch.
 
     Examples
     --------
@@ -111,6 +170,37 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     _core.set_num_threads(n)
+
+
+def set_adaptive_threads(on: bool) -> None:
+    """Whether a call falls back to one thread after contention was seen.
+
+    On (the default), a call whose threads spent more than a quarter of their time
+    waiting at a barrier for a descheduled member (another process on the core,
+    more threads than cores) makes the next calls run on one thread; a team is
+    tried again after 16 calls, then 32, ... up to 1024 while the contention
+    lasts. Results do not change (they are bitwise the same for any thread
+    count); off, every call uses the threads its size pays for.
+    :func:`set_num_threads` forgets what was seen.
+
+    Parameters
+    ----------
+    on : bool
+
+    Examples
+    --------
+    >>> from rnnkit._config import get_adaptive_threads, set_adaptive_threads
+    >>> set_adaptive_threads(False); get_adaptive_threads()
+    False
+    >>> set_adaptive_threads(True)
+    """
+    _core.set_adaptive_threads(bool(on))
+
+
+def get_adaptive_threads() -> bool:
+    """Whether contention makes calls fall back to one thread (see
+    :func:`set_adaptive_threads`)."""
+    return bool(_core.get_adaptive_threads())
 
 
 def show_config(print_fn: Any = print) -> dict[str, Any]:
@@ -163,3 +253,6 @@ def show_config(print_fn: Any = print) -> dict[str, Any]:
     if print_fn is not None:
         print_fn("\n".join(lines))
     return cfg
+
+
+_core.set_num_threads(default_num_threads())

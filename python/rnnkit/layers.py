@@ -95,18 +95,21 @@ class _Recurrent(_Params):
 
     # ----------------------------------------------------------------- params
     def _weight_list(self, store: dict[str, np.ndarray]) -> list[np.ndarray | None]:
-        """[W_ih, W_hh, b_ih, b_hh] per (layer, direction), biases None without bias."""
-        out: list[np.ndarray | None] = []
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                s = _cells.suffix(layer, d)
-                out += [
-                    store["weight_ih" + s],
-                    store["weight_hh" + s],
-                    store.get("bias_ih" + s),
-                    store.get("bias_hh" + s),
-                ]
-        return out
+        """[W_ih, W_hh, b_ih, b_hh] per (layer, direction), biases None without bias.
+
+        Read from ``store`` at every call (only the names are computed once), so
+        whatever the views hold now is what the kernels see.
+        """
+        names = self.__dict__.get("_weight_names")
+        if names is None:
+            names = [
+                kind + _cells.suffix(layer, d)
+                for layer in range(self.num_layers)
+                for d in range(self.num_directions)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            self._weight_names = names
+        return [store.get(k) for k in names]
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """Draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does.
