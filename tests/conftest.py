@@ -189,11 +189,22 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture
 def restore_config():
-    """Restores the active SIMD path and thread count after the test."""
-    import rnnkit as rk
+    """Restores the active SIMD path and thread count after the test.
 
-    simd, threads = rk.get_simd(), rk.get_num_threads()
+    Also turns off the fall-back to one thread under contention for the test's
+    duration: on a loaded machine it would quietly run an "8 threads" case on one,
+    and the thread-count checks would stop exercising the threaded code."""
+    import rnnkit as rk
+    from rnnkit._config import get_adaptive_threads, set_adaptive_threads
+
+    simd, threads, adaptive = (
+        rk.get_simd(),
+        rk.get_num_threads(),
+        get_adaptive_threads(),
+    )
+    set_adaptive_threads(False)
     yield rk
+    set_adaptive_threads(adaptive)
     rk.set_simd(simd)
     rk.set_num_threads(threads)
 
