@@ -53,7 +53,6 @@ from typing import Any, Callable
 
 from rnnbench.chart import plot_chart
 from rnnbench.problem import (
-    CELLS,
     GEN_SIZES,
     LARGE_SHAPES,
     MODES,
@@ -67,6 +66,7 @@ from rnnbench.problem import (
 )
 from rnnbench.report import aggregate, render_goals, render_tables
 from rnnbench.workers import log, worker_mem, worker_peak, worker_ref, worker_time
+from rnnkit import _cells
 from rnnkit._sysinfo import cpu_info, has_avx512, thread_env
 
 
@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="subset: shapes 100x32x128x256 and 200x16x64x64, fewer samples, "
         "memory for rnnkit only",
     )
-    ap.add_argument("--cells", type=csv(CELLS), default=list(CELLS))
+    ap.add_argument(
+        "--cells", type=csv(tuple(_cells.CELLS)), default=list(_cells.CELLS)
+    )
     ap.add_argument(
         "--shapes",
         type=parse_shape,

@@ -52,54 +52,75 @@ std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
-int parse_cell(const std::string& cell) {
-  if (cell == "rnn") return rnnkit::kRNN;
-  if (cell == "lstm") return rnnkit::kLSTM;
-  if (cell == "gru") return rnnkit::kGRU;
-  throw py::value_error("cell must be 'rnn', 'lstm' or 'gru', got '" + cell + "'");
+// The names of cells.h, in its order: "'rnn', 'lstm' or 'gru'".
+std::string cell_choices() {
+  static const char* const names[] = {
+#define RNNKIT_CELL_NAME(name, Struct, gates, has_c) #name,
+      RNNKIT_CELLS(RNNKIT_CELL_NAME)
+#undef RNNKIT_CELL_NAME
+  };
+  std::string out;
+  for (int i = 0; i < rnnkit::kNumCells; ++i)
+    out += std::string(i == 0                       ? ""
+                       : i + 1 == rnnkit::kNumCells ? " or "
+                                                    : ", ") +
+           "'" + names[i] + "'";
+  return out;
 }
 
-int parse_act(const std::string& act) {
+rnnkit::Cell parse_cell(const std::string& cell) {
+#define RNNKIT_PARSE_CELL(name, Struct, gates, has_c) \
+  if (cell == #name) return rnnkit::Cell::name;
+  RNNKIT_CELLS(RNNKIT_PARSE_CELL)
+#undef RNNKIT_PARSE_CELL
+  throw py::value_error("cell must be " + cell_choices() + ", got '" + cell + "'");
+}
+
+rnnkit::Act parse_act(const std::string& act) {
   if (act == "tanh") return rnnkit::kTanh;
   if (act == "relu") return rnnkit::kRelu;
   if (act == "sigmoid") return rnnkit::kSigmoid;
-  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" + act +
-                        "'");
+  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" +
+                        act + "'");
 }
 
 // An array the kernel reads: exact dtype, C-contiguous, given shape.
-template <class T>
-const T* in_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
+template <class Real>
+const Real* in_ptr(const char* name, const py::handle& obj,
+                   const std::vector<int64_t>& shape) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array");
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!py::isinstance<py::array_t<T>>(a))
+  if (!py::isinstance<py::array_t<Real>>(a))
     throw py::type_error(std::string(name) + " must have dtype " +
-                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(py::dtype::of<Real>())) + ", got " +
                          std::string(py::str(a.dtype())));
   if (shape_of(a) != shape)
     throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) +
                           ", got " + shape_str(shape_of(a)));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
-  return static_cast<const T*>(a.data());
+  return static_cast<const Real*>(a.data());
 }
 
 // An array the kernel writes: as above, and writeable (never a silent copy).
-template <class T>
-T* out_ptr(const char* name, const py::handle& obj, const std::vector<int64_t>& shape) {
-  const T* p = in_ptr<T>(name, obj, shape);
+template <class Real>
+Real* out_ptr(const char* name, const py::handle& obj,
+              const std::vector<int64_t>& shape) {
+  const Real* p = in_ptr<Real>(name, obj, shape);
   if (!py::reinterpret_borrow<py::array>(obj).writeable())
     throw py::value_error(std::string(name) + " must be writeable");
-  return const_cast<T*>(p);
+  return const_cast<Real*>(p);
 }
 
 char* workspace_ptr(const char* name, const py::array& a, size_t need) {
   if (!(a.flags() & py::array::c_style) || !a.writeable())
-    throw py::value_error(std::string(name) + " must be a writeable C-contiguous array");
+    throw py::value_error(std::string(name) +
+                          " must be a writeable C-contiguous array");
   if (size_t(a.nbytes()) < need)
-    throw py::value_error(std::string(name) + " must have at least " + std::to_string(need) +
-                          " bytes, got " + std::to_string(a.nbytes()));
+    throw py::value_error(std::string(name) + " must have at least " +
+                          std::to_string(need) + " bytes, got " +
+                          std::to_string(a.nbytes()));
   return static_cast<char*>(const_cast<void*>(a.data()));
 }
 
@@ -112,18 +133,25 @@ RnnDesc make_desc(const std::string& cell, const std::string& act, int64_t T, in
   d.bias = bias;
   d.threads = num_threads();
   if (T < 1 || B < 1 || I < 1 || H < 1 || L < 1)
-    throw py::value_error("T, B, I, H and num_layers must be >= 1, got T=" +
-                          std::to_string(T) + ", B=" + std::to_string(B) + ", I=" +
-                          std::to_string(I) + ", H=" + std::to_string(H) +
-                          ", num_layers=" + std::to_string(L));
+    throw py::value_error(
+        "T, B, I, H and num_layers must be >= 1, got T=" + std::to_string(T) +
+        ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
+        ", H=" + std::to_string(H) + ", num_layers=" + std::to_string(L));
   return d;
+}
+
+// PyTorch's name of parameter `kind` (0 W_ih, 1 W_hh, 2 b_ih, 3 b_hh) of
+// layer l in direction dir: weight_ih_l0, bias_hh_l1_reverse, ...
+std::string param_name(int kind, int64_t l, int64_t dir) {
+  static const char* const kinds[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  return std::string(kinds[kind]) + "_l" + std::to_string(l) + (dir ? "_reverse" : "");
 }
 
 // weights: 4 per (layer, direction): W_ih, W_hh, b_ih, b_hh (biases None
 // without bias). Names follow PyTorch for the messages.
-template <class T, class Ptr, class Get>
-std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const char* what,
-                             Get get) {
+template <class Real, class Ptr, class Get>
+std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights,
+                             const char* what, Get get) {
   const int64_t LD = d.L * d.D, GH = d.G() * d.H;
   if (int64_t(weights.size()) != 4 * LD)
     throw py::value_error(std::string(what) + " must hold " + std::to_string(4 * LD) +
@@ -133,12 +161,13 @@ std::vector<Ptr> weight_ptrs(const RnnDesc& d, const py::list& weights, const ch
   for (int64_t l = 0; l < d.L; ++l)
     for (int64_t dir = 0; dir < d.D; ++dir) {
       const int64_t k = 4 * (l * d.D + dir);
-      const std::string sfx = "_l" + std::to_string(l) + (dir ? "_reverse" : "");
       const std::string pre = std::string(what) == "dweights" ? "grad of " : "";
-      out[k] = get((pre + "weight_ih" + sfx).c_str(), weights[k], {GH, d.in_size(l)});
-      out[k + 1] = get((pre + "weight_hh" + sfx).c_str(), weights[k + 1], {GH, d.H});
+      out[k] =
+          get((pre + param_name(0, l, dir)).c_str(), weights[k], {GH, d.in_size(l)});
+      out[k + 1] =
+          get((pre + param_name(1, l, dir)).c_str(), weights[k + 1], {GH, d.H});
       for (int b = 2; b < 4; ++b) {
-        const std::string name = pre + (b == 2 ? "bias_ih" : "bias_hh") + sfx;
+        const std::string name = pre + param_name(b, l, dir);
         if (weights[k + b].is_none()) {
           if (d.bias) throw py::value_error(name + " is None but the layer has biases");
         } else {
@@ -161,85 +190,86 @@ const int64_t* lengths_ptr(const py::object& lengths, int64_t T, int64_t B) {
   return p;
 }
 
-template <class T>
+template <class Real>
 py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::list& weights,
                        const py::object& lengths, const py::object& reserve,
                        const py::array& scratch, bool train) {
-  const bool lstm = d.cell == rnnkit::kLSTM;
+  const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<T> a;
+  RnnArgs<Real> a;
   a.train = train;
-  a.x = in_ptr<T>("x", x, {d.T, d.B, d.I});
-  a.h0 = in_ptr<T>("h0", h0, state);
-  if (lstm) a.c0 = in_ptr<T>("c0", c0, state);
-  auto w = weight_ptrs<T, const T*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<T>(n, o, s);
-                                    });
+  a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
+  a.h0 = in_ptr<Real>("h0", h0, state);
+  if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<T>(isa, d, train ? 1 : 0);
+  auto need = rnnkit::workspace_size<Real>(
+      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
   if (train) {
     if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
     a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
   }
-  py::array_t<T> y({d.T, d.B, d.D * d.H}), hn(state);
+  py::array_t<Real> y({d.T, d.B, d.D * d.H}), hn(state);
   py::object cn = py::none();
   a.y = y.mutable_data();
   a.hn = hn.mutable_data();
-  if (lstm) {
-    py::array_t<T> c(state);
+  if (has_c) {
+    py::array_t<Real> c(state);
     a.cn = c.mutable_data();
     cn = c;
   }
   {
     py::gil_scoped_release release;
-    rnnkit::forward<T>(isa, d, a);
+    rnnkit::forward<Real>(isa, d, a);
   }
   return py::make_tuple(y, hn, cn);
 }
 
-template <class T>
+template <class Real>
 py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
                         const py::object& dcn, const py::list& weights,
                         const py::list& dweights, const py::object& lengths,
                         const py::array& reserve, const py::array& scratch) {
-  const bool lstm = d.cell == rnnkit::kLSTM;
+  const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<T> a;
-  a.dy = in_ptr<T>("dy", dy, {d.T, d.B, d.D * d.H});
-  a.dhn = in_ptr<T>("dh_n", dhn, state);
-  if (lstm) a.dcn = in_ptr<T>("dc_n", dcn, state);
-  auto w = weight_ptrs<T, const T*>(d, weights, "weights",
-                                    [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                      return in_ptr<T>(n, o, s);
-                                    });
-  auto dw = weight_ptrs<T, T*>(d, dweights, "dweights",
-                               [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                 return out_ptr<T>(n, o, s);
-                               });
+  RnnArgs<Real> a;
+  a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
+  a.dhn = in_ptr<Real>("dh_n", dhn, state);
+  if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
+  auto w = weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  auto dw = weight_ptrs<Real, Real*>(
+      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return out_ptr<Real>(n, o, s);
+      });
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<T>(isa, d, 2);
+  auto need = rnnkit::workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
   a.reserve = workspace_ptr("reserve", reserve, need.reserve);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
-  py::array_t<T> dx({d.T, d.B, d.I}), dh0(state);
+  py::array_t<Real> dx({d.T, d.B, d.I}), dh0(state);
   py::object dc0 = py::none();
   a.dx = dx.mutable_data();
   a.dh0 = dh0.mutable_data();
-  if (lstm) {
-    py::array_t<T> c(state);
+  if (has_c) {
+    py::array_t<Real> c(state);
     a.dc0 = c.mutable_data();
     dc0 = c;
   }
   {
     py::gil_scoped_release release;
-    rnnkit::backward<T>(isa, d, a);
+    rnnkit::backward<Real>(isa, d, a);
   }
   return py::make_tuple(dx, dh0, dc0);
 }
@@ -248,66 +278,71 @@ bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize()
 
 // One step at a time (generation): weights packed once at construction for the
 // SIMD path active then, state carried inside between calls.
-template <class T>
+template <class Real>
 class Stepper {
  public:
   Stepper(const std::string& cell, const std::string& act, int64_t L, int64_t B,
           const py::list& weights) {
     if (weights.size() < 2 || !py::isinstance<py::array>(weights[0]) ||
         !py::isinstance<py::array>(weights[1]))
-      throw py::value_error("weights must start with weight_ih_l0, weight_hh_l0 arrays");
+      throw py::value_error("weights must start with " + param_name(0, 0, 0) + ", " +
+                            param_name(1, 0, 0) + " arrays");
     py::array w0 = weights[0], w1 = weights[1];
     if (w0.ndim() != 2 || w1.ndim() != 2)
-      throw py::value_error("weight_ih_l0 and weight_hh_l0 must be 2-D");
+      throw py::value_error(param_name(0, 0, 0) + " and " + param_name(1, 0, 0) +
+                            " must be 2-D");
     d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
                    weights.size() > 2 && !weights[2].is_none());
-    auto w = weight_ptrs<T, const T*>(d_, weights, "weights",
-                                      [](const char* n, py::handle o, std::vector<int64_t> s) {
-                                        return in_ptr<T>(n, o, s);
-                                      });
+    auto w = weight_ptrs<Real, const Real*>(
+        d_, weights, "weights",
+        [](const char* n, py::handle o, std::vector<int64_t> s) {
+          return in_ptr<Real>(n, o, s);
+        });
     isa_ = rnnkit::isa_active();
-    ws_.assign(rnnkit::step_size<T>(isa_, d_) + 64, 0);
-    rnnkit::step_init<T>(isa_, d_, base(), w.data());
+    ws_.assign(rnnkit::step_size<Real>(isa_, d_) + 64, 0);
+    rnnkit::step_init<Real>(isa_, d_, base(), w.data());
   }
 
-  py::array_t<T> step(const py::array& xin) {
+  py::array_t<Real> step(const py::array& xin) {
     if (xin.ndim() != 2 || xin.shape(0) != d_.B || xin.shape(1) != d_.I)
       throw py::value_error("x must have shape " + shape_str({d_.B, d_.I}) + ", got " +
                             shape_str(shape_of(xin)));
     if (xin.dtype().kind() != 'f')
       throw py::type_error("x must be a floating-point array, got dtype " +
                            std::string(py::str(xin.dtype())));
-    auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(xin);
-    py::array_t<T> y({d_.B, d_.H});
+    auto x = py::array_t<Real, py::array::c_style | py::array::forcecast>::ensure(xin);
+    py::array_t<Real> y({d_.B, d_.H});
     d_.threads = num_threads();
-    const T* xp = x.data();
-    T* yp = y.mutable_data();
+    const Real* xp = x.data();
+    Real* yp = y.mutable_data();
     {
       py::gil_scoped_release release;
-      rnnkit::step<T>(isa_, d_, base(), xp, yp);
+      rnnkit::step<Real>(isa_, d_, base(), xp, yp);
     }
     return y;
   }
 
   py::tuple get_state() {
     const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
-    py::array_t<T> h(shape);
+    py::array_t<Real> h(shape);
     py::object c = py::none();
-    T* cp = nullptr;
-    if (d_.cell == rnnkit::kLSTM) {
-      py::array_t<T> ca(shape);
+    Real* cp = nullptr;
+    if (rnnkit::cell_has_c(d_.cell)) {
+      py::array_t<Real> ca(shape);
       cp = ca.mutable_data();
       c = ca;
     }
-    rnnkit::step_state<T>(isa_, d_, base(), h.mutable_data(), cp, false);
+    rnnkit::step_state<Real>(isa_, d_, base(), h.mutable_data(), cp, false);
     return py::make_tuple(h, c);
   }
 
   void set_state(const py::object& h, const py::object& c) {
     const std::vector<int64_t> shape = {d_.L, d_.B, d_.H};
-    const T* hp = in_ptr<T>("h", h, shape);
-    const T* cp = d_.cell == rnnkit::kLSTM ? in_ptr<T>("c", c, shape) : nullptr;
-    rnnkit::step_state<T>(isa_, d_, base(), const_cast<T*>(hp), const_cast<T*>(cp), true);
+    const Real* hp = in_ptr<Real>("h", h, shape);
+    const Real* cp =
+        rnnkit::cell_has_c(d_.cell) ? in_ptr<Real>("c", c, shape) : nullptr;
+    rnnkit::step_state<Real>(isa_, d_, base(), const_cast<Real*>(hp),
+                             const_cast<Real*>(cp), true);
   }
 
   std::string simd() const { return rnnkit::isa_name(isa_); }
@@ -323,19 +358,405 @@ class Stepper {
   std::vector<char> ws_;
 };
 
-template <class T>
+template <class Real>
 void bind_stepper(py::module_& m, const char* name) {
-  py::class_<Stepper<T>>(m, name)
+  py::class_<Stepper<Real>>(m, name)
       .def(py::init<const std::string&, const std::string&, int64_t, int64_t,
                     const py::list&>(),
            py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
            py::arg("batch_size"), py::arg("weights"))
-      .def("step", &Stepper<T>::step, py::arg("x"),
+      .def("step", &Stepper<Real>::step, py::arg("x"),
            "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
-      .def("get_state", &Stepper<T>::get_state)
-      .def("set_state", &Stepper<T>::set_state, py::arg("h"), py::arg("c") = py::none())
-      .def_property_readonly("simd", &Stepper<T>::simd)
-      .def_property_readonly("batch_size", &Stepper<T>::batch);
+      .def("get_state", &Stepper<Real>::get_state)
+      .def("set_state", &Stepper<Real>::set_state, py::arg("h"),
+           py::arg("c") = py::none())
+      .def_property_readonly("simd", &Stepper<Real>::simd)
+      .def_property_readonly("batch_size", &Stepper<Real>::batch);
+}
+
+// ---------------------------------------------------------------- blocks
+// The kernels around the recurrent layers (blocks.h). Arrays the kernels
+// write are taken as they are (exact dtype, C-contiguous, writeable) and
+// never converted; everything is checked before the GIL is released.
+
+// Scratch of the calling thread (GEMM packing, norm partials), kept between
+// calls: Python threads running kernels at once each have their own.
+template <class Real>
+Real* thread_scratch(size_t count) {
+  thread_local std::vector<char> buf;
+  const size_t need = count * sizeof(Real) + 64;
+  if (buf.size() < need) buf.resize(need);
+  uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<Real*>((p + 63) & ~uintptr_t(63));
+}
+
+int parse_block_act(const py::object& act) {
+  if (act.is_none()) return -1;
+  return int(parse_act(act.cast<std::string>()));
+}
+
+// A 2-D float array's (rows, cols), named in the error.
+std::vector<int64_t> dims2(const char* name, const py::array& a) {
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + " must be 2-D, got shape " +
+                          shape_str(shape_of(a)));
+  return shape_of(a);
+}
+
+template <class Real>
+py::array_t<Real> linear_forward_impl(const py::array& x, const py::array& w,
+                                      const py::object& b, int act) {
+  const auto xs = dims2("x", x), ws = dims2("weight", w);
+  rnnkit::LinearArgs<Real> a;
+  a.N = xs[0], a.I = xs[1], a.O = ws[0];
+  a.act = act;
+  a.x = in_ptr<Real>("x", x, {a.N, a.I});
+  a.W = in_ptr<Real>("weight", w, {a.O, a.I});
+  if (!b.is_none()) a.b = in_ptr<Real>("bias", b, {a.O});
+  py::array_t<Real> y({a.N, a.O});
+  a.y = y.mutable_data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  a.pack = thread_scratch<Real>(size_t(rnnkit::gemm_pack_size<Real>(isa, a.threads)));
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::linear_forward<Real>(isa, a);
+  }
+  return y;
+}
+
+template <class Real>
+py::object linear_backward_impl(const py::array& dy, const py::array& x,
+                                const py::object& y, const py::array& w,
+                                const py::object& dw, const py::object& db, int act,
+                                bool need_dx) {
+  const auto xs = dims2("x", x), ws = dims2("weight", w);
+  rnnkit::LinearArgs<Real> a;
+  a.N = xs[0], a.I = xs[1], a.O = ws[0];
+  a.act = act;
+  a.x = in_ptr<Real>("x", x, {a.N, a.I});
+  a.W = in_ptr<Real>("weight", w, {a.O, a.I});
+  a.dy = in_ptr<Real>("dy", dy, {a.N, a.O});
+  a.dW = out_ptr<Real>("dweight", dw, {a.O, a.I});
+  if (!db.is_none()) a.db = out_ptr<Real>("dbias", db, {a.O});
+  py::object da_keep = py::none();
+  if (act >= 0) {
+    a.y = const_cast<Real*>(in_ptr<Real>("y", y, {a.N, a.O}));
+    py::array_t<Real> da({a.N, a.O});
+    a.da = da.mutable_data();
+    da_keep = da;
+  }
+  py::object dx = py::none();
+  if (need_dx) {
+    py::array_t<Real> d({a.N, a.I});
+    a.dx = d.mutable_data();
+    dx = d;
+  }
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  a.pack = thread_scratch<Real>(size_t(rnnkit::gemm_pack_size<Real>(isa, a.threads)));
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::linear_backward<Real>(isa, a);
+  } else if (a.dx) {
+    // no rows: dx is empty, the gradients get nothing
+  }
+  return dx;
+}
+
+// Which rows count: targets != ignore_index and mask; targets there must be
+// in [0, C) (IndexError naming the flat position otherwise).
+template <class Real>
+py::tuple xent_impl(const py::array& z, const py::array& targets,
+                    const py::object& mask, const py::object& ignore_index, bool mean,
+                    const py::object& out) {
+  const auto zs = dims2("logits", z);
+  rnnkit::XentArgs<Real> a;
+  a.N = zs[0], a.C = zs[1];
+  a.z = in_ptr<Real>("logits", z, {a.N, a.C});
+  a.target = in_ptr<int64_t>("targets", targets, {a.N});
+  const uint8_t* m = nullptr;
+  if (!mask.is_none()) {
+    if (!py::isinstance<py::array_t<bool>>(mask))
+      throw py::type_error("mask must be a bool array");
+    m = reinterpret_cast<const uint8_t*>(in_ptr<bool>("mask", mask, {a.N}));
+  }
+  const bool has_ignore = !ignore_index.is_none();
+  const int64_t ignore = has_ignore ? ignore_index.cast<int64_t>() : 0;
+  py::array_t<uint8_t> valid(a.N);
+  uint8_t* v = valid.mutable_data();
+  int64_t n = 0;
+  for (int64_t r = 0; r < a.N; ++r) {
+    const int64_t t = a.target[r];
+    const bool ok = !(has_ignore && t == ignore) && (!m || m[r]);
+    if (ok && (t < 0 || t >= a.C))
+      throw py::index_error("targets[" + std::to_string(r) +
+                            "] = " + std::to_string(t) + " is outside [0, " +
+                            std::to_string(a.C) + ")");
+    v[r] = ok;
+    n += ok;
+  }
+  a.valid = v;
+  py::array_t<Real> d;
+  py::object dobj;
+  if (out.is_none()) {
+    d = py::array_t<Real>({a.N, a.C});
+    a.dz = d.mutable_data();
+    dobj = d;
+  } else {
+    a.dz = out_ptr<Real>("out", out, {a.N, a.C});
+    dobj = out;
+  }
+  a.scale = mean && n > 0 ? Real(1.0 / double(n)) : Real(1);
+  std::vector<double> nll(size_t(a.N));
+  a.nll = nll.data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  double total = 0;
+  {
+    py::gil_scoped_release release;
+    if (a.N > 0) rnnkit::xent<Real>(isa, a);
+    for (int64_t r = 0; r < a.N; ++r) total += nll[size_t(r)];
+  }
+  if (mean && n > 0) total /= double(n);
+  return py::make_tuple(n > 0 ? total : 0.0, n, dobj);
+}
+
+const int64_t* ids_ptr(const py::array& ids, int64_t N, int64_t V) {
+  const int64_t* p = in_ptr<int64_t>("ids", ids, {N});
+  for (int64_t r = 0; r < N; ++r)
+    if (p[r] < 0 || p[r] >= V)
+      throw py::index_error("ids[" + std::to_string(r) + "] = " + std::to_string(p[r]) +
+                            " is outside the vocabulary [0, " + std::to_string(V) +
+                            ")");
+  return p;
+}
+
+template <class Real>
+py::array_t<Real> embedding_forward_impl(const py::array& ids, const py::array& w) {
+  const auto ws = dims2("weight", w);
+  if (ids.ndim() != 1)
+    throw py::value_error("ids must be 1-D, got shape " + shape_str(shape_of(ids)));
+  rnnkit::EmbeddingArgs<Real> a;
+  a.N = ids.shape(0), a.V = ws[0], a.E = ws[1];
+  a.W = in_ptr<Real>("weight", w, {a.V, a.E});
+  a.ids = ids_ptr(ids, a.N, a.V);
+  py::array_t<Real> y({a.N, a.E});
+  a.y = y.mutable_data();
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::embedding_forward<Real>(isa, a);
+  }
+  return y;
+}
+
+template <class Real>
+void embedding_backward_impl(const py::array& ids, const py::array& dy,
+                             const py::object& dw, int64_t padding) {
+  const auto ws = dims2("dweight", dw.cast<py::array>());
+  if (ids.ndim() != 1)
+    throw py::value_error("ids must be 1-D, got shape " + shape_str(shape_of(ids)));
+  rnnkit::EmbeddingArgs<Real> a;
+  a.N = ids.shape(0), a.V = ws[0], a.E = ws[1];
+  a.dW = out_ptr<Real>("dweight", dw, {a.V, a.E});
+  a.dy = in_ptr<Real>("dy", dy, {a.N, a.E});
+  a.ids = ids_ptr(ids, a.N, a.V);
+  a.padding = padding;
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  if (a.N > 0) {
+    py::gil_scoped_release release;
+    rnnkit::embedding_backward<Real>(isa, a);
+  }
+}
+
+rnnkit::OptimKind parse_optim(const std::string& kind) {
+  if (kind == "sgd") return rnnkit::OptimKind::kSgd;
+  if (kind == "adagrad") return rnnkit::OptimKind::kAdagrad;
+  if (kind == "rmsprop") return rnnkit::OptimKind::kRmsprop;
+  if (kind == "adam") return rnnkit::OptimKind::kAdam;
+  throw py::value_error("kind must be 'sgd', 'adagrad', 'rmsprop' or 'adam', got '" +
+                        kind + "'");
+}
+
+template <class Real>
+void optim_impl(rnnkit::OptimArgs<Real> a, const py::array& p, const py::array& g,
+                const py::list& slots) {
+  if (p.ndim() != 1) throw py::value_error("param must be 1-D (a flat buffer)");
+  a.n = p.shape(0);
+  a.p = out_ptr<Real>("param", p, {a.n});
+  a.g = in_ptr<Real>("grad", g, {a.n});
+  // the slots each kind needs, in blocks.h's order
+  bool need[3] = {false, false, false};
+  switch (a.kind) {
+    case rnnkit::OptimKind::kSgd:
+      need[0] = a.momentum != 0;
+      break;
+    case rnnkit::OptimKind::kAdagrad:
+      need[0] = true;
+      break;
+    case rnnkit::OptimKind::kRmsprop:
+      need[0] = true, need[1] = a.momentum != 0, need[2] = a.centered;
+      break;
+    case rnnkit::OptimKind::kAdam:
+      need[0] = need[1] = true, need[2] = a.amsgrad;
+      break;
+  }
+  Real* ptr[3] = {nullptr, nullptr, nullptr};
+  if (slots.size() > 3)
+    throw py::value_error("slots must hold at most 3 entries, got " +
+                          std::to_string(slots.size()));
+  for (int i = 0; i < 3; ++i) {
+    const bool given = i < int(slots.size()) && !slots[size_t(i)].is_none();
+    const std::string name = "slots[" + std::to_string(i) + "]";
+    if (need[i] && !given) throw py::value_error(name + " is required for this update");
+    if (need[i]) ptr[i] = out_ptr<Real>(name.c_str(), slots[size_t(i)], {a.n});
+  }
+  a.s0 = ptr[0], a.s1 = ptr[1], a.s2 = ptr[2];
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  rnnkit::optim_step<Real>(isa, a);
+}
+
+template <class Real>
+double sum_squares_impl(const py::array& x, double scale) {
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D (a flat buffer)");
+  const int64_t n = x.shape(0);
+  const Real* p = in_ptr<Real>("x", x, {n});
+  double* partial = thread_scratch<double>(size_t(rnnkit::norm_blocks(n)) + 1);
+  const int threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  return rnnkit::sum_squares<Real>(isa, p, n, scale, partial, threads);
+}
+
+template <class Real>
+void scale_impl(const py::array& x, double s) {
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D (a flat buffer)");
+  const int64_t n = x.shape(0);
+  Real* p = out_ptr<Real>("x", x, {n});
+  const int threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  py::gil_scoped_release release;
+  rnnkit::scale_buffer<Real>(isa, p, n, Real(s), threads);
+}
+
+// float32 or float64, from the array that decides the call's dtype.
+bool float_dtype(const char* name, const py::array& a) {
+  if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8))
+    return a.itemsize() == 8;
+  throw py::type_error(std::string(name) + " must have dtype float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+void bind_blocks(py::module_& m) {
+  m.def(
+      "linear_forward",
+      [](const py::array& x, const py::array& w, const py::object& b,
+         const py::object& act) -> py::object {
+        if (float_dtype("x", x))
+          return linear_forward_impl<double>(x, w, b, parse_block_act(act));
+        return linear_forward_impl<float>(x, w, b, parse_block_act(act));
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("activation"),
+      "y = act(x W^T + b): x (N, I), weight (O, I), bias (O,) or None -> y (N, O).");
+  m.def(
+      "linear_backward",
+      [](const py::array& dy, const py::array& x, const py::object& y,
+         const py::array& w, const py::object& dw, const py::object& db,
+         const py::object& act, bool need_dx) -> py::object {
+        if (float_dtype("dy", dy))
+          return linear_backward_impl<double>(dy, x, y, w, dw, db, parse_block_act(act),
+                                              need_dx);
+        return linear_backward_impl<float>(dy, x, y, w, dw, db, parse_block_act(act),
+                                           need_dx);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("weight"), py::arg("dweight"),
+      py::arg("dbias"), py::arg("activation"), py::arg("need_dx") = true,
+      "Adds dW = da^T x and db = sum da into dweight, dbias (da = dy act'(y)); returns "
+      "dx = da W (N, I), or None without need_dx.");
+  m.def(
+      "cross_entropy",
+      [](const py::array& z, const py::array& t, const py::object& mask,
+         const py::object& ignore_index, bool mean, const py::object& out) {
+        if (float_dtype("logits", z))
+          return xent_impl<double>(z, t, mask, ignore_index, mean, out);
+        return xent_impl<float>(z, t, mask, ignore_index, mean, out);
+      },
+      py::arg("logits"), py::arg("targets"), py::arg("mask"), py::arg("ignore_index"),
+      py::arg("mean"), py::arg("out") = py::none(),
+      "Softmax cross-entropy of logits (N, C) against int64 targets (N,): returns "
+      "(loss, rows that count, dlogits); out may be logits itself.");
+  m.def(
+      "embedding_forward",
+      [](const py::array& ids, const py::array& w) -> py::object {
+        if (float_dtype("weight", w)) return embedding_forward_impl<double>(ids, w);
+        return embedding_forward_impl<float>(ids, w);
+      },
+      py::arg("ids"), py::arg("weight"), "y[n] = weight[ids[n]]: ids (N,) int64.");
+  m.def(
+      "embedding_backward",
+      [](const py::array& ids, const py::array& dy, const py::object& dw,
+         int64_t padding) {
+        if (float_dtype("dy", dy))
+          return embedding_backward_impl<double>(ids, dy, dw, padding);
+        return embedding_backward_impl<float>(ids, dy, dw, padding);
+      },
+      py::arg("ids"), py::arg("dy"), py::arg("dweight"), py::arg("padding_idx") = -1,
+      "dweight[ids[n]] += dy[n] in position order, rows of padding_idx left out.");
+  m.def(
+      "optim_step",
+      [](const std::string& kind, const py::array& p, const py::array& g,
+         const py::list& slots, double lr, double weight_decay, double eps,
+         double momentum, double dampening, bool nesterov, bool first, double alpha,
+         bool centered, double beta1, double beta2, double bc1, double bc2,
+         bool amsgrad, bool decoupled) {
+        auto fill = [&](auto& a) {
+          a.kind = parse_optim(kind);
+          a.lr = lr, a.weight_decay = weight_decay, a.eps = eps;
+          a.momentum = momentum, a.dampening = dampening, a.alpha = alpha;
+          a.beta1 = beta1, a.beta2 = beta2, a.bc1 = bc1, a.bc2 = bc2;
+          a.nesterov = nesterov, a.first = first, a.centered = centered;
+          a.amsgrad = amsgrad, a.decoupled = decoupled;
+        };
+        if (float_dtype("param", p)) {
+          rnnkit::OptimArgs<double> a;
+          fill(a);
+          optim_impl<double>(a, p, g, slots);
+        } else {
+          rnnkit::OptimArgs<float> a;
+          fill(a);
+          optim_impl<float>(a, p, g, slots);
+        }
+      },
+      py::arg("kind"), py::arg("param"), py::arg("grad"), py::arg("slots"),
+      py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("eps") = 0.0,
+      py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+      py::arg("nesterov") = false, py::arg("first") = false, py::arg("alpha") = 0.0,
+      py::arg("centered") = false, py::arg("beta1") = 0.0, py::arg("beta2") = 0.0,
+      py::arg("bc1") = 1.0, py::arg("bc2") = 1.0, py::arg("amsgrad") = false,
+      py::arg("decoupled") = false,
+      "One optimizer update in place over a flat (param, grad) pair and its state "
+      "slots (blocks.h lists them per kind).");
+  m.def(
+      "sum_squares",
+      [](const py::array& x, double scale) {
+        if (float_dtype("x", x)) return sum_squares_impl<double>(x, scale);
+        return sum_squares_impl<float>(x, scale);
+      },
+      py::arg("x"), py::arg("scale") = 1.0,
+      "sum((x * scale)**2) in double over a flat buffer, the same for any thread "
+      "count.");
+  m.def(
+      "scale_",
+      [](const py::array& x, double s) {
+        if (float_dtype("x", x)) return scale_impl<double>(x, s);
+        return scale_impl<float>(x, s);
+      },
+      py::arg("x"), py::arg("s"), "x *= s in place over a flat buffer.");
 }
 
 }  // namespace
@@ -344,13 +765,18 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnkit compiled kernels (use the Python API in rnnkit, not this module)";
   m.attr("__version__") = RNNKIT_VERSION;
 
+  py::enum_<rnnkit::Mode>(m, "Mode", "What a kernel call does (sizes its workspace).")
+      .value("INFERENCE", rnnkit::Mode::kInference, "forward without a reserve")
+      .value("TRAIN_FORWARD", rnnkit::Mode::kTrainForward,
+             "forward that fills the reserve for backward")
+      .value("BACKWARD", rnnkit::Mode::kBackward, "backpropagation through time");
+
   m.def(
       "workspace_size",
-      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B, int64_t I,
-         int64_t H, int64_t L, bool bidirectional, bool bias, int mode) {
+      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
+         int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
+         rnnkit::Mode mode) {
         RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
-        if (mode < 0 || mode > 2)
-          throw py::value_error("mode must be 0, 1 or 2, got " + std::to_string(mode));
         const int isa = rnnkit::isa_active();
         rnnkit::WorkspaceSize w;
         if (dtype == "float32")
@@ -358,14 +784,15 @@ PYBIND11_MODULE(_core, m) {
         else if (dtype == "float64")
           w = rnnkit::workspace_size<double>(isa, d, mode);
         else
-          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
+                               "'");
         return py::make_tuple(w.reserve, w.scratch);
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
       py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
       py::arg("mode"),
-      "Bytes of (reserve, scratch) for mode 0 inference, 1 training forward, 2 backward "
-      "with the active SIMD path and thread count.");
+      "Bytes of (reserve, scratch) for a call of the given Mode with the active SIMD "
+      "path and thread count.");
 
   m.def(
       "forward",
@@ -378,14 +805,16 @@ PYBIND11_MODULE(_core, m) {
                                 std::to_string(x.ndim()));
         if (weights.size() < 2 || !py::isinstance<py::array>(weights[1]) ||
             py::reinterpret_borrow<py::array>(weights[1]).ndim() != 2)
-          throw py::value_error("weights[1] must be weight_hh_l0, a 2-D array");
+          throw py::value_error("weights[1] must be " + param_name(1, 0, 0) +
+                                ", a 2-D array");
         const int64_t H = py::reinterpret_borrow<py::array>(weights[1]).shape(1);
         RnnDesc d = make_desc(cell, act, x.shape(0), x.shape(1), x.shape(2), H, L,
                               bidirectional, !weights[2].is_none());
         if (is_f64(x))
           return forward_impl<double>(d, x, h0, c0, weights, lengths, reserve, scratch,
                                       train);
-        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch, train);
+        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
+                                   train);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("x"), py::arg("h0"), py::arg("c0"),
@@ -404,14 +833,16 @@ PYBIND11_MODULE(_core, m) {
                                 std::to_string(dy.ndim()));
         const int64_t D = bidirectional ? 2 : 1;
         if (dy.shape(2) % D != 0)
-          throw py::value_error("dy last axis must be a multiple of " + std::to_string(D));
-        RnnDesc d = make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
-                              bidirectional, weights.size() > 2 && !weights[2].is_none());
+          throw py::value_error("dy last axis must be a multiple of " +
+                                std::to_string(D));
+        RnnDesc d =
+            make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
+                      bidirectional, weights.size() > 2 && !weights[2].is_none());
         if (is_f64(dy))
           return backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
                                        reserve, scratch);
-        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths, reserve,
-                                    scratch);
+        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
+                                    reserve, scratch);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("input_size"), py::arg("dy"), py::arg("dh_n"),
@@ -420,15 +851,19 @@ PYBIND11_MODULE(_core, m) {
       "Backpropagation through time for the training forward that filled reserve; adds "
       "into dweights and returns (dx, dh0, dc0 or None).");
 
+  bind_blocks(m);
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
 
-  m.def("simd_paths", [] {
-    std::vector<std::string> out;
-    for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
-      if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
-    return out;
-  }, "SIMD paths this build contains and this CPU runs, best first.");
+  m.def(
+      "simd_paths",
+      [] {
+        std::vector<std::string> out;
+        for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
+          if (rnnkit::isa_supported(isa)) out.push_back(rnnkit::isa_name(isa));
+        return out;
+      },
+      "SIMD paths this build contains and this CPU runs, best first.");
   m.def("compiled_simd_paths", [] {
     std::vector<std::string> out;
     for (int isa = rnnkit::kNumIsa - 1; isa >= 0; --isa)
@@ -441,12 +876,14 @@ PYBIND11_MODULE(_core, m) {
       [](const std::string& name) {
         int isa = rnnkit::isa_from_name(name.c_str());
         if (isa < 0)
-          throw py::value_error("simd path must be one of 'avx512', 'avx2', 'generic', got '" +
-                                name + "'");
+          throw py::value_error(
+              "simd path must be one of 'avx512', 'avx2', 'generic', got '" + name +
+              "'");
         if (!rnnkit::isa_supported(isa))
           throw py::value_error("simd path '" + name + "' is not " +
-                                (rnnkit::isa_compiled(isa) ? "supported by this CPU"
-                                                           : "compiled into this build"));
+                                (rnnkit::isa_compiled(isa)
+                                     ? "supported by this CPU"
+                                     : "compiled into this build"));
         rnnkit::isa_set(isa);
       },
       py::arg("name"));
@@ -456,8 +893,20 @@ PYBIND11_MODULE(_core, m) {
       [](int n) {
         if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
         g_threads.store(n);
+        rnnkit::contention().reset();
       },
       py::arg("n"));
+  m.def(
+      "set_adaptive_threads",
+      [](bool on) {
+        rnnkit::contention().reset();
+        __atomic_store_n(&rnnkit::contention().enabled, on ? 1 : 0, __ATOMIC_RELAXED);
+      },
+      py::arg("on"),
+      "Whether calls fall back to one thread after a contended call (default on).");
+  m.def("get_adaptive_threads", [] {
+    return __atomic_load_n(&rnnkit::contention().enabled, __ATOMIC_RELAXED) != 0;
+  });
   m.def(
       "fma_peak_gflops",
       [](double seconds) {

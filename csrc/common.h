@@ -6,50 +6,85 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cells.h"
+
 namespace rnnkit {
 
-enum Cell : int { kRNN = 0, kLSTM = 1, kGRU = 2 };
+// One enumerator per line of cells.h, named like the cell (Cell::lstm), in
+// the list's order; dispatch tables are indexed by it.
+enum class Cell : int {
+#define RNNKIT_CELL_ENUM(name, Struct, gates, has_c) name,
+  RNNKIT_CELLS(RNNKIT_CELL_ENUM)
+#undef RNNKIT_CELL_ENUM
+};
+constexpr int kNumCells = 0
+#define RNNKIT_CELL_COUNT(name, Struct, gates, has_c) +1
+    RNNKIT_CELLS(RNNKIT_CELL_COUNT)
+#undef RNNKIT_CELL_COUNT
+    ;
+
+// G, the gate rows per hidden unit, and whether the cell carries c.
+constexpr int64_t cell_gates(Cell cell) {
+#define RNNKIT_CELL_GATES(name, Struct, gates, has_c) \
+  if (cell == Cell::name) return gates;
+  RNNKIT_CELLS(RNNKIT_CELL_GATES)
+#undef RNNKIT_CELL_GATES
+  return 0;
+}
+constexpr bool cell_has_c(Cell cell) {
+#define RNNKIT_CELL_HAS_C(name, Struct, gates, has_c) \
+  if (cell == Cell::name) return has_c;
+  RNNKIT_CELLS(RNNKIT_CELL_HAS_C)
+#undef RNNKIT_CELL_HAS_C
+  return false;
+}
+
+// The nonlinearity of the vanilla RNN; a template parameter of the kernels.
 enum Act : int { kTanh = 0, kRelu = 1, kSigmoid = 2 };
+
+// What a call does; it decides the workspace (kernels.h) and is exported to
+// Python as rnnkit._core.Mode.
+enum class Mode : int { kInference = 0, kTrainForward = 1, kBackward = 2 };
 
 // Dimension letters as in STYLE.md: T time, B batch, I input, H hidden,
 // L layers, D directions (1 or 2), G gate rows per unit (1, 4, 3).
 struct RnnDesc {
-  int cell = kRNN;
-  int act = kTanh;  // vanilla RNN only
+  Cell cell = Cell::rnn;
+  Act act = kTanh;  // vanilla RNN only
   int64_t T = 0, B = 0, I = 0, H = 0, L = 1, D = 1;
   bool bias = true;
   int threads = 1;
-  int64_t G() const { return cell == kLSTM ? 4 : cell == kGRU ? 3 : 1; }
+  int64_t G() const { return cell_gates(cell); }
   int64_t in_size(int64_t layer) const { return layer == 0 ? I : D * H; }
 };
 
 // Pointers for one call. Weights come as 4 pointers per (layer, direction) in
 // the order W_ih, W_hh, b_ih, b_hh (biases null when desc.bias is false), the
 // (layer, direction) pairs ordered l*D + d like PyTorch's h_n.
-template <class T>
+template <class Real>
 struct RnnArgs {
   // forward outputs
-  T* y = nullptr;   // (T, B, D*H)
-  T* hn = nullptr;  // (L*D, B, H)
-  T* cn = nullptr;  // (L*D, B, H), LSTM only
+  Real* y = nullptr;   // (T, B, D*H)
+  Real* hn = nullptr;  // (L*D, B, H)
+  Real* cn = nullptr;  // (L*D, B, H), cells with c
   // backward outputs: dx, dh0, dc0 are overwritten; dweights are ADDED into
-  T* dx = nullptr;
-  T* dh0 = nullptr;
-  T* dc0 = nullptr;
-  T* const* dweights = nullptr;
+  Real* dx = nullptr;
+  Real* dh0 = nullptr;
+  Real* dc0 = nullptr;
+  Real* const* dweights = nullptr;
   // workspace: reserve survives from a training forward to its backward,
   // scratch is free between calls. Sizes from <cell>_workspace_size.
   char* reserve = nullptr;
   char* scratch = nullptr;
   // inputs
-  const T* x = nullptr;   // (T, B, I)
-  const T* h0 = nullptr;  // (L*D, B, H)
-  const T* c0 = nullptr;  // (L*D, B, H), LSTM only
-  const T* const* weights = nullptr;
+  const Real* x = nullptr;   // (T, B, I)
+  const Real* h0 = nullptr;  // (L*D, B, H)
+  const Real* c0 = nullptr;  // (L*D, B, H), cells with c
+  const Real* const* weights = nullptr;
   const int64_t* lengths = nullptr;  // (B,), 1 <= len <= T, or null (all T)
-  const T* dy = nullptr;             // (T, B, D*H)
-  const T* dhn = nullptr;            // (L*D, B, H)
-  const T* dcn = nullptr;            // (L*D, B, H), LSTM only
+  const Real* dy = nullptr;          // (T, B, D*H)
+  const Real* dhn = nullptr;         // (L*D, B, H)
+  const Real* dcn = nullptr;         // (L*D, B, H), cells with c
   bool train = false;
 };
 
@@ -67,6 +102,48 @@ struct Carver {
     return p;
   }
 };
+
+// Graceful degradation on a loaded machine. A team of n threads is only as fast
+// as its slowest member: when another process shares a core, that member is
+// descheduled for whole time slices and every barrier waits for it. A call
+// whose threads spent more than a quarter of their time stalled at barriers
+// (team.h) marks the machine as contended, and the next calls run on one
+// thread (the results are the same bitwise); a team is tried again after
+// `backoff` calls, which doubles while the contention lasts (16 .. 1024) and
+// resets when a team runs clean. One per process (contention(), defined in
+// dispatch.cpp, shared by every SIMD path); relaxed atomics: a lost update only
+// shifts a probe. `enabled` false (set_adaptive_threads) turns it off.
+struct Contention {
+  int enabled = 1;
+  int left = 0;      // calls still to run on one thread
+  int backoff = 16;  // calls to back off after the next contended call
+  // Threads for a call that would use `want`.
+  int threads(int want) {
+    if (want <= 1 || !__atomic_load_n(&enabled, __ATOMIC_RELAXED)) return want;
+    if (__atomic_load_n(&left, __ATOMIC_RELAXED) > 0) {
+      __atomic_sub_fetch(&left, 1, __ATOMIC_RELAXED);
+      return 1;
+    }
+    return want;
+  }
+  // After a call of nth threads that took call_ns of wall time, stalled_ns of
+  // it summed over the threads waiting past the barrier's spin.
+  void observe(int64_t stalled_ns, int nth, int64_t call_ns) {
+    if (nth <= 1 || call_ns <= 0) return;
+    const int b = __atomic_load_n(&backoff, __ATOMIC_RELAXED);
+    if (stalled_ns * 4 > call_ns * nth) {
+      __atomic_store_n(&left, b, __ATOMIC_RELAXED);
+      __atomic_store_n(&backoff, b < 1024 ? 2 * b : b, __ATOMIC_RELAXED);
+    } else if (b != 16) {
+      __atomic_store_n(&backoff, 16, __ATOMIC_RELAXED);
+    }
+  }
+  void reset() {
+    __atomic_store_n(&left, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&backoff, 16, __ATOMIC_RELAXED);
+  }
+};
+Contention& contention();
 
 struct WorkspaceSize {
   size_t reserve = 0;

@@ -21,44 +21,62 @@
 
 namespace rnnkit {
 
+Contention& contention() {
+  static Contention c;
+  return c;
+}
+
 namespace {
 
-template <class T>
+// The entry points of one ISA build, one slot per cell (indexed by Cell).
+template <class Real>
 struct Table {
-  WorkspaceSize (*size[3])(const RnnDesc&, int);
-  void (*fwd[3])(const RnnDesc&, const RnnArgs<T>&);
-  void (*bwd[3])(const RnnDesc&, const RnnArgs<T>&);
-  size_t (*step_size[3])(const RnnDesc&);
-  void (*step_init[3])(const RnnDesc&, char*, const T* const*);
-  void (*step_state[3])(const RnnDesc&, char*, T*, T*, bool);
-  void (*step[3])(const RnnDesc&, char*, const T*, T*);
+  WorkspaceSize (*size[kNumCells])(const RnnDesc&, Mode);
+  void (*fwd[kNumCells])(const RnnDesc&, const RnnArgs<Real>&);
+  void (*bwd[kNumCells])(const RnnDesc&, const RnnArgs<Real>&);
+  size_t (*step_size[kNumCells])(const RnnDesc&);
+  void (*step_init[kNumCells])(const RnnDesc&, char*, const Real* const*);
+  void (*step_state[kNumCells])(const RnnDesc&, char*, Real*, Real*, bool);
+  void (*step[kNumCells])(const RnnDesc&, char*, const Real*, Real*);
   double (*peak)(double, int);
   double (*gemm)(int64_t, int64_t, int64_t, bool, bool, int, int);
 };
 
-#define RNNKIT_TABLE(ns, T)                                                   \
-  Table<T> {                                                                  \
-    {ns::rnn_workspace_size<T>, ns::lstm_workspace_size<T>,                   \
-     ns::gru_workspace_size<T>},                                              \
-        {ns::rnn_forward<T>, ns::lstm_forward<T>, ns::gru_forward<T>},        \
-        {ns::rnn_backward<T>, ns::lstm_backward<T>, ns::gru_backward<T>},     \
-        {ns::rnn_step_size<T>, ns::lstm_step_size<T>, ns::gru_step_size<T>},  \
-        {ns::rnn_step_init<T>, ns::lstm_step_init<T>, ns::gru_step_init<T>},  \
-        {ns::rnn_step_state<T>, ns::lstm_step_state<T>,                       \
-         ns::gru_step_state<T>},                                              \
-        {ns::rnn_step<T>, ns::lstm_step<T>, ns::gru_step<T>},                 \
-        ns::fma_peak_gflops, ns::gemm_gflops                                  \
+// Table<Real>{...} of the ISA namespace RNNKIT_TABLE_NS (defined where it is
+// used). Every slot list expands cells.h in order, so it lines up with Cell.
+#define RNNKIT_ENTRY(cell, entry) RNNKIT_TABLE_NS::cell##entry<Real>,
+#define RNNKIT_SLOT_SIZE(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _workspace_size)
+#define RNNKIT_SLOT_FWD(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _forward)
+#define RNNKIT_SLOT_BWD(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _backward)
+#define RNNKIT_SLOT_STEP_SIZE(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _step_size)
+#define RNNKIT_SLOT_STEP_INIT(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _step_init)
+#define RNNKIT_SLOT_STEP_STATE(cell, Struct, gates, has_c) \
+  RNNKIT_ENTRY(cell, _step_state)
+#define RNNKIT_SLOT_STEP(cell, Struct, gates, has_c) RNNKIT_ENTRY(cell, _step)
+#define RNNKIT_TABLE                                                                   \
+  Table<Real> {                                                                        \
+    {RNNKIT_CELLS(RNNKIT_SLOT_SIZE)}, {RNNKIT_CELLS(RNNKIT_SLOT_FWD)},                 \
+        {RNNKIT_CELLS(RNNKIT_SLOT_BWD)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP_SIZE)},        \
+        {RNNKIT_CELLS(RNNKIT_SLOT_STEP_INIT)}, {RNNKIT_CELLS(RNNKIT_SLOT_STEP_STATE)}, \
+        {RNNKIT_CELLS(RNNKIT_SLOT_STEP)}, RNNKIT_TABLE_NS::fma_peak_gflops,            \
+        RNNKIT_TABLE_NS::gemm_gflops                                                   \
   }
 
-template <class T>
-const Table<T>* table(int isa) {
-  static const Table<T> generic_table = RNNKIT_TABLE(generic, T);
+template <class Real>
+const Table<Real>* table(int isa) {
+#define RNNKIT_TABLE_NS generic
+  static const Table<Real> generic_table = RNNKIT_TABLE;
+#undef RNNKIT_TABLE_NS
 #ifdef RNNKIT_BUILD_AVX2
-  static const Table<T> avx2_table = RNNKIT_TABLE(avx2, T);
+#define RNNKIT_TABLE_NS avx2
+  static const Table<Real> avx2_table = RNNKIT_TABLE;
+#undef RNNKIT_TABLE_NS
   if (isa == kAvx2) return &avx2_table;
 #endif
 #ifdef RNNKIT_BUILD_AVX512
-  static const Table<T> avx512_table = RNNKIT_TABLE(avx512, T);
+#define RNNKIT_TABLE_NS avx512
+  static const Table<Real> avx512_table = RNNKIT_TABLE;
+#undef RNNKIT_TABLE_NS
   if (isa == kAvx512) return &avx512_table;
 #endif
   (void)isa;
@@ -115,7 +133,8 @@ bool isa_supported(int isa) {
   if (!isa_compiled(isa)) return false;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (isa == kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == kAvx2)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (isa == kAvx512)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
            __builtin_cpu_supports("fma");
@@ -132,43 +151,44 @@ int isa_best() {
 int isa_active() { return active().load(); }
 void isa_set(int isa) { active().store(isa); }
 
-template <class T>
-WorkspaceSize workspace_size(int isa, const RnnDesc& d, int mode) {
-  return table<T>(isa)->size[d.cell](d, mode);
+template <class Real>
+WorkspaceSize workspace_size(int isa, const RnnDesc& d, Mode mode) {
+  return table<Real>(isa)->size[int(d.cell)](d, mode);
 }
-template <class T>
-void forward(int isa, const RnnDesc& d, const RnnArgs<T>& a) {
-  table<T>(isa)->fwd[d.cell](d, a);
+template <class Real>
+void forward(int isa, const RnnDesc& d, const RnnArgs<Real>& a) {
+  table<Real>(isa)->fwd[int(d.cell)](d, a);
 }
-template <class T>
-void backward(int isa, const RnnDesc& d, const RnnArgs<T>& a) {
-  table<T>(isa)->bwd[d.cell](d, a);
+template <class Real>
+void backward(int isa, const RnnDesc& d, const RnnArgs<Real>& a) {
+  table<Real>(isa)->bwd[int(d.cell)](d, a);
 }
-template <class T>
+template <class Real>
 size_t step_size(int isa, const RnnDesc& d) {
-  return table<T>(isa)->step_size[d.cell](d);
+  return table<Real>(isa)->step_size[int(d.cell)](d);
 }
-template <class T>
-void step_init(int isa, const RnnDesc& d, char* ws, const T* const* w) {
-  table<T>(isa)->step_init[d.cell](d, ws, w);
+template <class Real>
+void step_init(int isa, const RnnDesc& d, char* ws, const Real* const* w) {
+  table<Real>(isa)->step_init[int(d.cell)](d, ws, w);
 }
-template <class T>
-void step_state(int isa, const RnnDesc& d, char* ws, T* h, T* c, bool set) {
-  table<T>(isa)->step_state[d.cell](d, ws, h, c, set);
+template <class Real>
+void step_state(int isa, const RnnDesc& d, char* ws, Real* h, Real* c, bool set) {
+  table<Real>(isa)->step_state[int(d.cell)](d, ws, h, c, set);
 }
-template <class T>
-void step(int isa, const RnnDesc& d, char* ws, const T* x, T* y) {
-  table<T>(isa)->step[d.cell](d, ws, x, y);
+template <class Real>
+void step(int isa, const RnnDesc& d, char* ws, const Real* x, Real* y) {
+  table<Real>(isa)->step[int(d.cell)](d, ws, x, y);
 }
-#define RNNKIT_INSTANTIATE_STEP(T)                                        \
-  template size_t step_size<T>(int, const RnnDesc&);                      \
-  template void step_init<T>(int, const RnnDesc&, char*, const T* const*); \
-  template void step_state<T>(int, const RnnDesc&, char*, T*, T*, bool);  \
-  template void step<T>(int, const RnnDesc&, char*, const T*, T*);
+#define RNNKIT_INSTANTIATE_STEP(Real)                                             \
+  template size_t step_size<Real>(int, const RnnDesc&);                           \
+  template void step_init<Real>(int, const RnnDesc&, char*, const Real* const*);  \
+  template void step_state<Real>(int, const RnnDesc&, char*, Real*, Real*, bool); \
+  template void step<Real>(int, const RnnDesc&, char*, const Real*, Real*);
 RNNKIT_INSTANTIATE_STEP(float)
 RNNKIT_INSTANTIATE_STEP(double)
 
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int threads) {
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int threads) {
   return table<float>(isa_active())->gemm(M, N, K, ta, tb, reps, threads);
 }
 
@@ -176,8 +196,96 @@ double fma_peak_gflops(double seconds, int threads) {
   return table<float>(isa_active())->peak(seconds, threads);
 }
 
-template WorkspaceSize workspace_size<float>(int, const RnnDesc&, int);
-template WorkspaceSize workspace_size<double>(int, const RnnDesc&, int);
+// The block kernels: one small table per ISA, next to the cells' one.
+namespace {
+template <class Real>
+struct BlockTable {
+  int64_t (*pack)(int);
+  void (*lin_fwd)(const LinearArgs<Real>&);
+  void (*lin_bwd)(const LinearArgs<Real>&);
+  void (*xent)(const XentArgs<Real>&);
+  void (*emb_fwd)(const EmbeddingArgs<Real>&);
+  void (*emb_bwd)(const EmbeddingArgs<Real>&);
+  void (*optim)(const OptimArgs<Real>&);
+  double (*sumsq)(const Real*, int64_t, double, double*, int);
+  void (*scale)(Real*, int64_t, Real, int);
+};
+#define RNNKIT_BLOCK_TABLE(ns)                                                     \
+  BlockTable<Real> {                                                               \
+    ns::gemm_pack_size<Real>, ns::linear_forward<Real>, ns::linear_backward<Real>, \
+        ns::xent<Real>, ns::embedding_forward<Real>, ns::embedding_backward<Real>, \
+        ns::optim_step<Real>, ns::sum_squares<Real>, ns::scale_buffer<Real>        \
+  }
+template <class Real>
+const BlockTable<Real>* blocks(int isa) {
+  static const BlockTable<Real> generic_blocks = RNNKIT_BLOCK_TABLE(generic);
+#ifdef RNNKIT_BUILD_AVX2
+  static const BlockTable<Real> avx2_blocks = RNNKIT_BLOCK_TABLE(avx2);
+  if (isa == kAvx2) return &avx2_blocks;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const BlockTable<Real> avx512_blocks = RNNKIT_BLOCK_TABLE(avx512);
+  if (isa == kAvx512) return &avx512_blocks;
+#endif
+  (void)isa;
+  return &generic_blocks;
+}
+#undef RNNKIT_BLOCK_TABLE
+}  // namespace
+
+template <class Real>
+int64_t gemm_pack_size(int isa, int threads) {
+  return blocks<Real>(isa)->pack(threads);
+}
+template <class Real>
+void linear_forward(int isa, const LinearArgs<Real>& a) {
+  blocks<Real>(isa)->lin_fwd(a);
+}
+template <class Real>
+void linear_backward(int isa, const LinearArgs<Real>& a) {
+  blocks<Real>(isa)->lin_bwd(a);
+}
+template <class Real>
+void xent(int isa, const XentArgs<Real>& a) {
+  blocks<Real>(isa)->xent(a);
+}
+template <class Real>
+void embedding_forward(int isa, const EmbeddingArgs<Real>& a) {
+  blocks<Real>(isa)->emb_fwd(a);
+}
+template <class Real>
+void embedding_backward(int isa, const EmbeddingArgs<Real>& a) {
+  blocks<Real>(isa)->emb_bwd(a);
+}
+template <class Real>
+void optim_step(int isa, const OptimArgs<Real>& a) {
+  blocks<Real>(isa)->optim(a);
+}
+template <class Real>
+double sum_squares(int isa, const Real* x, int64_t n, double scale, double* partial,
+                   int threads) {
+  return blocks<Real>(isa)->sumsq(x, n, scale, partial, threads);
+}
+template <class Real>
+void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads) {
+  blocks<Real>(isa)->scale(x, n, s, threads);
+}
+#define RNNKIT_INSTANTIATE_BLOCKS(Real)                                               \
+  template int64_t gemm_pack_size<Real>(int, int);                                    \
+  template void linear_forward<Real>(int, const LinearArgs<Real>&);                   \
+  template void linear_backward<Real>(int, const LinearArgs<Real>&);                  \
+  template void xent<Real>(int, const XentArgs<Real>&);                               \
+  template void embedding_forward<Real>(int, const EmbeddingArgs<Real>&);             \
+  template void embedding_backward<Real>(int, const EmbeddingArgs<Real>&);            \
+  template void optim_step<Real>(int, const OptimArgs<Real>&);                        \
+  template double sum_squares<Real>(int, const Real*, int64_t, double, double*, int); \
+  template void scale_buffer<Real>(int, Real*, int64_t, Real, int);
+RNNKIT_INSTANTIATE_BLOCKS(float)
+RNNKIT_INSTANTIATE_BLOCKS(double)
+#undef RNNKIT_INSTANTIATE_BLOCKS
+
+template WorkspaceSize workspace_size<float>(int, const RnnDesc&, Mode);
+template WorkspaceSize workspace_size<double>(int, const RnnDesc&, Mode);
 template void forward<float>(int, const RnnDesc&, const RnnArgs<float>&);
 template void forward<double>(int, const RnnDesc&, const RnnArgs<double>&);
 template void backward<float>(int, const RnnDesc&, const RnnArgs<float>&);

@@ -11,80 +11,80 @@ namespace RNNKIT_NS {
 namespace {
 
 constexpr int64_t MR = RNNKIT_GEMM_MR;
-template <class T>
-constexpr int64_t NR = 2 * Vec<T>::L;
+template <class Real>
+constexpr int64_t NR = 2 * Vec<Real>::kLanes;
 constexpr int64_t KC = 512;
 constexpr int64_t MC = MR * 12;
 constexpr int64_t NC = 2048;
 
 // Ap[k*MR + i] = A(i, k) for an mr x kc block, rows past mr zero.
-template <class T>
-void pack_a(int64_t mr, int64_t kc, const T* A, int64_t rsa, int64_t csa, T* Ap) {
+template <class Real>
+void pack_a(int64_t mr, int64_t kc, const Real* A, int64_t rsa, int64_t csa, Real* Ap) {
   if (csa == 1) {
     for (int64_t i = 0; i < MR; ++i) {
-      const T* a = A + i * rsa;
-      for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = i < mr ? a[k] : T(0);
+      const Real* a = A + i * rsa;
+      for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = i < mr ? a[k] : Real(0);
     }
   } else {
     for (int64_t k = 0; k < kc; ++k) {
-      const T* a = A + k * csa;
-      for (int64_t i = 0; i < MR; ++i) Ap[k * MR + i] = i < mr ? a[i * rsa] : T(0);
+      const Real* a = A + k * csa;
+      for (int64_t i = 0; i < MR; ++i) Ap[k * MR + i] = i < mr ? a[i * rsa] : Real(0);
     }
   }
 }
 
 // Bp[k*NR + j] = B(k, j) for a kc x nr strip, columns past nr zero.
-template <class T>
-void pack_b(int64_t nr, int64_t kc, const T* B, int64_t rsb, int64_t csb, T* Bp) {
-  constexpr int64_t R = NR<T>;
+template <class Real>
+void pack_b(int64_t nr, int64_t kc, const Real* B, int64_t rsb, int64_t csb, Real* Bp) {
+  constexpr int64_t R = NR<Real>;
   if (csb == 1) {
     for (int64_t k = 0; k < kc; ++k) {
-      const T* b = B + k * rsb;
-      for (int64_t j = 0; j < R; ++j) Bp[k * R + j] = j < nr ? b[j] : T(0);
+      const Real* b = B + k * rsb;
+      for (int64_t j = 0; j < R; ++j) Bp[k * R + j] = j < nr ? b[j] : Real(0);
     }
   } else {
     for (int64_t j = 0; j < R; ++j) {
-      const T* b = B + j * csb;
-      for (int64_t k = 0; k < kc; ++k) Bp[k * R + j] = j < nr ? b[k * rsb] : T(0);
+      const Real* b = B + j * csb;
+      for (int64_t k = 0; k < kc; ++k) Bp[k * R + j] = j < nr ? b[k * rsb] : Real(0);
     }
   }
 }
 
 // C[0:mr, 0:nr] (+)= Ap^T Bp over kc: MR x NR accumulators in registers.
-template <class T>
-void micro(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
+template <class Real>
+void micro(int64_t kc, const Real* __restrict Ap, const Real* __restrict Bp, Real* C,
            int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
-  using V = vec_t<T>;
-  constexpr int64_t L = Vec<T>::L;
+  using V = vec_t<Real>;
+  constexpr int64_t VL = Vec<Real>::kLanes;
   V c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int64_t i = 0; i < MR; ++i) c0[i] = c1[i] = V{};
   for (int64_t k = 0; k < kc; ++k) {
-    V b0 = load(Bp), b1 = load(Bp + L);
+    V b0 = load(Bp), b1 = load(Bp + VL);
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MR; ++i) {
       c0[i] += Ap[i] * b0;
       c1[i] += Ap[i] * b1;
     }
     Ap += MR;
-    Bp += 2 * L;
+    Bp += 2 * VL;
   }
-  if (mr == MR && nr == 2 * L) {
+  if (mr == MR && nr == 2 * VL) {
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MR; ++i) {
-      T* c = C + i * ldc;
+      Real* c = C + i * ldc;
       if (accumulate) {
         c0[i] += load(c);
-        c1[i] += load(c + L);
+        c1[i] += load(c + VL);
       }
       store(c, c0[i]);
-      store(c + L, c1[i]);
+      store(c + VL, c1[i]);
     }
   } else {
     for (int64_t i = 0; i < mr; ++i) {
-      T* c = C + i * ldc;
+      Real* c = C + i * ldc;
       for (int64_t j = 0; j < nr; ++j) {
-        T v = j < L ? c0[i][j] : c1[i][j - L];
+        Real v = j < VL ? c0[i][j] : c1[i][j - VL];
         c[j] = accumulate ? c[j] + v : v;
       }
     }
@@ -93,25 +93,25 @@ void micro(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
 
 }  // namespace
 
-template <class T>
+template <class Real>
 int64_t gemm_pack_size(int nth) {
   return KC * NC + int64_t(nth) * (MC * KC) + 64;
 }
 
-template <class T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
-          const T* B, int64_t rsb, int64_t csb, T* C, int64_t ldc, bool accumulate,
-          T* pack, TeamBarrier* bar, int tid, int nth) {
-  constexpr int64_t R = NR<T>;
+template <class Real>
+void gemm(int64_t M, int64_t N, int64_t K, const Real* A, int64_t rsa, int64_t csa,
+          const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc,
+          bool accumulate, Real* pack, TeamBarrier* bar, int tid, int nth) {
+  constexpr int64_t R = NR<Real>;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // C = 0 or unchanged
     if (!accumulate)
       for (int64_t i = tid; i < M; i += nth)
-        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = T(0);
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = Real(0);
     return;
   }
-  T* Bp = pack;
-  T* Ap = pack + KC * NC + int64_t(tid) * (MC * KC);
+  Real* Bp = pack;
+  Real* Ap = pack + KC * NC + int64_t(tid) * (MC * KC);
   const int64_t nmb = (M + MC - 1) / MC;
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = min64(NC, N - jc);
@@ -158,7 +158,8 @@ template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, in
                            const double*, int64_t, int64_t, double*, int64_t, bool,
                            double*, TeamBarrier*, int, int);
 
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth) {
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int nth) {
   float* A = new float[M * K];
   float* B = new float[K * N];
   float* C = new float[M * N];
@@ -170,8 +171,8 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, 
     double t0 = omp_get_wtime();
     TeamBarrier bar;
 #pragma omp parallel num_threads(nth)
-    gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N, false,
-                pack, &bar, omp_get_thread_num(), omp_get_num_threads());
+    gemm<float>(M, N, K, A, ta ? 1 : K, ta ? M : 1, B, tb ? 1 : N, tb ? K : 1, C, N,
+                false, pack, &bar, omp_get_thread_num(), omp_get_num_threads());
     double t = omp_get_wtime() - t0;
     if (t < best) best = t;
   }
@@ -184,10 +185,11 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, 
 
 double fma_peak_gflops(double seconds, int nth) {
   using V = vec_t<float>;
-  constexpr int64_t L = Vec<float>::L;
+  constexpr int64_t VL = Vec<float>::kLanes;
   constexpr int kAcc = 12;  // independent chains cover FMA latency x ports
   double total_flops = 0, elapsed = 0;
-#pragma omp parallel num_threads(nth) reduction(+ : total_flops) reduction(max : elapsed)
+#pragma omp parallel num_threads(nth) reduction(+ : total_flops) \
+    reduction(max : elapsed)
   {
     V acc[kAcc];
     for (int i = 0; i < kAcc; ++i) acc[i] = splat<float>(float(i) * 1e-3f);
@@ -205,7 +207,7 @@ double fma_peak_gflops(double seconds, int nth) {
     float sink = 0;
     for (int i = 0; i < kAcc; ++i) sink += acc[i][0];
     if (sink == 12345.f) total_flops += 1;  // keeps the loop alive
-    total_flops += double(iters) * kAcc * L * 2;
+    total_flops += double(iters) * kAcc * VL * 2;
     elapsed = t - t0;
   }
   return total_flops / elapsed / 1e9;

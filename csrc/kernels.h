@@ -1,6 +1,6 @@
 // kernels.h: the entry points each instruction-set build provides, declared in
-// namespace rnnkit::RNNKIT_NS. No include guard on purpose: dispatch.cpp
-// includes it once per ISA with RNNKIT_NS redefined.
+// namespace rnnkit::RNNKIT_NS for every cell of cells.h. No include guard on
+// purpose: dispatch.cpp includes it once per ISA with RNNKIT_NS redefined.
 //
 //   <cell>_workspace_size(desc, mode)  bytes of reserve (kept from a training
 //                                      forward to its backward) and scratch
@@ -12,36 +12,57 @@
 //                                      packed weights and the state kept in a
 //                                      workspace between calls (generation)
 //
-// mode: 0 inference forward, 1 training forward, 2 backward.
+// Defined by RNNKIT_DEFINE_CELL (cell_entry.h) at the end of csrc/<cell>.cpp.
+#include "blocks.h"
 #include "common.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-#define RNNKIT_DECLARE_CELL(cell)                                          \
-  template <class T>                                                       \
-  WorkspaceSize cell##_workspace_size(const RnnDesc& desc, int mode);      \
-  template <class T>                                                       \
-  void cell##_forward(const RnnDesc& desc, const RnnArgs<T>& args);        \
-  template <class T>                                                       \
-  void cell##_backward(const RnnDesc& desc, const RnnArgs<T>& args);       \
-  template <class T>                                                       \
-  size_t cell##_step_size(const RnnDesc& desc);                            \
-  template <class T>                                                       \
-  void cell##_step_init(const RnnDesc& desc, char* ws, const T* const* w); \
-  template <class T>                                                       \
-  void cell##_step_state(const RnnDesc& desc, char* ws, T* h, T* c,        \
-                         bool set);                                        \
-  template <class T>                                                       \
-  void cell##_step(const RnnDesc& desc, char* ws, const T* x, T* y);
+#define RNNKIT_DECLARE_CELL(cell, Struct, gates, has_c)                              \
+  template <class Real>                                                              \
+  WorkspaceSize cell##_workspace_size(const RnnDesc& desc, Mode mode);               \
+  template <class Real>                                                              \
+  void cell##_forward(const RnnDesc& desc, const RnnArgs<Real>& args);               \
+  template <class Real>                                                              \
+  void cell##_backward(const RnnDesc& desc, const RnnArgs<Real>& args);              \
+  template <class Real>                                                              \
+  size_t cell##_step_size(const RnnDesc& desc);                                      \
+  template <class Real>                                                              \
+  void cell##_step_init(const RnnDesc& desc, char* ws, const Real* const* w);        \
+  template <class Real>                                                              \
+  void cell##_step_state(const RnnDesc& desc, char* ws, Real* h, Real* c, bool set); \
+  template <class Real>                                                              \
+  void cell##_step(const RnnDesc& desc, char* ws, const Real* x, Real* y);
 
-RNNKIT_DECLARE_CELL(rnn)
-RNNKIT_DECLARE_CELL(lstm)
-RNNKIT_DECLARE_CELL(gru)
+RNNKIT_CELLS(RNNKIT_DECLARE_CELL)
 #undef RNNKIT_DECLARE_CELL
 
+// The kernels around the recurrent layers (blocks.h): linear.cpp, xent.cpp,
+// embedding.cpp, optim.cpp.
+template <class Real>
+void linear_forward(const LinearArgs<Real>& a);
+template <class Real>
+void linear_backward(const LinearArgs<Real>& a);
+template <class Real>
+void xent(const XentArgs<Real>& a);
+template <class Real>
+void embedding_forward(const EmbeddingArgs<Real>& a);
+template <class Real>
+void embedding_backward(const EmbeddingArgs<Real>& a);
+template <class Real>
+void optim_step(const OptimArgs<Real>& a);
+template <class Real>
+double sum_squares(const Real* x, int64_t n, double scale, double* partial,
+                   int threads);
+template <class Real>
+void scale_buffer(Real* x, int64_t n, Real s, int threads);
+template <class Real>
+int64_t gemm_pack_size(int nth);
+
 double fma_peak_gflops(double seconds, int nth);
-double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps, int nth);
+double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
+                   int nth);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

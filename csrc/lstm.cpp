@@ -7,24 +7,24 @@
 // G = 4: XP rows are [i | f | g | o], each H wide. A training forward stores
 // the four activations (in XP) and c' (aux, T x B x H); backward recomputes
 // tanh(c') rather than storing it. b_ih + b_hh are folded into one bias.
+#include "cell_entry.h"
 #include "kernels.h"
-#include "recurrent.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-template <class T>
+template <class Real>
 struct LstmCell {
-  using V = vec_t<T>;
+  using V = vec_t<Real>;
   static constexpr int64_t G = 4;
-  static constexpr bool kHasC = true, kSplitN = false;
+  static constexpr bool kHasC = true, kSplitN = false, kHasAct = false;
   // rows per fused tile: MR x NV x 4 accumulators in registers
   static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 6 : 3;
   static constexpr int64_t NV = 1;
 
-  template <bool kTrain>
-  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,
-                                    int) {
+  template <bool kTrain, Act>
+  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<Real>& r, int64_t j,
+                                    int64_t n) {
     const int64_t H = r.H;
     V gate[4];
     for (int g = 0; g < 4; ++g)
@@ -45,20 +45,22 @@ struct LstmCell {
     }
   }
 
-  static RNNKIT_INLINE void backward(V dh, const BwdRow<T>& r, int64_t j, int64_t n, int) {
+  template <Act>
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
+                                     int64_t n) {
     const int64_t H = r.H;
     const V i = loadn(r.xp + j, n), f = loadn(r.xp + H + j, n);
     const V g = loadn(r.xp + 2 * H + j, n), o = loadn(r.xp + 3 * H + j, n);
     const V tc = vtanh(loadn(r.c + j, n));
     // h' = o * tanh(c')
     const V dout = dh * tc;
-    const V dc = loadn(r.dc + j, n) + dh * o * (T(1) - tc * tc);
+    const V dc = loadn(r.dc + j, n) + dh * o * (Real(1) - tc * tc);
     // c' = f * c + i * g
     const V di = dc * g, dg = dc * i, df = dc * loadn(r.cprev + j, n);
     storen(r.dc + j, dc * f, n);
     // through the nonlinearities: σ' = s (1 - s), tanh' = 1 - t^2
-    const V dpre[4] = {di * i * (T(1) - i), df * f * (T(1) - f), dg * (T(1) - g * g),
-                       dout * o * (T(1) - o)};
+    const V dpre[4] = {di * i * (Real(1) - i), df * f * (Real(1) - f),
+                       dg * (Real(1) - g * g), dout * o * (Real(1) - o)};
     for (int k = 0; k < 4; ++k) {
       storen(r.xp + k * H + j, dpre[k], n);
       storen(r.dg + k * H + j, dpre[k], n);
@@ -66,7 +68,6 @@ struct LstmCell {
   }
 };
 
-#include "cell_entry.h"
 RNNKIT_DEFINE_CELL(lstm, LstmCell)
 
 }  // namespace RNNKIT_NS

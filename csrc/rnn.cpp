@@ -3,43 +3,47 @@
 //
 // G = 1. A training forward stores h' (in XP): each derivative is a function
 // of the output — tanh' = 1 - h'^2, σ' = h' (1 - h'), relu' = [h' > 0].
+#include "cell_entry.h"
 #include "kernels.h"
-#include "recurrent.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-template <class T>
+template <class Real>
 struct RnnCell {
-  using V = vec_t<T>;
+  using V = vec_t<Real>;
   static constexpr int64_t G = 1;
-  static constexpr bool kHasC = false, kSplitN = false;
+  static constexpr bool kHasC = false, kSplitN = false, kHasAct = true;
   static constexpr int64_t MR = RNNKIT_VBYTES == 64 ? 12 : 6;
   static constexpr int64_t NV = 2;
 
-  template <bool kTrain>
-  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<T>& r, int64_t j, int64_t n,
-                                    int act) {
+  template <bool kTrain, Act kAct>
+  static RNNKIT_INLINE void forward(const V* acc, const FwdRow<Real>& r, int64_t j,
+                                    int64_t n) {
     const V a = loadn(r.xp + j, n) + loadn(r.bx + j, n) + acc[0];
-    const V h = act == kTanh ? vtanh(a) : act == kRelu ? vrelu(a) : vsigmoid(a);
+    const V h = activate<kAct>(a);
     storen(r.hnext + j, h, n);
     storen(r.y + j, h, n);
     if (kTrain) storen(r.xp + j, h, n);
   }
 
-  static RNNKIT_INLINE void backward(V dh, const BwdRow<T>& r, int64_t j, int64_t n,
-                                     int act) {
+  template <Act kAct>
+  static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
+                                     int64_t n) {
     const V h = loadn(r.xp + j, n);
-    const V one = splat<T>(1), zero = splat<T>(0);
-    const V da = act == kTanh   ? dh * (one - h * h)
-                 : act == kRelu ? (h > zero ? dh : zero)
-                                : dh * h * (one - h);
+    const V one = splat<Real>(1), zero = splat<Real>(0);
+    V da;
+    if (kAct == kTanh)
+      da = dh * (one - h * h);
+    else if (kAct == kRelu)
+      da = h > zero ? dh : zero;
+    else
+      da = dh * h * (one - h);
     storen(r.xp + j, da, n);
     storen(r.dg + j, da, n);
   }
 };
 
-#include "cell_entry.h"
 RNNKIT_DEFINE_CELL(rnn, RnnCell)
 
 }  // namespace RNNKIT_NS

@@ -39,7 +39,7 @@ from _helpers import (
 )
 
 # Different cells, dtypes, layouts, lengths; the "wide" ones are big enough that
-# each call's OpenMP team has more than one thread (recurrent.h, team_size).
+# each call's OpenMP team has more than one thread (team.h, team_size).
 MIXED = [
     Case("rnn", 6, 16, 32, 64, 1, False, False, None, "float32", "relu"),
     Case("lstm", 5, 4, 7, 13, 2, True, False, "unsorted", "float64"),

@@ -20,6 +20,7 @@ CASES = {
     "forecast_sunspots.py": "naive last-value baseline",
     "dates_seq2seq.py": "exact-match accuracy",
     "seed_text_generator.py": "generated text",
+    "serve_onnx.py": "onnxruntime == rnnkit: True",
 }
 
 
@@ -32,6 +33,9 @@ def test_every_example_is_tested():
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs(script):
+    if script == "serve_onnx.py":  # the onnx extra (in `test`; not in bare venvs)
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"  # small problems: one thread, no oversubscription
     proc = subprocess.run(

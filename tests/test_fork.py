@@ -1,21 +1,23 @@
 """fork safety: a child of ``os.fork()`` or of a ``multiprocessing`` fork pool, made
 after a kernel call with 2 threads, must compute the same results instead of hanging.
 
-libgomp's thread pool does not survive ``fork``; rnnkit's at-fork handler runs such a
-child's kernels with one thread (results are bitwise identical for any thread count).
+libgomp's thread pool does not survive ``fork``; rnnkit's at-fork handler runs the
+kernels of a child of a process that allowed 2+ threads with one thread (results are
+bitwise identical for any thread count).
 Every scenario runs in a fresh interpreter with a timeout, so a regression fails here
 instead of hanging the suite.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-if not hasattr(__import__("os"), "fork") or sys.platform == "darwin":
+if not hasattr(os, "fork") or sys.platform == "darwin":
     pytest.skip("needs os.fork on Linux", allow_module_level=True)
 
 TIMEOUT = 120  # a working run takes a few seconds
@@ -48,10 +50,14 @@ def wait(pid, seconds=60):
 """
 
 
-def _run(body: str) -> str:
+def _run(body: str, env: dict[str, str] | None = None) -> str:
     code = PRELUDE + textwrap.dedent(body)
     r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
     )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
@@ -109,16 +115,20 @@ def test_child_cannot_raise_its_threads_again():
     assert "child 0" in out, out
 
 
-def test_child_forked_before_any_threaded_call_keeps_its_threads():
+def test_child_of_a_one_thread_process_may_use_two():
+    """A process that never allowed 2+ threads has no OpenMP pool to lose: its
+    children may start their own."""
     out = _run(
         """
-        rk.set_num_threads(2)
+        assert rk.get_num_threads() == 1
+        want = step(0)
         pid = os.fork()
         if pid == 0:
-            want = step(0)
-            ok = rk.get_num_threads() == 2
+            rk.set_num_threads(2)
+            ok = same(step(0), want) and rk.get_num_threads() == 2
             os._exit(0 if ok else 3)
         print("child", wait(pid))
-        """
+        """,
+        env={"RNNKIT_NUM_THREADS": "1"},
     )
     assert "child 0" in out, out

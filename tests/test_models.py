@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
-from conftest import FD_TOL
+from _helpers import fd_derivative, fd_gradient
+from conftest import named_tol
 from rnnkit import losses
 from rnnkit import reference as ref
 
@@ -40,37 +41,25 @@ def check_model_grads(model, run, rng, per_param: int = 4, extra=None) -> None:
     model.zero_grad()
     _, d = run()
     dx = model.backward(d)
-    eps = FD_TOL["eps"]
+
+    def loss() -> float:
+        return run()[0]
+
+    rtol, atol = named_tol("fd_model")
     checked = 0
     for prefix, m in model.named_modules():
         for name, p in m.params.items():
-            flat, grad = p.reshape(-1), m.grads[name].reshape(-1)
-            for j in rng.choice(flat.size, min(per_param, flat.size), replace=False):
-                old = flat[j]
-                flat[j] = old + eps
-                up = run()[0]
-                flat[j] = old - eps
-                down = run()[0]
-                flat[j] = old
-                fd = (up - down) / (2 * eps)
-                assert grad[j] == pytest.approx(
-                    fd, rel=FD_TOL["rtol"] * 10, abs=1e-8
-                ), f"{prefix}.{name}[{j}]"
+            grad = m.grads[name].reshape(-1)
+            for j in rng.choice(p.size, min(per_param, p.size), replace=False):
+                fd = fd_derivative(loss, p, index=j)
+                assert grad[j] == pytest.approx(fd, rel=rtol, abs=atol), (
+                    f"{prefix}.{name}[{j}]"
+                )
                 checked += 1
     assert checked > 0
     if extra is not None:
-        x = extra
-        want = np.zeros_like(x)
-        for j in range(x.size):
-            xf = x.reshape(-1)
-            old = xf[j]
-            xf[j] = old + eps
-            up = run()[0]
-            xf[j] = old - eps
-            down = run()[0]
-            xf[j] = old
-            want.reshape(-1)[j] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(dx, want, rtol=FD_TOL["rtol"] * 10, atol=1e-8)
+        want = fd_gradient(loss, extra)
+        np.testing.assert_allclose(dx, want, rtol=rtol, atol=atol)
 
 
 def test_gradcheck_many_to_one_bilstm_dropout_lengths(rng):
@@ -218,7 +207,8 @@ def test_one_flat_buffer_and_escape_hatch(rng):
     np.testing.assert_array_equal(G, auto)
     w, dw = fc.params["weight"].copy(), fc.grads["weight"].copy()
     rk.SGD(model, lr=0.1).step()  # one update over the flat buffer reaches every layer
-    np.testing.assert_allclose(fc.params["weight"], w - 0.1 * dw, rtol=1e-6)
+    rtol, atol = named_tol("float32_ulps")
+    np.testing.assert_allclose(fc.params["weight"], w - 0.1 * dw, rtol=rtol, atol=atol)
 
 
 def test_output_last_is_the_last_valid_step(rng):
@@ -242,8 +232,9 @@ def test_state_carries_across_chunks(rng):
     whole = model.forward(x, train=False)
     a = model.forward(x[:, :4], train=False)
     b = model.forward(x[:, 4:], state=model.final_state, train=False)
+    rtol, atol = named_tol("chunks_float32")
     np.testing.assert_allclose(
-        np.concatenate([a, b], axis=1), whole, rtol=1e-5, atol=1e-6
+        np.concatenate([a, b], axis=1), whole, rtol=rtol, atol=atol
     )
 
 
@@ -261,6 +252,7 @@ def test_kernels_vs_reference_training_trajectory(rng):
     ids = rng.integers(0, 9, size=(5, 7))
     lengths = np.array([7, 3, 5, 6, 2])
     opts = [rk.Adam(m, lr=0.01) for m in (fast, slow)]
+    rtol, atol = named_tol("trajectory_float64")
     for _ in range(5):
         for m, o in zip((fast, slow), opts):
             m.zero_grad()
@@ -272,7 +264,7 @@ def test_kernels_vs_reference_training_trajectory(rng):
             m.backward(d)
             o.step()
         np.testing.assert_allclose(
-            fast._flat_params, slow._flat_params, rtol=1e-9, atol=1e-12
+            fast._flat_params, slow._flat_params, rtol=rtol, atol=atol
         )
 
 
@@ -298,6 +290,7 @@ def test_torch_training_trajectory(rng):
     opt = rk.Adam(model, lr=0.02, weight_decay=0.01)
     ids = rng.integers(0, 8, size=(4, 6))
     y = rng.integers(0, 4, size=4)
+    rtol, atol = named_tol("trajectory_float64")
     for _ in range(5):
         topt.zero_grad()
         _, (h, _) = tlstm(temb(torch.tensor(ids)))
@@ -308,12 +301,13 @@ def test_torch_training_trajectory(rng):
         loss, d = losses.cross_entropy(model.forward(ids), y)
         model.backward(d)
         opt.step()
-        assert loss == pytest.approx(tloss.item(), rel=1e-9)
+        assert loss == pytest.approx(tloss.item(), rel=rtol, abs=atol)
     got = model.state_dict()
+    rtol, atol = named_tol("torch_trajectory")
     for prefix, mod in (("0", temb), ("1", tlstm), ("2", tfc)):
         for k, v in mod.state_dict().items():
             np.testing.assert_allclose(
-                got[f"{prefix}.{k}"], v.numpy(), rtol=1e-8, atol=1e-11, err_msg=k
+                got[f"{prefix}.{k}"], v.numpy(), rtol=rtol, atol=atol, err_msg=k
             )
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
-from conftest import FD_TOL
-from test_losses import fd_grad
+from _helpers import fd_gradient
+from conftest import FD_TOL, named_tol
 
 
 @pytest.mark.parametrize("activation", [None, "tanh", "relu", "sigmoid"])
@@ -25,22 +25,21 @@ def test_linear_forward_and_gradients(rng, activation):
         "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
     }[activation]
     y = fc.forward(x)
-    np.testing.assert_allclose(y, act(a), rtol=1e-12, atol=1e-14)
+    rtol, atol = named_tol("linear_float64")
+    np.testing.assert_allclose(y, act(a), rtol=rtol, atol=atol)
     dx = fc.backward(dy)
 
-    def f(_):
+    def f():
         return float(np.sum(fc.forward(x, train=False) * dy))
 
     for name in ("weight", "bias"):
         np.testing.assert_allclose(
             fc.grads[name],
-            fd_grad(f, fc.params[name]),
+            fd_gradient(f, fc.params[name]),
             rtol=FD_TOL["rtol"],
             atol=FD_TOL["atol"],
         )
-    want_dx = fd_grad(
-        lambda xx: float(np.sum(fc.forward(xx, train=False) * dy)), x.copy()
-    )
+    want_dx = fd_gradient(f, x)
     np.testing.assert_allclose(dx, want_dx, rtol=FD_TOL["rtol"], atol=FD_TOL["atol"])
 
 
@@ -100,8 +99,9 @@ def test_embedding_gather_and_scatter_add(rng):
     dy = rng.standard_normal((2, 3, 3))
     assert emb.backward(dy) is None
     onehot = np.eye(7)[ids.reshape(-1)]  # dense equivalent: y = onehot @ W
+    rtol, atol = named_tol("reordered_float64")
     np.testing.assert_allclose(
-        emb.grads["weight"], onehot.T @ dy.reshape(-1, 3), rtol=1e-12
+        emb.grads["weight"], onehot.T @ dy.reshape(-1, 3), rtol=rtol, atol=atol
     )
 
 

@@ -141,9 +141,11 @@ def test_package_import_leaves_the_reference_unloaded():
 
 DOCUMENTED = [
     "rnnkit",
+    "rnnkit._atomic",
     "rnnkit._cells",
     "rnnkit._config",
     "rnnkit._params",
+    "rnnkit._safetensors",
     "rnnkit._serial",
     "rnnkit.io",
     "rnnkit.layers",

@@ -12,8 +12,6 @@ import numpy as np
 from rnnkit import _cells
 
 # ----------------------------------------------------------------- the spec
-GATES = {name: spec.gates for name, spec in _cells.CELLS.items()}  # G per cell
-CELLS = tuple(_cells.CELLS)
 #: (T, B, I, H) of the issue "Speed", in its order.
 SHAPES: tuple[tuple[int, int, int, int], ...] = (
     (100, 32, 128, 256),
@@ -54,7 +52,8 @@ def ref_key(c: Config) -> str:
 
 def flops(c: Config) -> float:
     """2*T*B*G*H*(I+H) for a forward pass, three times that for training."""
-    f = 2.0 * c["T"] * c["B"] * GATES[c["cell"]] * c["H"] * (c["I"] + c["H"])
+    G = _cells.get(c["cell"]).gates
+    f = 2.0 * c["T"] * c["B"] * G * c["H"] * (c["I"] + c["H"])
     return 3.0 * f if c["mode"] == "train" else f
 
 
@@ -87,7 +86,7 @@ def make_problem(c: Config) -> dict[str, Any]:
     Seeded by the configuration, so every side and the reference see the same numbers.
     """
     cell, T, B, I, H = c["cell"], c["T"], c["B"], c["I"], c["H"]
-    G = GATES[cell]
+    G = _cells.get(cell).gates
     rng = np.random.default_rng(zlib.crc32(ref_key(c).encode()))
     k = 1.0 / math.sqrt(H)
 

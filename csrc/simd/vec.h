@@ -31,86 +31,86 @@
 namespace rnnkit {
 namespace RNNKIT_NS {
 
-template <class T>
+template <class Real>
 struct Vec;
 
 template <>
 struct Vec<float> {
   typedef float V __attribute__((vector_size(RNNKIT_VBYTES)));
   typedef int32_t I __attribute__((vector_size(RNNKIT_VBYTES)));
-  static constexpr int L = RNNKIT_VBYTES / 4;
+  static constexpr int kLanes = RNNKIT_VBYTES / 4;
 };
 
 template <>
 struct Vec<double> {
   typedef double V __attribute__((vector_size(RNNKIT_VBYTES)));
   typedef int64_t I __attribute__((vector_size(RNNKIT_VBYTES)));
-  static constexpr int L = RNNKIT_VBYTES / 8;
+  static constexpr int kLanes = RNNKIT_VBYTES / 8;
 };
 
-template <class T>
-using vec_t = typename Vec<T>::V;
+template <class Real>
+using vec_t = typename Vec<Real>::V;
 
 // The element type of a vector type, so the math below deduces from its argument.
 template <class V>
 struct ElemOf;
 template <>
 struct ElemOf<Vec<float>::V> {
-  typedef float T;
+  typedef float Real;
 };
 template <>
 struct ElemOf<Vec<double>::V> {
-  typedef double T;
+  typedef double Real;
 };
 
-template <class T>
-RNNKIT_INLINE vec_t<T> splat(T x) {
-  return x - vec_t<T>{};  // (x - 0 keeps -0.0, which 0 + x would not)
+template <class Real>
+RNNKIT_INLINE vec_t<Real> splat(Real x) {
+  return x - vec_t<Real>{};  // (x - 0 keeps -0.0, which 0 + x would not)
 }
 
-template <class T>
-RNNKIT_INLINE vec_t<T> load(const T* p) {
-  vec_t<T> v;
+template <class Real>
+RNNKIT_INLINE vec_t<Real> load(const Real* p) {
+  vec_t<Real> v;
   __builtin_memcpy(&v, p, sizeof v);
   return v;
 }
 
-template <class T>
-RNNKIT_INLINE void store(T* p, vec_t<T> v) {
+template <class Real>
+RNNKIT_INLINE void store(Real* p, vec_t<Real> v) {
   __builtin_memcpy(p, &v, sizeof v);
 }
 
-// Loads n <= L lanes (the rest zero) / stores n lanes: the tails of rows whose
+// Loads n <= kLanes lanes (the rest zero) / stores n lanes: the tails of rows whose
 // length is not a multiple of the vector width.
-template <class T>
-RNNKIT_INLINE vec_t<T> loadn(const T* p, int64_t n) {
-  if (n == Vec<T>::L) return load(p);
-  vec_t<T> v = {};
+template <class Real>
+RNNKIT_INLINE vec_t<Real> loadn(const Real* p, int64_t n) {
+  if (n == Vec<Real>::kLanes) return load(p);
+  vec_t<Real> v = {};
   for (int64_t i = 0; i < n; ++i) v[i] = p[i];
   return v;
 }
 
-template <class T>
-RNNKIT_INLINE void storen(T* p, vec_t<T> v, int64_t n) {
-  if (n == Vec<T>::L) return store(p, v);
+template <class Real>
+RNNKIT_INLINE void storen(Real* p, vec_t<Real> v, int64_t n) {
+  if (n == Vec<Real>::kLanes) return store(p, v);
   for (int64_t i = 0; i < n; ++i) p[i] = v[i];
 }
 
 // Clamps that keep NaN (a comparison with NaN is false, so x passes through).
-template <class T>
-RNNKIT_INLINE vec_t<T> clamp_hi(vec_t<T> x, T hi) {
-  vec_t<T> h = splat(hi);
+template <class Real>
+RNNKIT_INLINE vec_t<Real> clamp_hi(vec_t<Real> x, Real hi) {
+  vec_t<Real> h = splat(hi);
   return x > h ? h : x;
 }
-template <class T>
-RNNKIT_INLINE vec_t<T> clamp_lo(vec_t<T> x, T lo) {
-  vec_t<T> l = splat(lo);
+template <class Real>
+RNNKIT_INLINE vec_t<Real> clamp_lo(vec_t<Real> x, Real lo) {
+  vec_t<Real> l = splat(lo);
   return x < l ? l : x;
 }
 
 // Constants of exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 with
 // ln 2 split in a high part exact in few bits and a low correction (Cody-Waite).
-template <class T>
+template <class Real>
 struct ExpConst;
 template <>
 struct ExpConst<float> {
@@ -131,51 +131,51 @@ struct ExpConst<double> {
 // exp(x) to about one ulp for |r| <= ln2/2 (Taylor series to r^7 in float,
 // r^13 in double: the first dropped term is below half an ulp). NaN stays NaN;
 // x is clamped to the finite, normal range.
-template <class V, class T = typename ElemOf<V>::T>
+template <class V, class Real = typename ElemOf<V>::Real>
 RNNKIT_INLINE V vexp(V x) {
-  using C = ExpConst<T>;
-  using I = typename Vec<T>::I;
+  using C = ExpConst<Real>;
+  using I = typename Vec<Real>::I;
   x = clamp_lo(clamp_hi(x, C::hi), C::lo);
-  const vec_t<T> magic = splat<T>(C::magic);
-  vec_t<T> t = x * T(1.4426950408889634) + magic;
-  vec_t<T> n = t - magic;
-  vec_t<T> r = x - n * C::ln2_hi - n * C::ln2_lo;
+  const vec_t<Real> magic = splat<Real>(C::magic);
+  vec_t<Real> t = x * Real(1.4426950408889634) + magic;
+  vec_t<Real> n = t - magic;
+  vec_t<Real> r = x - n * C::ln2_hi - n * C::ln2_lo;
   // Horner on sum_k r^k / k!
-  T coef[C::terms];
+  Real coef[C::terms];
   coef[0] = 1;
-  for (int k = 1; k < C::terms; ++k) coef[k] = coef[k - 1] / T(k);
-  vec_t<T> p = splat(coef[C::terms - 1]);
+  for (int k = 1; k < C::terms; ++k) coef[k] = coef[k - 1] / Real(k);
+  vec_t<Real> p = splat(coef[C::terms - 1]);
   for (int k = C::terms - 2; k >= 0; --k) p = p * r + coef[k];
   I ni = (I)t - (I)magic;
   I scale = (ni + C::bias) << C::mant;
-  return p * (vec_t<T>)scale;
+  return p * (vec_t<Real>)scale;
 }
 
-template <class V, class T = typename ElemOf<V>::T>
+template <class V, class Real = typename ElemOf<V>::Real>
 RNNKIT_INLINE V vabs(V x) {
-  using I = typename Vec<T>::I;
-  I sign = (I)splat<T>(T(-0.0));
-  return (vec_t<T>)((I)x & ~sign);
+  using I = typename Vec<Real>::I;
+  I sign = (I)splat<Real>(Real(-0.0));
+  return (vec_t<Real>)((I)x & ~sign);
 }
 
 // tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|). |x| is capped at 20,
 // where tanh is 1 to the last bit in both precisions.
-template <class V, class T = typename ElemOf<V>::T>
+template <class V, class Real = typename ElemOf<V>::Real>
 RNNKIT_INLINE V vtanh(V x) {
-  vec_t<T> a = clamp_hi(vabs(x), T(20));
-  vec_t<T> e = vexp(a * T(-2));
-  vec_t<T> t = (T(1) - e) / (T(1) + e);
-  return x < T(0) ? -t : t;
+  vec_t<Real> a = clamp_hi(vabs(x), Real(20));
+  vec_t<Real> e = vexp(a * Real(-2));
+  vec_t<Real> t = (Real(1) - e) / (Real(1) + e);
+  return x < Real(0) ? -t : t;
 }
 
-template <class V, class T = typename ElemOf<V>::T>
+template <class V, class Real = typename ElemOf<V>::Real>
 RNNKIT_INLINE V vsigmoid(V x) {
-  return T(1) / (T(1) + vexp(-x));
+  return Real(1) / (Real(1) + vexp(-x));
 }
 
-template <class V, class T = typename ElemOf<V>::T>
+template <class V, class Real = typename ElemOf<V>::Real>
 RNNKIT_INLINE V vrelu(V x) {
-  return x < T(0) ? splat<T>(0) : x;  // NaN passes through, like np.maximum
+  return x < Real(0) ? splat<Real>(0) : x;  // NaN passes through, like np.maximum
 }
 
 RNNKIT_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }

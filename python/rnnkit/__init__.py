@@ -17,7 +17,8 @@ on request.
 ((5, 2, 16), (1, 2, 16))
 """
 
-from . import losses, optim
+from . import _safetensors as _safetensors  # registers .safetensors with io
+from . import callbacks, distributed, losses, metrics, onnx, optim
 from ._config import (
     __version__,
     get_num_threads,
@@ -27,8 +28,11 @@ from ._config import (
     show_config,
     simd_paths,
 )
+from .callbacks import ModelCheckpoint, ReduceLROnPlateau
+from .interop import from_torch, to_torch
 from .io import CheckpointError, load, save
 from .layers import GRU, LSTM, RNN
+from .losses import sigmoid, softmax
 from .models import EncoderDecoder, Sequential
 from .modules import Dropout, Embedding, Linear
 from .optim import (
@@ -65,24 +69,34 @@ __all__ = [
     "ExponentialDecay",
     "Linear",
     "LinearWarmup",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
     "RMSprop",
     "Sequential",
     "StepDecay",
     "Vocab",
     "__version__",
+    "callbacks",
     "clip_grad_norm",
     "clip_grad_value",
+    "distributed",
     "evaluate",
     "fit",
+    "from_torch",
     "get_num_threads",
     "get_simd",
     "load",
     "losses",
+    "onnx",
+    "metrics",
     "optim",
     "save",
     "set_num_threads",
     "set_simd",
     "show_config",
+    "sigmoid",
     "simd_paths",
+    "softmax",
     "text",
+    "to_torch",
 ]

@@ -20,23 +20,6 @@ from . import _core
 _tls = threading.local()
 
 
-class _Fork:
-    """Whether the kernels have run with 2+ OpenMP threads in this process.
-
-    libgomp's thread pool does not survive ``fork``: in a child, a parallel
-    region of 2+ threads waits forever for the parent's threads. The fork handler
-    in :mod:`rnnkit._config` uses this to run such a child on one thread.
-    """
-
-    threaded = False  # set by the first kernel call with 2+ threads
-    pinned = False  # this process is such a child: the kernels keep one thread
-
-
-def _note_threads() -> None:
-    if not _Fork.threaded and _core.get_num_threads() > 1:
-        _Fork.threaded = True
-
-
 def _scratch(nbytes: int, dtype: np.dtype) -> np.ndarray:
     """Per-thread scratch buffer, grown on demand and reused across calls."""
     buf = getattr(_tls, "scratch", None)
@@ -58,10 +41,17 @@ class _Ctx:
     weights: list[np.ndarray | None]  # the forward's (a copy, see _forward_params)
 
 
-def _desc(layer: Any, T: int, B: int) -> tuple:
+_Desc = tuple[str, str, int, int, int, int, int, bool, bool]
+
+
+# dtype.name is a Python-level property, slow next to a one-step kernel
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def _desc(layer: Any, T: int, B: int) -> _Desc:
     return (
         layer.cell,
-        layer.dtype.name,
+        _DTYPE_NAMES[layer.dtype],
         T,
         B,
         layer.input_size,
@@ -84,11 +74,9 @@ class CoreBackend:
         lengths: np.ndarray | None,
         train: bool,
     ):
-        _note_threads()
         T, B = x.shape[0], x.shape[1]
-        reserve_bytes, scratch_bytes = _core.workspace_size(
-            *_desc(layer, T, B), 1 if train else 0
-        )
+        mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
+        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B), mode)
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one
@@ -117,7 +105,6 @@ class CoreBackend:
 
     def stepper(self, layer: Any, batch_size: int) -> Any:
         """The compiled single-step generator (see ``_Recurrent.stepper``)."""
-        _note_threads()
         cls = _core.Stepper32 if layer.dtype == np.float32 else _core.Stepper64
         return cls(
             layer.cell,
@@ -135,8 +122,10 @@ class CoreBackend:
         dhn: np.ndarray,
         dcn: np.ndarray | None,
     ):
-        _note_threads()
-        _, scratch_bytes = _core.workspace_size(*_desc(layer, ctx.T, ctx.B), 2)
+        assert ctx.reserve is not None, "a training forward always keeps a reserve"
+        _, scratch_bytes = _core.workspace_size(
+            *_desc(layer, ctx.T, ctx.B), _core.Mode.BACKWARD
+        )
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
         return _core.backward(
             layer.cell,

@@ -9,7 +9,6 @@ from importlib import metadata
 from typing import Any
 
 from . import _core
-from ._backend import _Fork
 
 try:
     __version__: str = metadata.version("rnnkit")
@@ -75,8 +74,67 @@ def set_simd(name: str) -> None:
     _core.set_simd(name)
 
 
+def _env_threads(name: str) -> int | None:
+    """The first count of a thread variable (``OMP_NUM_THREADS=4,2`` -> 4), if valid."""
+    value = os.environ.get(name, "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (its affinity mask).
+
+    Hyperthreads of one core count once (Linux: ``/sys/devices/system/cpu``
+    topology); where that cannot be read, every allowed CPU counts.
+
+    Examples
+    --------
+    >>> import os
+    >>> from rnnkit._config import physical_cores
+    >>> 1 <= physical_cores() <= (os.cpu_count() or 1)
+    True
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topo = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(topo + "physical_package_id") as f:
+                package = f.read().strip()
+            with open(topo + "core_id") as f:
+                cores.add((package, f.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def default_num_threads() -> int:
+    """The thread count the kernels start with.
+
+    ``RNNKIT_NUM_THREADS``, else ``OMP_NUM_THREADS`` (its first entry), else the
+    physical cores of the affinity mask (:func:`physical_cores`): a second
+    hyperthread of a core adds nothing to these kernels but contention.
+
+    Examples
+    --------
+    >>> from rnnkit._config import default_num_threads
+    >>> default_num_threads() >= 1
+    True
+    """
+    for name in ("RNNKIT_NUM_THREADS", "OMP_NUM_THREADS"):
+        n = _env_threads(name)
+        if n is not None:
+            return n
+    return physical_cores()
+
+
 def get_num_threads() -> int:
-    """Threads the kernels use (default OpenMP's: ``OMP_NUM_THREADS`` or the cores).
+    """Threads the kernels use at most (default :func:`default_num_threads`).
+
+    Each call uses as many of them as its size pays for: one for a single small
+    step, all of them for a large batch.
 
     Examples
     --------
@@ -105,13 +163,13 @@ def set_num_threads(n: int) -> None:
     Warns
     -----
     RuntimeWarning
-        In a child forked after the kernels ran with 2+ threads, ``n > 1`` is
+        In a child forked from a process that allowed 2+ threads, ``n > 1`` is
         ignored (OpenMP's threads do not survive ``fork``; the child keeps one).
         ``n`` is above the cores this process may use: the kernels' threads then
         wait on each other at every time step's barrier, and a call can take 50 to
         100 times as long as with one thread per core. The setting is still
-        applied (the thread policy may cap it later); ``OMP_NUM_THREADS`` above
-        the core count gets the same warning at import.
+        applied; ``RNNKIT_NUM_THREADS`` / ``OMP_NUM_THREADS`` above the core
+        count get the same warning at import.
 
     Examples
     --------
@@ -127,14 +185,16 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"n (threads) must be >= 1, got {n}")
     if _Fork.pinned and n > 1:
         warnings.warn(
-            f"set_num_threads({n}) ignored: this process was forked after the "
-            "kernels ran with several OpenMP threads, which do not survive fork; "
+            f"set_num_threads({n}) ignored: this process was forked from one that "
+            "ran the kernels with several OpenMP threads, which do not survive fork; "
             "it keeps one thread (use the 'spawn' or 'forkserver' start method "
             "for threaded workers)",
             RuntimeWarning,
             stacklevel=2,
         )
         return
+    if n > 1:
+        _Fork.threaded = True
     cores = _usable_cores()
     if n > cores:
         warnings.warn(
@@ -145,6 +205,37 @@ def set_num_threads(n: int) -> None:
             stacklevel=2,
         )
     _core.set_num_threads(n)
+
+
+def set_adaptive_threads(on: bool) -> None:
+    """Whether a call falls back to one thread after contention was seen.
+
+    On (the default), a call whose threads spent more than a quarter of their time
+    waiting at a barrier for a descheduled member (another process on the core,
+    more threads than cores) makes the next calls run on one thread; a team is
+    tried again after 16 calls, then 32, ... up to 1024 while the contention
+    lasts. Results do not change (they are bitwise the same for any thread
+    count); off, every call uses the threads its size pays for.
+    :func:`set_num_threads` forgets what was seen.
+
+    Parameters
+    ----------
+    on : bool
+
+    Examples
+    --------
+    >>> from rnnkit._config import get_adaptive_threads, set_adaptive_threads
+    >>> set_adaptive_threads(False); get_adaptive_threads()
+    False
+    >>> set_adaptive_threads(True)
+    """
+    _core.set_adaptive_threads(bool(on))
+
+
+def get_adaptive_threads() -> bool:
+    """Whether contention makes calls fall back to one thread (see
+    :func:`set_adaptive_threads`)."""
+    return bool(_core.get_adaptive_threads())
 
 
 def _usable_cores() -> int:
@@ -175,8 +266,8 @@ def _check_environment() -> None:
     threads, cores = get_num_threads(), _usable_cores()
     if threads > cores:
         warnings.warn(
-            f"rnnkit will run {threads} kernel threads (OMP_NUM_THREADS="
-            f"{os.environ.get('OMP_NUM_THREADS')!r}) on {cores} usable core(s): "
+            f"rnnkit will run up to {threads} kernel threads (RNNKIT_NUM_THREADS / "
+            f"OMP_NUM_THREADS) on {cores} usable core(s): "
             f"oversubscribed threads make each call much slower; see "
             "rnnkit.set_num_threads",
             RuntimeWarning,
@@ -236,15 +327,27 @@ def show_config(print_fn: Any = print) -> dict[str, Any]:
     return cfg
 
 
+class _Fork:
+    """Fork bookkeeping: the kernels' OpenMP (libgomp) threads do not survive
+    ``fork``, and in a child a parallel region of 2+ threads waits forever for the
+    parent's. Which kernels ran threaded is not known here (layers, blocks,
+    losses and optimizers all call ``_core``), so any process that could have
+    started a team (it allowed 2+ threads at some point) marks itself, and its
+    forked children run on one thread."""
+
+    threaded = False  # this process allowed 2+ threads at some point
+    pinned = False  # this process is such a child: the kernels keep one thread
+
+
 def _after_fork_in_child() -> None:
-    """``os.register_at_fork`` hook: a child forked after a threaded kernel call
-    runs the kernels with one thread (libgomp's pool is gone in the child, and a
-    parallel region of 2+ threads would wait for it forever)."""
-    if _Fork.threaded:
-        _Fork.pinned = True
+    """``os.register_at_fork`` hook (see :class:`_Fork`)."""
+    if _Fork.threaded or _core.get_num_threads() > 1:
+        _Fork.threaded = _Fork.pinned = True
         _core.set_num_threads(1)
 
 
+_core.set_num_threads(default_num_threads())
+_Fork.threaded = get_num_threads() > 1
 _check_environment()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -6,6 +6,12 @@ gradient norm is one reduction. The recurrent layers (:mod:`rnnkit.layers`), the
 blocks (:mod:`rnnkit.modules`) and the models (:mod:`rnnkit.models`) all derive from
 :class:`_Params`; a model re-points its layers' views into one buffer of its own.
 
+Freezing lives here too: ``module.trainable = False`` (Keras) or
+``module.freeze("weight_ih_l0")`` (one tensor, PyTorch's ``requires_grad_(False)``)
+marks tensors as frozen; :meth:`_Params.frozen_spans` gives their element ranges
+in the flat buffer, which the optimizers and clipping of :mod:`rnnkit.optim`
+leave alone (gradients zeroed, no update, no weight decay, no state).
+
 Also the two input checks every forward and ``load_state_dict`` uses:
 :func:`_as_float_array` and :func:`_check_shape`.
 """
@@ -200,6 +206,99 @@ class _Params:
             grads[name] = self._flat_grads[offset : offset + n].reshape(shape)
             offset += n
         self.params, self.grads = ParamViews(params), ParamViews(grads, "grads")
+
+    # ------------------------------------------------------------- freezing
+    _frozen: frozenset[str] = frozenset()  # names of frozen tensors (a leaf's own)
+
+    def _owners(self) -> list[tuple[str, Any]]:
+        """``(key prefix, leaf)`` pairs whose ``_frozen`` sets hold the flags."""
+        return [("", self)]
+
+    @property
+    def frozen(self) -> list[str]:
+        """The names (``params`` keys) of the frozen tensors, in storage order."""
+        return [
+            f"{pre}{n}"
+            for pre, m in self._owners()
+            for n in getattr(m, "params", {})
+            if n in getattr(m, "_frozen", ())
+        ]
+
+    @property
+    def trainable(self) -> bool:
+        """False when any tensor is frozen; setting it freezes or unfreezes all.
+
+        Frozen tensors keep their values through optimizer steps (gradient
+        zeroed, no weight decay, no optimizer state), are left out of gradient
+        clipping, and the flags are saved in checkpoints of a model.
+        """
+        return not self.frozen
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if value:
+            self.unfreeze()
+        else:
+            self.freeze()
+
+    def _set_frozen(self, names: tuple[str, ...], frozen: bool) -> None:
+        owners = self._owners()
+        picked: list[tuple[Any, str]] = []
+        for name in names:
+            hits = [
+                (m, n)
+                for pre, m in owners
+                for n in getattr(m, "params", {})
+                if f"{pre}{n}" == name or pre.startswith(f"{name}.")
+            ]
+            if not hits:
+                known = [f"{pre}{n}" for pre, m in owners for n in m.params]
+                raise KeyError(
+                    f"{type(self).__name__} has no parameter (or module) {name!r}; "
+                    f"it has {known}"
+                )
+            picked += hits
+        if not names:
+            picked = [(m, n) for _, m in owners for n in getattr(m, "params", {})]
+        for m, n in picked:
+            flags = set(getattr(m, "_frozen", ()))
+            if frozen:
+                flags.add(n)
+            else:
+                flags.discard(n)
+            m._frozen = frozenset(flags)
+
+    def freeze(self, *names: str) -> None:
+        """Freezes the named tensors (``params`` keys, or a module's key such as
+        ``"0"`` for a model's first layer); no names: every tensor.
+
+        Examples
+        --------
+        >>> import rnnkit as rk
+        >>> model = rk.Sequential(rk.Embedding(10, 4, seed=0), rk.GRU(4, 8, seed=1))
+        >>> model.freeze("0")                  # the embedding keeps its weights
+        >>> model.frozen, model.layers[0].trainable
+        (['0.weight'], False)
+        """
+        self._set_frozen(names, True)
+
+    def unfreeze(self, *names: str) -> None:
+        """Undoes :meth:`freeze` for the named tensors (no names: all)."""
+        self._set_frozen(names, False)
+
+    def frozen_spans(self) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]``: the frozen elements of the flat parameter
+        buffer (``parameters()[0]``), merged, in order; ``[]`` when all train."""
+        base = self._flat_params
+        spans: list[tuple[int, int]] = []
+        for name in self.frozen:
+            v = self.params[name]
+            a = (v.ctypes.data - base.ctypes.data) // base.itemsize
+            if spans and spans[-1][1] == a:
+                spans[-1] = (spans[-1][0], a + v.size)
+            else:
+                spans.append((a, a + v.size))
+        return sorted(spans)
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero (``backward`` adds into them)."""

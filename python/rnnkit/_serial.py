@@ -47,6 +47,8 @@ __all__ = [
     "module_param_shapes",
     "register_model",
     "register_reference",
+    "register_wrapper",
+    "wrap_loaded",
 ]
 
 MODULE_TYPES: dict[str, Any] = {
@@ -204,3 +206,24 @@ def model_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """``state_dict`` keys and shapes of the model ``cfg`` describes (no allocation)."""
     shapes: dict[str, tuple[int, ...]] = _model_type(cfg).config_param_shapes(cfg)
     return shapes
+
+
+WRAPPERS: dict[str, Any] = {}
+"""Classes that wrap a loaded model, by the name in its ``meta["text"]["model"]``
+(``"char-lm"``: :class:`rnnkit.CharLM`), filled by :func:`register_wrapper`."""
+
+
+def register_wrapper(kind: str, from_model: Any) -> None:
+    """Makes :func:`rnnkit.load` return ``from_model(model)`` for a checkpoint
+    whose ``meta["text"]["model"]`` is ``kind`` (``rnnkit.text`` registers
+    ``"char-lm"`` -> ``CharLM.from_model`` on import)."""
+    WRAPPERS[kind] = from_model
+
+
+def wrap_loaded(model: Any) -> Any:
+    """``model``, or its registered wrapper (:func:`register_wrapper`)."""
+    meta = getattr(model, "meta", None) or {}
+    text = meta.get("text") if isinstance(meta, dict) else None
+    kind = text.get("model") if isinstance(text, dict) else None
+    fn = WRAPPERS.get(kind) if isinstance(kind, str) else None
+    return model if fn is None else fn(model)

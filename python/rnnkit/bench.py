@@ -25,7 +25,6 @@ import numpy as np
 
 from . import _cells, _sysinfo
 
-_GATES = {name: spec.gates for name, spec in _cells.CELLS.items()}
 _TOL = 1e-3  # normwise relative error against the float64 reference
 
 
@@ -64,7 +63,7 @@ def _median_seconds(fn: Callable[[], Any], repeat: int, min_sample_s: float) -> 
 def _problem(
     cell: str, T: int, B: int, I: int, H: int, seed: int = 0
 ) -> dict[str, Any]:
-    G, k = _GATES[cell], 1.0 / math.sqrt(H)
+    G, k = _cells.get(cell).gates, 1.0 / math.sqrt(H)
     rng = np.random.default_rng(seed)
 
     def u(shape: tuple[int, ...], a: float) -> np.ndarray:
@@ -234,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    bad = [c for c in cells if c not in _GATES]
+    bad = [c for c in cells if c not in _cells.CELLS]
     if bad:
-        ap.error(f"--cells must be among {','.join(_GATES)}, got {bad}")
+        ap.error(f"--cells must be among {','.join(_cells.CELLS)}, got {bad}")
 
     threads = args.threads or rk.get_num_threads()
     rk.set_num_threads(threads)
@@ -244,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     torch: Any = None
     if not args.no_torch:
         try:
-            import torch
+            import torch as _torch
 
-            torch.set_num_threads(threads)
+            _torch.set_num_threads(threads)
+            torch = _torch
         except ImportError:
             torch = None
 
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 2.0
                 * t_
                 * b_
-                * _GATES[cell]
+                * _cells.get(cell).gates
                 * h_
                 * (i_ + h_)
                 * (3 if mode == "train" else 1)

@@ -1,10 +1,11 @@
 """The ``rnnkit`` command: ``rnnkit demo``, ``rnnkit config``, ``rnnkit bench``,
-``rnnkit train`` and ``rnnkit generate``."""
+``rnnkit train``, ``rnnkit generate`` and ``rnnkit export``."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import time
@@ -57,6 +58,9 @@ def demo(args: argparse.Namespace) -> int:
         f"max |y_kernel - y_numpy|      = {float(np.max(np.abs(y_fast - y_slow))):.2e}"
     )
     print(f"max |dW_kernel - dW_numpy|    = {dw:.2e}")
+    err = max(float(np.max(np.abs(y_fast - y_slow))), dw)
+    bound = 1e-3  # float32 kernels vs the float32 reference: rounding only
+    verdict = "OK" if err <= bound else f"MISMATCH (more than {bound:g})"
     t_fast, t_slow = _best_time(step(fast)), _best_time(step(slow), repeat=2)
     flops = 3 * 2 * T * B * 4 * H * (I + H)
     print(
@@ -64,7 +68,8 @@ def demo(args: argparse.Namespace) -> int:
         f"({flops / t_fast / 1e9:.0f} GFLOP/s), NumPy reference {t_slow * 1e3:.1f} ms "
         f"({flops / t_slow / 1e9:.0f} GFLOP/s): {t_slow / t_fast:.1f}x"
     )
-    return 0
+    print(f"kernels agree with the reference: max error {err:.2e}, {verdict}")
+    return 0 if err <= bound else 1
 
 
 def config(args: argparse.Namespace) -> int:
@@ -239,6 +244,9 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
     import rnnkit as rk
     from rnnkit import text as tx
 
+    world = rk.distributed.init()  # under mpiexec: data-parallel, rank 0 speaks
+    if not world.is_root:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     if args.threads is not None:
         rk.set_num_threads(args.threads)
     out = Path(args.out)
@@ -340,6 +348,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
         f"seq-len {cfg['seq_len']}, "
         f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
         f"{rk.get_num_threads()} thread(s), {rk.get_simd()}"
+        + (f", {world.size} MPI ranks" if world.size > 1 else "")
         + (
             f"\nresuming {out} at epoch {start.epoch + 1}, step {start.steps}"
             if start is not None
@@ -378,7 +387,9 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
     def checkpoint(position: Any) -> None:
         meta["position"] = asdict(position)
         meta["best_val_bpc"] = best["val_bpc"]
-        lm.save(out, train=meta)
+        if world.is_root:  # atomic; the other ranks wait until it is written
+            lm.save(out, train=meta)
+        world.barrier()
 
     def on_eval(epoch: int, logs: dict[str, Any]) -> None:
         val_bpc = logs.get("val_bpc", math.nan)
@@ -387,7 +398,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
         if logs["event"] == "end":
             return  # saved below
         checkpoint(logs["position"])
-        if logs["event"] == "epoch" and args.sample_length > 0:
+        if logs["event"] == "epoch" and args.sample_length > 0 and world.is_root:
             print(f"--- sample after epoch {logs['position'].epoch} ---", flush=True)
             print(args.prime + sample_text(args.sample_length), flush=True)
 
@@ -414,6 +425,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
         progress=not args.quiet,
         callback=on_eval,
         should_stop=interrupted,
+        distributed=world.size > 1,
     )
     checkpoint(history.position)
     if history.stop_reason == "interrupted":
@@ -437,7 +449,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
         f"generate more with: rnnkit generate {out} --length 500",
         file=sys.stderr,
     )
-    if args.final_length > 0:
+    if args.final_length > 0 and world.is_root:
         print(
             f"--- generated ({args.final_length} characters, temperature "
             f"{args.temperature:g}) ---",
@@ -519,7 +531,12 @@ def _add_train_parser(sub: Any) -> None:
         default=None,
         help="a text file (default: the War and Peace excerpt that ships with rnnkit)",
     )
-    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    p.add_argument(
+        "--cell",
+        choices=("lstm", "gru", "rnn"),
+        default="lstm",
+        help="recurrent cell: lstm, gru or rnn (tanh) (lstm)",
+    )
     p.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
     p.add_argument("--layers", type=int, default=1, help="stacked layers (1)")
     p.add_argument("--embedding", type=int, default=64, help="embedding size (64)")
@@ -558,7 +575,12 @@ def _add_train_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="also evaluate (and checkpoint) every this many seconds",
     )
-    p.add_argument("--out", default="model.rk", help="checkpoint file (model.rk)")
+    p.add_argument(
+        "--out",
+        default="model.rk",
+        help="checkpoint file, written atomically after every evaluation "
+        "(model.rk in the current directory; add *.rk to .gitignore)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -615,8 +637,59 @@ def _add_generate_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no statistics on stderr")
 
 
+def export(args: argparse.Namespace) -> int:
+    """``rnnkit export``: a checkpoint to ONNX and/or safetensors."""
+    import rnnkit as rk
+
+    if not (args.onnx or args.safetensors):
+        print("rnnkit export: give --onnx and/or --safetensors", file=sys.stderr)
+        return 2
+    try:
+        model = rk.load(args.model)
+        written = []
+        if args.onnx:
+            written += rk.onnx.export(
+                model, args.onnx, opset=args.opset, dtype=args.dtype
+            )
+        if args.safetensors:
+            if not str(args.safetensors).endswith(".safetensors"):
+                raise ValueError("--safetensors must name a .safetensors file")
+            model.save(args.safetensors)
+            written.append(args.safetensors)
+    except (OSError, ValueError, ImportError) as e:
+        print(f"rnnkit export: {e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a checkpoint as ONNX (onnxruntime) and/or safetensors",
+        description="Export a model saved by rnnkit (train, Model.save) for "
+        "serving without rnnkit: an ONNX graph (an EncoderDecoder writes "
+        "<stem>.encoder.onnx and <stem>.decoder.onnx) and/or a safetensors file "
+        "with PyTorch's names.",
+    )
+    p.add_argument("model", help="checkpoint (model.rk, .npz or .safetensors)")
+    p.add_argument("--onnx", help="the .onnx file to write (needs rnnkit[onnx])")
+    p.add_argument("--safetensors", help="the .safetensors file to write")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (17)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="graph dtype (default the model's; onnxruntime runs float32)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from rnnkit import __version__
+
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "demo", help="forward/backward of an LSTM vs the NumPy reference"
@@ -631,12 +704,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_train_parser(sub)
     _add_generate_parser(sub)
+    _add_export_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    commands = {"demo": demo, "config": config, "train": train, "generate": generate}
+    commands = {
+        "demo": demo,
+        "config": config,
+        "train": train,
+        "generate": generate,
+        "export": export,
+    }
     return commands[args.command](args)
 
 

@@ -28,7 +28,9 @@ holding exactly these members, nothing else:
 ``optim/<slot>/<j>.npy``
     optimizer state: slot ``<slot>`` (e.g. ``exp_avg``) of parameter pair ``j``.
 
-Any other reader can open it with ``np.load(path)`` (no pickle needed).
+Any other reader can open it with ``np.load(path)`` (no pickle needed). A path
+ending in ``.safetensors`` is written and read in that format instead
+(:mod:`rnnkit._safetensors`).
 
 Safety
 ------
@@ -76,7 +78,7 @@ except ImportError:  # pragma: no cover - Windows
 import numpy as np
 
 from ._config import __version__
-from ._serial import is_model, model_from_config, model_param_shapes
+from ._serial import is_model, model_from_config, model_param_shapes, wrap_loaded
 from .optim import optimizer_from_config
 
 FORMAT = "rnnkit-checkpoint"
@@ -84,6 +86,16 @@ VERSION = 1
 HEADER = "__rnnkit__"
 
 _ALLOWED_DTYPES = {np.dtype("<f4"), np.dtype("<f8")}
+
+
+# Other formats by file suffix: {".safetensors": (save, load)}, filled by the
+# modules that implement them (rnnkit._safetensors registers itself on import).
+FORMATS: dict[str, tuple[Any, Any]] = {}
+
+
+def _format_of(path: Any) -> tuple[Any, Any] | None:
+    name = os.fsdecode(path)
+    return next((f for sfx, f in FORMATS.items() if name.endswith(sfx)), None)
 
 
 class CheckpointError(ValueError):
@@ -140,6 +152,9 @@ def save(path: Any, model: Any, optimizer: Any = None) -> None:
     >>> type(back.optimizer).__name__, back.layers[0]
     ('Adam', LSTM(3, 4, dtype=float32))
     """
+    if (fmt := _format_of(path)) is not None:  # e.g. ".safetensors"
+        fmt[0](path, model, optimizer)
+        return
     if not is_model(model):
         raise TypeError(
             f"model must be an rnnkit Model (Sequential, EncoderDecoder), "
@@ -421,10 +436,12 @@ def load(path: Any) -> Any:
 
     Returns
     -------
-    Sequential or EncoderDecoder
-        The model with its weights, ``vocab``, ``meta`` and (when saved)
-        ``model.optimizer`` restored, including the optimizer's step count and
-        state.
+    Sequential, EncoderDecoder or CharLM
+        The model with its weights, ``vocab``, ``meta``, frozen flags and (when
+        saved) ``model.optimizer`` restored, including the optimizer's step count
+        and state. A checkpoint saved by :class:`rnnkit.CharLM` (or ``rnnkit
+        train``) loads as a ``CharLM`` (``CharLM.load`` does the same; its
+        ``.model`` is the ``Sequential``).
 
     Raises
     ------
@@ -441,6 +458,8 @@ def load(path: Any) -> Any:
     >>> rk.load(path).layers
     [GRU(2, 3, dtype=float32)]
     """
+    if (fmt := _format_of(path)) is not None:  # e.g. ".safetensors"
+        return fmt[1](path)
     path = os.fspath(path)
     # O_NONBLOCK: opening a FIFO (or a symlink to one) must not wait for a writer;
     # the kind is checked on the open descriptor, so nothing can be swapped in.
@@ -462,7 +481,7 @@ def load(path: Any) -> Any:
             ) from None
         try:
             with zf:
-                return _load(zf, size, path)
+                return wrap_loaded(_load(zf, size, path))  # a CharLM if saved so
         except CheckpointError:
             raise
         except (

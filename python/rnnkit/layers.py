@@ -104,18 +104,21 @@ class _Recurrent(_Params):
 
     # ----------------------------------------------------------------- params
     def _weight_list(self, store: dict[str, np.ndarray]) -> list[np.ndarray | None]:
-        """[W_ih, W_hh, b_ih, b_hh] per (layer, direction), biases None without bias."""
-        out: list[np.ndarray | None] = []
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                s = _cells.suffix(layer, d)
-                out += [
-                    store["weight_ih" + s],
-                    store["weight_hh" + s],
-                    store.get("bias_ih" + s),
-                    store.get("bias_hh" + s),
-                ]
-        return out
+        """[W_ih, W_hh, b_ih, b_hh] per (layer, direction), biases None without bias.
+
+        Read from ``store`` at every call (only the names are computed once), so
+        whatever the views hold now is what the kernels see.
+        """
+        names = self.__dict__.get("_weight_names")
+        if names is None:
+            names = [
+                kind + _cells.suffix(layer, d)
+                for layer in range(self.num_layers)
+                for d in range(self.num_directions)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            self._weight_names = names
+        return [store.get(k) for k in names]
 
     def _forward_params(self) -> Mapping[str, np.ndarray]:
         """The weights a training forward computes with: a copy, kept for its
@@ -178,20 +181,25 @@ class _Recurrent(_Params):
     # ---------------------------------------------------------------- compute
     def _check_forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Any, ...]:
         x = _as_float_array("x", x, self.dtype)
+        # the layout rule (README "Data layout") and the caller's shape, in every error
+        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        rule = f"x shape {x.shape}; layers are time-major unless batch_first=True"
         if x.ndim != 3:
-            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
             raise ValueError(
-                f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape}"
+                f"x must be 3-D {layout}, got ndim {x.ndim} shape {x.shape} ({rule})"
             )
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(
-                f"x must have input size {self.input_size} in its last axis, got {I}"
+                f"x must have input size {self.input_size} in its last axis, got {I} "
+                f"({rule}, {layout})"
             )
         if T == 0 or B == 0:
-            raise ValueError(f"x must have T >= 1 and B >= 1, got T={T}, B={B}")
+            raise ValueError(
+                f"x must have T >= 1 and B >= 1, got T={T}, B={B} ({rule}, {layout})"
+            )
         state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         h0, c0 = self._split_state("h0", hx)
         h0 = self._check_state("h0", h0, state_shape)

@@ -3,10 +3,13 @@
 Each function returns the scalar loss (a Python float, accumulated in float64)
 and the gradient of that loss with respect to ``output`` (same shape and dtype
 as ``output``), ready for ``model.backward``. Padding is left out with ``mask``
-(True = counts) and, for cross-entropy, also with ``ignore_index``.
-``reduction="mean"`` divides by the number of entries that count (PyTorch's
-convention), ``"sum"`` does not; a batch in which nothing counts has loss 0 and
-a zero gradient.
+(True = counts) and, for cross-entropy, also with ``ignore_index``. A float
+``mask`` weights the entries (sample and class weights, as ``fit(sample_weight=,
+class_weight=)`` pass them); a 0/1 float mask is the same as a bool one.
+``reduction="mean"`` divides by the number of entries that count, or by the sum
+of their weights (PyTorch's convention, as for ``weight=`` in ``torch.nn``),
+``"sum"`` does not; a batch in which nothing counts has loss 0 and a zero
+gradient.
 
 ================================  =============================================
 :func:`cross_entropy`             softmax cross-entropy over the last axis
@@ -32,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -45,14 +50,22 @@ def _float(name: str, x: Any) -> np.ndarray:
 
 
 def _mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``mask`` as a bool array broadcastable to ``shape`` (prefix shapes allowed)."""
+    """``mask`` broadcastable to ``shape`` (prefix shapes allowed): bool, or float64
+    weights for a float mask."""
     if mask is None:
         return None
     m = np.asarray(mask)
     if m.dtype != np.bool_:
         if m.dtype.kind not in "iuf":
-            raise TypeError(f"mask must be a boolean array, got dtype {m.dtype}")
-        m = m != 0
+            raise TypeError(
+                f"mask must be a boolean (or float weight) array, got dtype {m.dtype}"
+            )
+        if m.dtype.kind == "f":
+            if not np.all(np.isfinite(m)) or (m < 0).any():
+                raise ValueError("a float mask (weights) must be finite and >= 0")
+            m = m.astype(np.float64, copy=False)
+        else:
+            m = m != 0
     if m.shape != shape[: m.ndim]:
         raise ValueError(
             f"mask must have shape {shape} or a prefix of it, got {m.shape}"
@@ -82,6 +95,40 @@ def length_mask(lengths: Any, T: int) -> np.ndarray:
     """
     lengths = np.asarray(lengths)
     return np.arange(T)[None, :] < lengths[:, None]
+
+
+def softmax(logits: Any, axis: int = -1) -> np.ndarray:
+    """Probabilities from logits: ``exp(z - max z) / sum exp(z - max z)`` along
+    ``axis`` (stable for any finite logits; the dtype is kept).
+
+    Shapes
+    ------
+    logits (..., C) -> probabilities (..., C), summing to 1 along ``axis``.
+
+    Examples
+    --------
+    >>> softmax(np.array([[0.0, 0.0], [0.0, np.log(3.0)]])).round(4).tolist()
+    [[0.5, 0.5], [0.25, 0.75]]
+    """
+    z = _float("logits", logits)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.exp(z - z.max(axis=axis, keepdims=True))
+        p /= p.sum(axis=axis, keepdims=True)
+    return p
+
+
+def sigmoid(logits: Any) -> np.ndarray:
+    """``1 / (1 + exp(-x))``, elementwise, without overflow warnings (binary
+    probabilities from logits; the dtype is kept).
+
+    Examples
+    --------
+    >>> sigmoid(np.array([0.0, 1000.0, -1000.0])).tolist()
+    [0.5, 1.0, 0.0]
+    """
+    z = _float("logits", logits)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def cross_entropy(
@@ -129,21 +176,69 @@ def cross_entropy(
     if t.shape != z.shape[:-1]:
         raise ValueError(f"targets must have shape {z.shape[:-1]}, got {t.shape}")
     t = t.astype(np.int64, copy=False)
-    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     m = _mask(mask, t.shape)
+    if m is not None and m.dtype != np.bool_:
+        return _weighted_cross_entropy(z, t, m, ignore_index, reduction)
+    t1 = np.ascontiguousarray(t.reshape(-1))
+    m1 = None if m is None else np.ascontiguousarray(np.broadcast_to(m, t.shape))
+    work = z if z.dtype in (np.float32, np.float64) else z.astype(np.float32)
+    z2 = np.ascontiguousarray(work.reshape(-1, C))
+    try:
+        # max-shifted log-softmax, loss and gradient in one sweep per row (xent.cpp)
+        loss, _, d = _core.cross_entropy(
+            z2,
+            t1,
+            None if m1 is None else m1.reshape(-1),
+            ignore_index,
+            reduction == "mean",
+        )
+    except IndexError:
+        _bad_target(t, m, ignore_index, C)
+        raise
+    return float(loss), d.astype(z.dtype, copy=False).reshape(z.shape)
+
+
+def _valid(t: np.ndarray, m: np.ndarray | None, ignore_index: int | None) -> np.ndarray:
+    """The entries that count: not ``ignore_index``, and inside the mask."""
+    valid = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     if m is not None:
-        valid &= m
-    bad = valid & ((t < 0) | (t >= C))
+        valid &= np.broadcast_to(m != 0, t.shape)
+    return valid
+
+
+def _bad_target(
+    t: np.ndarray, m: np.ndarray | None, ignore_index: int | None, C: int
+) -> None:
+    """Raises the ``IndexError`` naming the first target outside [0, C) that counts."""
+    bad = _valid(t, m, ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
         pos = np.unravel_index(int(np.argmax(bad)), t.shape)
         raise IndexError(
             f"targets contains class {int(t[pos])} at position "
             f"{tuple(int(i) for i in pos)}, outside [0, {C}) for logits with C={C}"
         )
-    n = int(valid.sum())
+
+
+def _weighted_cross_entropy(
+    z: np.ndarray,
+    t: np.ndarray,
+    m: np.ndarray,
+    ignore_index: int | None,
+    reduction: str,
+) -> tuple[float, np.ndarray]:
+    """Cross-entropy with float weights per entry (``fit``'s sample/class weights).
+
+    The loss is the weighted sum, divided by the sum of the weights for "mean"
+    (PyTorch's rule). NumPy, not the kernel: the kernel takes a 0/1 mask, and
+    weighted runs are the exception, not the hot path of ``fit``.
+    """
+    C = z.shape[-1]
+    _bad_target(t, m, ignore_index, C)
+    valid = _valid(t, m, ignore_index)
+    weight = np.where(valid, np.broadcast_to(m, t.shape), 0.0).reshape(-1)
+    n = float(weight.sum())
     z2 = z.reshape(-1, C)
     t1 = np.where(valid, t, 0).reshape(-1)
-    v1 = valid.reshape(-1)
     rows = np.arange(z2.shape[0])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # log softmax(z)_c = (z_c - max z) - log sum_k exp(z_k - max z)
@@ -152,16 +247,15 @@ def cross_entropy(
         np.exp(p, out=p)
         s = p.sum(axis=1)
         nll = np.log(s) - shifted_t  # -log softmax(z)[t]
-        total = float(np.sum(nll[v1], dtype=np.float64))
-        # dL/dz = softmax(z) - onehot(t), on the entries that count
+        # dL/dz = weight * (softmax(z) - onehot(t))
         p /= s[:, None]
         p[rows, t1] -= 1
-        p *= v1[:, None]
+        total = float(np.sum(np.where(weight > 0, nll, 0.0) * weight, dtype=np.float64))
+        p *= weight.astype(p.dtype)[:, None]
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     if scale != 1.0:
         p *= z.dtype.type(scale)
-    loss = total * scale if n else 0.0
-    return loss, p.reshape(z.shape)
+    return (total * scale if n else 0.0), p.reshape(z.shape)
 
 
 def binary_cross_entropy_with_logits(
@@ -267,15 +361,21 @@ def mse(
 def _reduce(
     per: np.ndarray, d: np.ndarray, m: np.ndarray | None, reduction: str
 ) -> tuple[float, np.ndarray]:
+    n: float
     """Masks and reduces an elementwise loss ``per`` and its gradient ``d``."""
     if m is None:
         n = per.size
         total = float(np.sum(per, dtype=np.float64))
     else:
         w = np.broadcast_to(m, per.shape)
-        n = int(w.sum())
-        total = float(np.sum(per, where=w, dtype=np.float64))
-        d = d * m
+        if m.dtype == np.bool_:
+            n = int(w.sum())
+            total = float(np.sum(per, where=w, dtype=np.float64))
+            d = d * m
+        else:  # weights
+            n = float(w.sum())
+            total = float(np.sum(np.where(w > 0, per, 0.0) * w, dtype=np.float64))
+            d = d * m.astype(d.dtype)
     if reduction == "mean" and n:
         d *= d.dtype.type(1.0 / n)
         total /= n
@@ -434,4 +534,6 @@ __all__ = [
     "get_loss",
     "length_mask",
     "mse",
+    "sigmoid",
+    "softmax",
 ]

@@ -72,6 +72,11 @@ Recurrent = _Recurrent
 """The base class of every recurrent layer (``isinstance(m, Recurrent)``)."""
 
 
+def _short(m: Any) -> str:
+    """A layer's repr without the default dtype (for tables)."""
+    return repr(m).replace(", dtype=float32", "").replace(", dtype='float32'", "")
+
+
 def _sequential_config(cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     layers = cfg.get("layers")
     if not isinstance(layers, list):
@@ -228,6 +233,9 @@ class Model(_Params):
         """``(name, module)`` for every leaf module, names as in ``state_dict`` keys."""
         raise NotImplementedError
 
+    def _owners(self) -> list[tuple[str, Any]]:
+        return [(f"{k}.", m) for k, m in self.named_modules()]
+
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """The architecture as JSON: ``{"type": ..., ...}`` (checkpoints store it)."""
         raise NotImplementedError
@@ -357,17 +365,23 @@ class Sequential(Model):
             "input": self.input,
             "output": self.output,
             "steps": self.steps,
+            **({"frozen": self.frozen} if self.frozen else {}),
         }
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Sequential:
         """A Sequential (fresh parameters) from :meth:`config` output."""
-        return cls(
+        model = cls(
             *[module_from_config(c) for c in _sequential_config(cfg)],
             input=cfg.get("input", "sequence"),
             output=cfg.get("output", "sequence"),
             steps=cfg.get("steps"),
         )
+        frozen = cfg.get("frozen", [])
+        if not isinstance(frozen, list) or not all(isinstance(n, str) for n in frozen):
+            raise TypeError("Sequential config 'frozen' must be a list of names")
+        model.freeze(*frozen) if frozen else None
+        return model
 
     @classmethod
     def config_param_shapes(cls, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -377,6 +391,16 @@ class Sequential(Model):
             for i, c in enumerate(_sequential_config(cfg))
             for name, shape in module_param_shapes(c).items()
         }
+
+    def padding_lengths(self, x: Any) -> np.ndarray | None:
+        """``lengths`` derived from the padding id when the first layer is an
+        ``Embedding(mask_zero=True)`` (see :meth:`rnnkit.Embedding.lengths`), else
+        None. :meth:`forward`, :meth:`predict` and :func:`rnnkit.fit` call it
+        whenever no ``lengths`` are given."""
+        first = self.layers[0]
+        if self.input != "sequence" or not getattr(first, "mask_zero", False):
+            return None
+        return first.lengths(x)
 
     @property
     def recurrent_layers(self) -> list[Any]:
@@ -432,6 +456,8 @@ class Sequential(Model):
                 raise ValueError(
                     f"x must be batch-first (B, T, ...), got shape {h.shape}"
                 )
+            if lengths is None:
+                lengths = self.padding_lengths(h)
             h = h.swapaxes(0, 1)  # time-major (T, B, ...)
         elif lengths is not None:
             raise ValueError("lengths applies to input='sequence' only")
@@ -455,12 +481,18 @@ class Sequential(Model):
                     h = np.broadcast_to(h, (T,) + h.shape)  # the vector at every step
                     seq, expand_at = True, i
                 hx = None if state is None else state[k]
-                y, hn = m.forward(
-                    h.swapaxes(0, 1) if m.batch_first else h,
-                    hx,
-                    lengths=lengths,
-                    train=train,
-                )
+                try:
+                    y, hn = m.forward(
+                        h.swapaxes(0, 1) if m.batch_first else h,
+                        hx,
+                        lengths=lengths,
+                        train=train,
+                    )
+                except ValueError as e:  # name the caller's (batch-first) shape
+                    raise ValueError(
+                        f"layer {i} {m!r}: {e}; the Sequential's x has shape "
+                        f"{np.shape(x)}, batch-first (B, T, ...) as models take it"
+                    ) from None
                 final.append(hn)
                 if i == self._rec[-1] and self.output == "last":
                     h, seq = _top_state(m, hn), False
@@ -581,6 +613,8 @@ class Sequential(Model):
         (10, 4)
         """
         x = np.asarray(x)
+        if lengths is None:
+            lengths = self.padding_lengths(x)
         outs = []
         for a in range(0, x.shape[0], batch_size):
             lb = None if lengths is None else np.asarray(lengths)[a : a + batch_size]
@@ -602,11 +636,127 @@ class Sequential(Model):
             outs.append(out)
         return np.concatenate(outs, axis=0)
 
+    def predict_proba(
+        self,
+        x: Any,
+        lengths: Any = None,
+        batch_size: int = 256,
+        activation: str = "auto",
+        **kw: Any,
+    ) -> np.ndarray:
+        """:meth:`predict`, then probabilities: softmax over the last axis, or a
+        sigmoid for binary logits.
+
+        Parameters
+        ----------
+        x, lengths, batch_size, **kw : as for :meth:`predict`.
+        activation : {"auto", "softmax", "sigmoid"}
+            ``"auto"`` uses the loss :func:`rnnkit.fit` trained with
+            (``meta["loss"]``: a sigmoid after ``"bce_with_logits"``, a softmax
+            after ``"cross_entropy"``); without one, a softmax when the last axis
+            has more than one entry, else a sigmoid.
+
+        Returns
+        -------
+        ndarray shaped like :meth:`predict`'s output.
+
+        Examples
+        --------
+        >>> import numpy as np, rnnkit as rk
+        >>> model = rk.Sequential(rk.GRU(3, 4, seed=0), rk.Linear(4, 5, seed=1),
+        ...                       output="last")
+        >>> p = model.predict_proba(np.ones((2, 6, 3)))
+        >>> p.shape, np.allclose(p.sum(axis=-1), 1.0)
+        ((2, 5), True)
+        """
+        from .losses import sigmoid, softmax
+
+        out = self.predict(x, lengths=lengths, batch_size=batch_size, **kw)
+        if activation == "auto":
+            loss = self.meta.get("loss")
+            if loss in ("bce_with_logits", "binary_cross_entropy_with_logits"):
+                activation = "sigmoid"
+            elif loss == "cross_entropy" or out.shape[-1] > 1:
+                activation = "softmax"
+            else:
+                activation = "sigmoid"
+        if activation == "softmax":
+            return softmax(out)
+        if activation == "sigmoid":
+            return sigmoid(out)
+        raise ValueError(
+            f"activation must be 'auto', 'softmax' or 'sigmoid', got {activation!r}"
+        )
+
+    def summary(self, print_fn: Any = print) -> str:
+        """Keras's table: each layer, its output shape and parameter count, then
+        the totals (trainable and frozen).
+
+        Output shapes are batch-first, ``B`` and ``T`` standing for the batch and
+        the steps. Returns the table and passes it to ``print_fn`` (None: only
+        return it).
+
+        Examples
+        --------
+        >>> import rnnkit as rk
+        >>> model = rk.Sequential(rk.Embedding(20, 8, seed=0), rk.LSTM(8, 16, seed=1),
+        ...                       rk.Linear(16, 2, seed=2), output="last")
+        >>> print(model.summary(print_fn=None))      # doctest: +NORMALIZE_WHITESPACE
+        Sequential(input='sequence', output='last')
+        layer                           output shape         params
+        ---------------------------------------------------------------
+        0  Embedding(20, 8)             (B, T, 8)               160
+        1  LSTM(8, 16)                  (B, 16)               1,664
+        2  Linear(16, 2)                (B, 2)                   34
+        ---------------------------------------------------------------
+        total 1,858 parameters (trainable 1,858, frozen 0), float32
+        """
+        rows = []
+        seq = self.input == "sequence"
+        feat: Any = "I"
+        for i, m in enumerate(self.layers):
+            if isinstance(m, Embedding):
+                feat = m.embedding_dim
+            elif isinstance(m, Linear):
+                feat = m.out_features
+            elif isinstance(m, Recurrent):
+                feat = m.hidden_size * m.num_directions
+                seq = not (i == self._rec[-1] and self.output == "last")
+            shape = f"(B, T, {feat})" if seq else f"(B, {feat})"
+            n = sum(int(v.size) for v in getattr(m, "params", {}).values())
+            frozen = sum(int(m.params[k].size) for k in getattr(m, "_frozen", ()))
+            name = _short(m)
+            mark = (
+                " (frozen)"
+                if n and frozen == n
+                else (" (part frozen)" if frozen else "")
+            )
+            rows.append((f"{i:<3}{name}{mark}", shape, n))
+        total = self.num_parameters
+        frozen_total = sum(b - a for a, b in self.frozen_spans())
+        head = f"Sequential(input={self.input!r}, output={self.output!r}"
+        head += f", steps={self.steps})" if self.steps is not None else ")"
+        width = max(32, max(len(r[0]) for r in rows) + 2)
+        line = "-" * (width + 31)
+        out = [head, f"{'layer':<{width}}{'output shape':<15}{'params':>16}", line]
+        out += [f"{a:<{width}}{b:<15}{c:>16,}" for a, b, c in rows]
+        out += [
+            line,
+            f"total {total:,} parameters (trainable {total - frozen_total:,}, "
+            f"frozen {frozen_total:,}), {self.dtype.name}",
+        ]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
+        frozen = f", frozen={self.frozen}" if self.frozen else ""
         return (
             f"Sequential(input={self.input!r}, output={self.output!r}, "
-            f"steps={self.steps!r}){inner}"
+            f"steps={self.steps!r}{frozen}, parameters={self.num_parameters:,})"
+            f"{inner}\n)"
         )
 
 

@@ -25,12 +25,14 @@ Dropout   x (...)     -> y (...)          no parameters
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ._ops import ACTIVATIONS, activation_grad
+from . import _core
+from ._ops import ACTIVATIONS
 from ._params import ParamViews, _as_float_array, _check_shape, _Params
 
 
@@ -76,8 +78,19 @@ class Module(_Params):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+        """``Linear(64, 2)``: the first two arguments by position, the others
+        only where they differ from their defaults."""
+        defaults = {
+            k: p.default
+            for k, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        args = []
+        for i, (k, v) in enumerate(self.config().items()):
+            if i < 2:
+                args.append(repr(v))
+            elif defaults.get(k, inspect.Parameter.empty) != v:
+                args.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
@@ -196,14 +209,14 @@ class Linear(Module):
                 f"x must have {self.in_features} features in its last axis, "
                 f"got shape {x.shape}"
             )
-        x2 = x.reshape(-1, self.in_features)
-        # y = x W^T + b
-        y2 = x2 @ self.params["weight"].T
-        if self.bias:
-            y2 += self.params["bias"]
-        if self.activation is not None:
-            with np.errstate(over="ignore"):
-                ACTIVATIONS[self.activation](y2, out=y2)
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        # y = act(x W^T + b): rnnkit's GEMM, bias and activation fused (linear.cpp)
+        y2 = _core.linear_forward(
+            x2,
+            self.params["weight"],
+            self.params["bias"] if self.bias else None,
+            self.activation,
+        )
         y = y2.reshape(x.shape[:-1] + (self.out_features,))
         self._x, self._y = (x2, y2) if train else (None, None)
         if train:  # backward uses this forward's weight, even if it changes between
@@ -234,16 +247,20 @@ class Linear(Module):
         lead = self._lead
         dy = _as_float_array("dy", dy, self.dtype)
         _check_shape("dy", dy, lead + (self.out_features,))
-        da = dy.reshape(y2.shape)
-        if self.activation is not None:
-            # y = act(a)
-            da = activation_grad(da, y2, self.activation, out=np.empty_like(y2))
-        # y = x W^T + b
-        self.grads["weight"] += da.T @ x2
-        if self.bias:
-            self.grads["bias"] += da.sum(axis=0)
+        # da = dy act'(y); dW += da^T x; db += sum da; dx = da W (linear.cpp)
+        dx = _core.linear_backward(
+            np.ascontiguousarray(dy.reshape(y2.shape)),
+            x2,
+            y2,
+            w,  # the forward's weight
+            self.grads["weight"],
+            self.grads["bias"] if self.bias else None,
+            self.activation,
+            True,
+        )
         self._x = self._y = None
-        return (da @ w).reshape(lead + (self.in_features,))
+        assert dx is not None  # need_dx
+        return dx.reshape(lead + (self.in_features,))
 
 
 class Embedding(Module):
@@ -258,6 +275,11 @@ class Embedding(Module):
     padding_idx : int or None
         An id whose row starts at zero and receives no gradient (as in
         ``torch.nn.Embedding``).
+    mask_zero : bool, default False
+        Keras's option: the padding id (``padding_idx``, which defaults to 0 with
+        it) marks padding, and a :class:`~rnnkit.Sequential` starting with this
+        embedding derives ``lengths`` from it (:meth:`lengths`) whenever none are
+        given, so right-padded batches need no extra argument.
     dtype : {"float32", "float64"}, default "float32"
         Of the table, its gradient and the outputs.
     seed : int, np.random.Generator or None
@@ -277,6 +299,8 @@ class Embedding(Module):
     >>> emb.backward(np.ones_like(y))      # adds into emb.grads["weight"]
     >>> y.shape
     (2, 3, 4)
+    >>> Embedding(10, 4, mask_zero=True).lengths([[5, 3, 0, 0], [1, 2, 3, 4]])
+    array([2, 4])
     """
 
     def __init__(
@@ -286,9 +310,13 @@ class Embedding(Module):
         padding_idx: int | None = None,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
+        mask_zero: bool = False,
     ) -> None:
         self.num_embeddings = _positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.mask_zero = bool(mask_zero)
+        if mask_zero and padding_idx is None:
+            padding_idx = 0
         if padding_idx is not None:
             if (
                 not isinstance(padding_idx, (int, np.integer))
@@ -330,7 +358,42 @@ class Embedding(Module):
             "embedding_dim": self.embedding_dim,
             "padding_idx": self.padding_idx,
             "dtype": self.dtype.name,
+            "mask_zero": self.mask_zero,
         }
+
+    def lengths(self, ids: Any) -> np.ndarray:
+        """Valid steps per row of right-padded ids: one past each row's last id
+        that is not ``padding_idx``.
+
+        Parameters
+        ----------
+        ids : integer array-like (B, T)
+
+        Returns
+        -------
+        ndarray (B,) int64, each in [1, T].
+
+        Raises
+        ------
+        ValueError
+            No ``padding_idx``, ``ids`` not 2-D, or a row that is all padding
+            (naming the row).
+        """
+        if self.padding_idx is None:
+            raise ValueError("lengths from padding need Embedding(padding_idx=...)")
+        arr = self.check_ids(ids)
+        if arr.ndim != 2:
+            raise ValueError(f"ids must be (B, T) to derive lengths, got {arr.shape}")
+        real = arr != self.padding_idx
+        has = real.any(axis=1)
+        if not has.all():
+            row = int(np.argmin(has))
+            raise ValueError(
+                f"ids row {row} is all padding (id {self.padding_idx}); every row "
+                f"needs at least one token (ids shape {arr.shape})"
+            )
+        T = arr.shape[1]
+        return (T - np.argmax(real[:, ::-1], axis=1)).astype(np.int64)
 
     def check_ids(self, ids: Any, name: str = "ids") -> np.ndarray:
         """Returns ``ids`` as an int64 array after checking them.
@@ -342,12 +405,7 @@ class Embedding(Module):
         IndexError
             An id is outside [0, V); the message names the id and its position.
         """
-        if hasattr(ids, "detach"):
-            ids = ids.detach().cpu().numpy()
-        arr = np.asarray(ids)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
+        arr = self._int_ids(ids, name)
         bad = (arr < 0) | (arr >= self.num_embeddings)
         if bad.any():
             pos = np.unravel_index(int(np.argmax(bad)), arr.shape)
@@ -357,6 +415,16 @@ class Embedding(Module):
                 f"{self.num_embeddings}"
             )
         return arr
+
+    @staticmethod
+    def _int_ids(ids: Any, name: str = "ids") -> np.ndarray:
+        """``ids`` as int64 (``TypeError`` unless integers), not range-checked."""
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+        return arr.astype(np.int64, copy=False)
 
     def forward(self, ids: Any, train: bool = True) -> np.ndarray:
         """Gathers rows: ``y[...] = weight[ids[...]]``.
@@ -372,9 +440,16 @@ class Embedding(Module):
         -------
         y : ndarray (..., E)
         """
-        ids = self.check_ids(ids)
+        ids = self._int_ids(ids)
+        flat = np.ascontiguousarray(ids.reshape(-1))
+        try:
+            # the kernel refuses ids outside [0, V) (embedding.cpp)
+            y = _core.embedding_forward(flat, self.params["weight"])
+        except IndexError:
+            self.check_ids(ids)  # the message with the id's position in ids
+            raise
         self._ids = ids if train else None
-        return self.params["weight"][ids]
+        return y.reshape(ids.shape + (self.embedding_dim,))
 
     def backward(self, dy: Any) -> None:
         """Scatter-adds ``dy`` into ``grads["weight"]`` (ids are not differentiable)."""
@@ -385,13 +460,14 @@ class Embedding(Module):
             )
         dy = _as_float_array("dy", dy, self.dtype)
         _check_shape("dy", dy, ids.shape + (self.embedding_dim,))
-        flat = ids.reshape(-1)
-        rows = dy.reshape(-1, self.embedding_dim)
-        if self.padding_idx is not None:
-            keep = flat != self.padding_idx
-            flat, rows = flat[keep], rows[keep]
-        # y = weight[ids]  ->  dweight[v] += sum of dy over positions holding v
-        np.add.at(self.grads["weight"], flat, rows)
+        # dweight[v] += dy at every position holding v, in position order, the
+        # padding row left out (embedding.cpp: deterministic, no atomics)
+        _core.embedding_backward(
+            np.ascontiguousarray(ids.reshape(-1)),
+            np.ascontiguousarray(dy.reshape(-1, self.embedding_dim)),
+            self.grads["weight"],
+            -1 if self.padding_idx is None else self.padding_idx,
+        )
         self._ids = None
 
 

@@ -15,14 +15,20 @@ Protocol (micrograd's)::
     opt.step()
 
 No step allocates: every optimizer keeps its state (``slots``: moments,
-momentum buffers) and two scratch buffers in the layout of the parameters it
-was given, and an update is a handful of NumPy calls with ``out=``, each one
-pass over the whole flat parameter buffer of a model (one pair).
+momentum buffers) in the layout of the parameters it was given, and an update
+is one fused pass of a compiled kernel (``csrc/optim.cpp``, on rnnkit's
+threads) over the whole flat parameter buffer of a model (one pair). The NumPy
+transcription the kernels are tested against is :mod:`rnnkit.reference.blocks`.
 
 Learning rate: ``opt.lr`` is the base rate; a ``schedule`` maps the number of
 steps taken so far (0 on the first step) to a factor, and ``opt.last_lr`` is
 the rate the last step used. Schedules are pure functions of the step count, so
 saving ``step_count`` with the optimizer state restores them exactly.
+
+Frozen tensors (``layer.trainable = False``, ``model.freeze(name)``) of a model
+passed as ``params`` are asked for at every step: their gradients are zeroed
+(clipping and norms leave them out too), and their values and optimizer state
+are put back after the update, so neither weight decay nor momentum moves them.
 
 Shapes
 ------
@@ -39,6 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import _core
 from ._checks import Checked, flag, integer, real
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
@@ -80,8 +87,11 @@ def _pairs(params: Any) -> Pairs:
             raise TypeError(f"params[{i}] must be a (param, grad) pair")
         p, g = pg
         for name, a in (("param", p), ("grad", g)):
-            if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
-                raise TypeError(f"params[{i}] {name} must be a float numpy array")
+            if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+                raise TypeError(
+                    f"params[{i}] {name} must be a float numpy array (float32 or "
+                    f"float64), got {getattr(a, 'dtype', type(a).__name__)}"
+                )
             if not a.flags.c_contiguous or not a.flags.writeable:
                 raise ValueError(
                     f"params[{i}] {name} must be C-contiguous and writeable "
@@ -94,6 +104,22 @@ def _pairs(params: Any) -> Pairs:
             )
         out.append((p.reshape(-1), g.reshape(-1)))
     return out
+
+
+def _frozen(params: Any) -> list[slice]:
+    """The frozen ranges of a model's flat pair (``_Params.frozen_spans``)."""
+    spans = getattr(params, "frozen_spans", None)
+    return [slice(a, b) for a, b in spans()] if callable(spans) else []
+
+
+def _zero_frozen(params: Any) -> None:
+    """Zeros the gradients of frozen tensors: they take no part in clipping or
+    norms, and an update sees a zero gradient there."""
+    spans = _frozen(params)
+    if spans:
+        g = _pairs(params)[0][1]
+        for sl in spans:
+            g[sl] = 0
 
 
 # ------------------------------------------------------------------ schedules
@@ -309,15 +335,13 @@ class Optimizer:
     ) -> None:
         self.lr = lr
         self.pairs = _pairs(params)
+        self._source = params  # asked for its frozen tensors at every step
         self.schedule = schedule
         self.step_count = 0
         self.last_lr = self.lr
         self.state: dict[str, list[np.ndarray]] = {
             s: [np.zeros_like(p) for p, _ in self.pairs] for s in self.slots
         }
-        # two scratch buffers per pair: no allocation in step()
-        self._a = [np.empty_like(p) for p, _ in self.pairs]
-        self._b = [np.empty_like(p) for p, _ in self.pairs]
 
     def get_lr(self, step: int | None = None) -> float:
         """The learning rate of step ``step`` (default: the next one)."""
@@ -341,8 +365,20 @@ class Optimizer:
         lr = self.get_lr()
         self.last_lr = lr
         self.step_count += 1
+        # frozen tensors: zero gradient, and their values and state put back
+        # after the update (so no weight decay or momentum moves them either)
+        frozen = _frozen(self._source) if len(self.pairs) == 1 else []
+        _zero_frozen(self._source)
+        held = [(sl, [a[sl].copy() for a in self._arrays(0)]) for sl in frozen]
         for i, (p, g) in enumerate(self.pairs):
             self._update(i, p, g, lr)
+        for sl, saved in held:
+            for a, v in zip(self._arrays(0), saved):
+                a[sl] = v
+
+    def _arrays(self, i: int) -> list[np.ndarray]:
+        """Pair ``i``'s parameter and state arrays (what a frozen range keeps)."""
+        return [self.pairs[i][0]] + [arrs[i] for arrs in self.state.values()]
 
     def _update(
         self, i: int, p: np.ndarray, g: np.ndarray, lr: float
@@ -421,15 +457,6 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def _decayed(p: np.ndarray, g: np.ndarray, wd: float, out: np.ndarray) -> np.ndarray:
-    """``g + wd * p`` into ``out`` (L2 penalty folded into the gradient), or ``g``."""
-    if wd == 0.0:
-        return g
-    np.multiply(p, wd, out=out)
-    out += g
-    return out
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
 
@@ -501,28 +528,19 @@ class SGD(Optimizer):
         }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        a, b = self._a[i], self._b[i]
-        d = _decayed(p, g, self.weight_decay, a)
-        mu = self.momentum
-        if mu:
-            buf = self.state["momentum_buffer"][i]
-            if self.step_count == 1:
-                np.copyto(buf, d)
-            else:
-                buf *= mu
-                if self.dampening:
-                    np.multiply(d, 1.0 - self.dampening, out=b)
-                    buf += b
-                else:
-                    buf += d
-            if self.nesterov:
-                np.multiply(buf, mu, out=b)
-                b += d
-                d = b
-            else:
-                d = buf
-        np.multiply(d, -lr, out=b)
-        p += b
+        buf = self.state["momentum_buffer"][i] if self.momentum else None
+        _core.optim_step(
+            "sgd",
+            p,
+            g,
+            [buf],
+            lr,
+            weight_decay=self.weight_decay,
+            momentum=self.momentum,
+            dampening=self.dampening,
+            nesterov=self.nesterov,
+            first=self.step_count == 1,
+        )
 
 
 class Adagrad(Optimizer):
@@ -589,18 +607,16 @@ class Adagrad(Optimizer):
         }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        a, b, s = self._a[i], self._b[i], self.state["sum"][i]
-        d = _decayed(p, g, self.weight_decay, a)
         clr = lr / (1.0 + (self.step_count - 1) * self.lr_decay)
-        # s = s + g^2
-        np.multiply(d, d, out=b)
-        s += b
-        # p = p - clr * g / (sqrt(s) + eps)
-        np.sqrt(s, out=b)
-        b += self.eps
-        np.divide(d, b, out=b)
-        b *= -clr
-        p += b
+        _core.optim_step(
+            "adagrad",
+            p,
+            g,
+            [self.state["sum"][i]],
+            clr,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+        )
 
 
 class RMSprop(Optimizer):
@@ -678,36 +694,23 @@ class RMSprop(Optimizer):
         }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        a, b = self._a[i], self._b[i]
-        v = self.state["square_avg"][i]
-        d = _decayed(p, g, self.weight_decay, a)
-        alpha = self.alpha
-        # v = alpha v + (1 - alpha) g^2
-        v *= alpha
-        np.multiply(d, d, out=b)
-        b *= 1.0 - alpha
-        v += b
-        if self.centered:
-            m = self.state["grad_avg"][i]
-            # m = alpha m + (1 - alpha) g ;  r = sqrt(v - m^2) + eps
-            m *= alpha
-            np.multiply(d, 1.0 - alpha, out=b)
-            m += b
-            np.multiply(m, m, out=b)
-            np.subtract(v, b, out=b)
-            np.sqrt(b, out=b)
-        else:
-            np.sqrt(v, out=b)
-        b += self.eps
-        np.divide(d, b, out=b)  # g / r
-        if self.momentum:
-            buf = self.state["momentum_buffer"][i]
-            buf *= self.momentum
-            buf += b
-            np.multiply(buf, -lr, out=b)
-        else:
-            b *= -lr
-        p += b
+        st = self.state
+        _core.optim_step(
+            "rmsprop",
+            p,
+            g,
+            [
+                st["square_avg"][i],
+                st["momentum_buffer"][i] if self.momentum else None,
+                st["grad_avg"][i] if self.centered else None,
+            ],
+            lr,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            momentum=self.momentum,
+            alpha=self.alpha,
+            centered=self.centered,
+        )
 
 
 class Adam(Optimizer):
@@ -781,36 +784,28 @@ class Adam(Optimizer):
         }
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        a, b = self._a[i], self._b[i]
-        m, v = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
+        st = self.state
         b1, b2 = self.betas
         t = self.step_count
-        if self._decoupled:
-            p *= 1.0 - lr * self.weight_decay  # p = p - lr wd p
-            d = g
-        else:
-            d = _decayed(p, g, self.weight_decay, a)
-        # m = beta1 m + (1 - beta1) g
-        m *= b1
-        np.multiply(d, 1.0 - b1, out=b)
-        m += b
-        # v = beta2 v + (1 - beta2) g^2
-        v *= b2
-        np.multiply(d, d, out=b)
-        b *= 1.0 - b2
-        v += b
-        if self.amsgrad:
-            vmax = self.state["max_exp_avg_sq"][i]
-            np.maximum(vmax, v, out=vmax)
-            v = vmax
-        # p = p - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
-        np.sqrt(v, out=b)
-        b *= 1.0 / math.sqrt(bc2)
-        b += self.eps
-        np.divide(m, b, out=b)
-        b *= -lr / bc1
-        p += b
+        _core.optim_step(
+            "adam",
+            p,
+            g,
+            [
+                st["exp_avg"][i],
+                st["exp_avg_sq"][i],
+                st["max_exp_avg_sq"][i] if self.amsgrad else None,
+            ],
+            lr,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            beta1=b1,
+            beta2=b2,
+            bc1=1.0 - b1**t,
+            bc2=1.0 - b2**t,
+            amsgrad=self.amsgrad,
+            decoupled=self._decoupled,
+        )
 
 
 class AdamW(Adam):
@@ -902,20 +897,14 @@ def grad_norm(params: Any) -> float:
     >>> grad_norm([(np.zeros(2), np.array([3.0, 4.0]))])
     5.0
     """
-    total = 0.0
-    pairs = _pairs(params)
-    with np.errstate(over="ignore"):
-        for _, g in pairs:
-            total += float(np.dot(g, g))
-    if math.isinf(total):  # the squares overflowed: rescale by the largest entry
-        m = max(float(np.max(np.abs(g))) for _, g in pairs)
-        if math.isfinite(m):
-            total = (
-                m
-                * m
-                * sum(
-                    float(np.sum(np.square(g / m), dtype=np.float64)) for _, g in pairs
-                )
+    grads = [g for _, g in _pairs(params)]
+    # sum of squares in double, blocks added in a fixed order (optim.cpp)
+    total = sum(float(_core.sum_squares(g)) for g in grads)
+    if math.isinf(total):  # the squares overflowed (float64): rescale by the largest
+        m = max(float(np.max(np.abs(g))) for g in grads)
+        if math.isfinite(m) and m > 0:
+            return m * math.sqrt(
+                sum(float(_core.sum_squares(g, 1.0 / m)) for g in grads)
             )
     return math.sqrt(total)
 
@@ -950,11 +939,12 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    _zero_frozen(params)
     norm = grad_norm(params)
     coef = max_norm / (norm + eps)
     if coef < 1.0:
         for _, g in _pairs(params):
-            g *= coef
+            _core.scale_(g, coef)
     return norm
 
 
@@ -977,6 +967,7 @@ def clip_grad_value(params: Any, clip_value: float) -> None:
     """
     if not clip_value > 0:
         raise ValueError(f"clip_value must be > 0, got {clip_value}")
+    _zero_frozen(params)
     for _, g in _pairs(params):
         np.clip(g, -clip_value, clip_value, out=g)
 

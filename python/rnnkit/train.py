@@ -38,42 +38,20 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 import numpy as np
 
+from . import metrics as _metrics
 from ._checks import integer, real
+from ._weights import split_validation, weighted_mask
+from .callbacks import as_callback
 from .losses import get_loss, length_mask
+from .metrics import METRICS, accuracy
+from .models import Sequential
 from .optim import clip_grad_norm, clip_grad_value
-
-
-# -------------------------------------------------------------------- metrics
-def accuracy(
-    output: Any, target: Any, mask: Any = None, ignore_index: int | None = -100
-) -> float:
-    """Fraction of correct predictions among the entries that count.
-
-    Integer targets: ``argmax(output, -1) == target`` (``output`` (..., C) logits),
-    leaving out ``ignore_index`` and ``mask == False``. Float targets (binary):
-    ``(output > 0) == (target > 0.5)`` with ``output`` logits of the same shape.
-    """
-    out, t = np.asarray(output), np.asarray(target)
-    if t.dtype.kind in "iu":
-        correct = np.argmax(out, axis=-1) == t
-        valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
-    else:
-        correct = (out > 0) == (t > 0.5)
-        valid = np.ones(t.shape, bool)
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        valid = valid & m.reshape(m.shape + (1,) * (valid.ndim - m.ndim))
-    n = int(valid.sum())
-    return float((correct & valid).sum()) / n if n else 0.0
-
-
-METRICS: dict[str, Callable[..., float]] = {"accuracy": accuracy}
 
 
 # ----------------------------------------------------------------------- data
@@ -150,9 +128,10 @@ def _prepare(
     lengths: np.ndarray | None,
     mask: np.ndarray | None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Trims a Sequential batch to its longest row; derives the loss mask."""
-    from .models import Sequential
-
+    """Trims a Sequential batch to its longest row; derives the loss mask (and
+    the lengths, from an ``Embedding(mask_zero=True)``)."""
+    if lengths is None and isinstance(model, Sequential):
+        lengths = model.padding_lengths(xs[0])
     if (
         isinstance(model, Sequential)
         and model.input == "sequence"
@@ -165,7 +144,10 @@ def _prepare(
             if mask is None:
                 mask = length_mask(lengths, T)
             else:
-                mask = mask[:, :T]
+                mask = mask[:, :T] if mask.ndim > 1 else mask
+                if mask.dtype.kind == "f":  # weights: padding still left out
+                    mask = mask.reshape(mask.shape + (1,) * (2 - mask.ndim))
+                    mask = mask * length_mask(lengths, T)
     return xs, y, lengths, mask
 
 
@@ -184,40 +166,55 @@ def _forward(
     return model.forward(*xs, **kw)
 
 
-def _metric_fns(metrics: Any) -> dict[str, Callable[..., float]]:
-    if metrics is None:
-        return {}
-    if isinstance(metrics, Mapping):
-        return dict(metrics)
-    out = {}
-    for m in metrics:
-        if isinstance(m, str):
-            if m not in METRICS:
-                raise ValueError(f"unknown metric {m!r}; known: {sorted(METRICS)}")
-            out[m] = METRICS[m]
-        else:
-            out[getattr(m, "__name__", "metric")] = m
-    return out
+def _metric_fns(metrics: Any) -> dict[str, Any]:
+    return _metrics.get_all(metrics)
 
 
 def evaluate(
     model: Any, loss: Any, data: Any, batch_size: int = 256, metrics: Any = None
 ) -> dict[str, float]:
-    """Inference-mode loss and metrics over ``data`` (batch means weighted by rows)."""
+    """Inference-mode loss and metrics over all of ``data``.
+
+    Parameters
+    ----------
+    model : the model, as for :func:`fit`.
+    loss : a loss name or callable, as for :func:`fit`.
+    data : in-memory batch-first data: ``(x, y)``, ``(x, y, lengths)`` or a dict
+        (module docstring).
+    batch_size : rows per inference forward.
+    metrics : names, :class:`rnnkit.metrics.Metric` objects or callables (see
+        :mod:`rnnkit.metrics`); each accumulated over the whole data, then
+        reduced once (perplexity, F1 and RMSE are exact, not batch means).
+
+    Returns
+    -------
+    dict
+        ``{"loss": mean loss (batches weighted by rows), **metric results}``.
+
+    Examples
+    --------
+    >>> import numpy as np, rnnkit as rk
+    >>> model = rk.Sequential(rk.GRU(3, 8, seed=0), rk.Linear(8, 2, seed=1),
+    ...                       output="last")
+    >>> x, y = np.ones((10, 4, 3)), np.zeros(10, dtype=int)
+    >>> sorted(rk.evaluate(model, "cross_entropy", (x, y), metrics=["accuracy"]))
+    ['accuracy', 'loss']
+    """
     loss_fn = get_loss(loss)
     fns = _metric_fns(metrics)
+    for m in fns.values():
+        m.reset()
     d = data if isinstance(data, _Data) else _as_data(data, "data")
-    sums = {"loss": 0.0, **{k: 0.0 for k in fns}}
+    total = 0.0
     for a in range(0, d.n, batch_size):
         b = d.take(slice(a, a + batch_size))
         xs, y, lengths, mask = _prepare(model, b.xs, b.y, b.lengths, b.mask)
         out = _forward(model, xs, lengths, train=False)
         value, _ = loss_fn(out, y, mask)
-        rows = b.n
-        sums["loss"] += value * rows
-        for k, fn in fns.items():
-            sums[k] += fn(out, y, mask) * rows
-    return {k: v / d.n for k, v in sums.items()}
+        total += value * b.n
+        for m in fns.values():
+            m.update(out, y, mask)
+    return {"loss": total / d.n, **_metrics.results(fns)}
 
 
 # ---------------------------------------------------------------- data sources
@@ -265,9 +262,10 @@ class DataSource(Protocol):
     would have seen. ``unit`` names what :attr:`Batch.items` counts (``"examples"``,
     ``"chars"``); the history's throughput key is ``f"{unit}_per_s"``.
 
-    Sources that carry state (``Batch.carry``) keep the batch size B fixed. A
-    distributed source gives each rank its own rows (its share of the streams)
-    with the same ``len`` on every rank.
+    Sources that carry state (``Batch.carry``) keep the batch size B fixed. With
+    ``fit(..., distributed=True)`` a source yields the global batches on every rank
+    and each rank trains on its contiguous share of their rows (streams):
+    :class:`rnnkit.distributed.ShardedSource`.
     """
 
     unit: str
@@ -506,9 +504,9 @@ class _TextBar:
 
 class _TqdmBar:
     def __init__(self) -> None:
-        import tqdm  # optional
+        from tqdm.auto import tqdm  # optional; a widget in notebooks
 
-        self.tqdm = tqdm.tqdm
+        self.tqdm = tqdm
         self.bar: Any = None
         self.label = ""
 
@@ -685,6 +683,9 @@ def fit(
     data: Any,
     *,
     val_data: Any = None,
+    validation_split: float | None = None,
+    sample_weight: Any = None,
+    class_weight: Any = None,
     epochs: int | None = None,
     batch_size: int = 32,
     max_steps: int | None = None,
@@ -701,8 +702,9 @@ def fit(
     start: TrainPosition | None = None,
     progress: Any = True,
     plot: str | None = None,
-    callback: Callback | None = None,
+    callback: Callback | Sequence[Callback] | None = None,
     should_stop: Callable[[], Any] | None = None,
+    distributed: bool | Any = False,
 ) -> History:
     """Trains ``model`` with ``optimizer`` on ``loss``; returns a :class:`History`.
 
@@ -722,6 +724,13 @@ def fit(
     val_data : in-memory data, evaluated whole (:func:`evaluate`, with
         ``metrics``) at each evaluation; or a callable ``model -> dict`` whose
         items are logged with a ``val_`` prefix.
+    validation_split : instead of ``val_data``, hold out this fraction of the
+        in-memory ``data`` (its last rows, before shuffling, as Keras does).
+    sample_weight : (N,) weights of the rows of in-memory ``data`` (or a prefix of
+        the targets' shape, (N, T) per step); the loss becomes the weighted mean.
+    class_weight : ``{class: weight}`` or a (C,) array, for class targets (binary
+        float targets: classes 0 and 1); multiplies ``sample_weight``. Both travel
+        as a float loss mask (:mod:`rnnkit.losses`).
     epochs : train until this many epochs are completed (counting those before
         ``start``); default 1, or no limit when ``max_steps`` or ``max_time`` is
         given.
@@ -730,8 +739,11 @@ def fit(
         callbacks and progress excluded); stops after the step that reaches it.
     clip_norm, clip_value : gradient clipping before each step (global L2 norm,
         then per-entry value).
-    metrics : names in :data:`METRICS` (``"accuracy"``) or a dict of callables
-        ``(output, target, mask) -> float``, evaluated on in-memory ``val_data``.
+    metrics : names (``"accuracy"``, ``"top5_accuracy"``, ``"perplexity"``,
+        ``"bits_per_char"``, ``"mae"``, ``"rmse"``, ``"f1"``, ...),
+        :class:`rnnkit.metrics.Metric` objects or callables
+        ``(output, target, mask) -> float``, or a dict of them (see
+        :mod:`rnnkit.metrics`), evaluated on in-memory ``val_data``.
     eval_every, eval_every_steps : also evaluate every this many training
         seconds / optimizer steps (on the clocks of the position, so a resumed
         run keeps the schedule). Evaluations always happen at the end of each
@@ -746,10 +758,17 @@ def fit(
     progress : True (plain-text bar on stderr), False, ``"tqdm"`` or a stream; one
         line per evaluation.
     plot : path of a PNG loss curve, written at the end (needs matplotlib).
-    callback : ``callback(epoch, logs)`` after each evaluation; returning True
-        (exactly) stops training (see below).
+    callback : ``callback(epoch, logs)`` after each evaluation, or a list of
+        them (:mod:`rnnkit.callbacks`: ``ModelCheckpoint``,
+        ``ReduceLROnPlateau``); returning True (exactly) stops training (see
+        below).
     should_stop : polled after every step; a true value stops training with
         ``stop_reason == "interrupted"`` (a Ctrl-C flag, say).
+    distributed : True (or a :class:`rnnkit.distributed.World`): data-parallel
+        over the ranks of the MPI job (:mod:`rnnkit.distributed`): each rank
+        trains on its contiguous share of every global batch, gradients are
+        reduced before clipping, the loss and validation over the ranks; progress
+        is shown by rank 0 only. With one process it is ordinary training.
 
     Epochs and the callback protocol
     --------------------------------
@@ -785,6 +804,10 @@ def fit(
     clip_value = _opt_pos("clip_value", clip_value)
     check_optimizer(model, optimizer)
     if isinstance(data, DataSource):
+        if (validation_split, sample_weight, class_weight) != (None, None, None):
+            raise ValueError(
+                "validation_split, sample_weight and class_weight need in-memory data"
+            )
         source: Any = data
     else:
         rng = (
@@ -792,7 +815,14 @@ def fit(
             if isinstance(seed, np.random.Generator)
             else np.random.default_rng(seed)
         )
-        source = _ArraySource(_as_data(data, "data"), batch_size, shuffle, rng)
+        arrays = _as_data(data, "data")
+        arrays.mask = weighted_mask(arrays.y, arrays.mask, sample_weight, class_weight)
+        if validation_split is not None:
+            if val_data is not None:
+                raise ValueError("give val_data or validation_split, not both")
+            keep, held = split_validation(arrays.n, validation_split)
+            arrays, val_data = arrays.take(keep), arrays.take(held)
+        source = _ArraySource(arrays, batch_size, shuffle, rng)
     nb = len(source)
     if nb < 1:
         raise ValueError("data has no batches")
@@ -802,7 +832,10 @@ def fit(
     if val_data is None or callable(val_data):
         validate = val_data
     else:
-        val, fns = _as_data(val_data, "val_data"), _metric_fns(metrics)
+        val = (
+            val_data if isinstance(val_data, _Data) else _as_data(val_data, "val_data")
+        )
+        fns = _metric_fns(metrics)
         eval_batch = max(batch_size, 256)
 
         def validate(m: Any) -> Mapping[str, float]:
@@ -812,9 +845,30 @@ def fit(
     sign = stopper.sign() if stopper is not None else 1.0
     if epochs is None:
         epochs = 1 if max_steps is None and max_time is None else sys.maxsize
+    dist = None
+    if distributed is not False and distributed is not None:
+        from .distributed import DistributedFit
+
+        world = None if distributed is True else distributed
+        dist = DistributedFit(model, optimizer, source, loss_fn, world, should_stop)
+        source, should_stop = dist.source, dist.stop_requested
+        if not dist.world.is_root:
+            progress = False
+        if val_data is not None and not callable(val_data):
+            keys = ["loss", *fns]
+
+            def validate(m: Any) -> Mapping[str, float]:
+                def part(d: _Data) -> Mapping[str, float]:
+                    return evaluate(m, loss_fn, d, eval_batch, fns)
+
+                return dist.evaluate(part, val, eval_batch, keys)
+
     bar = _bar(progress)
     if hasattr(model, "optimizer"):
         model.optimizer = optimizer
+    callback = as_callback(callback, model, optimizer)
+    if isinstance(loss, str) and isinstance(getattr(model, "meta", None), dict):
+        model.meta["loss"] = loss  # predict_proba picks softmax or sigmoid by it
     pos = start.copy() if start is not None else TrainPosition()
     if pos.batch >= nb:
         pos.epoch, pos.batch = pos.epoch + 1, 0
@@ -894,26 +948,32 @@ def fit(
             )
             init = _carried(state, batch.carry, batch.rows)
             t0 = time.perf_counter()
-            value = train_step(
-                model,
-                loss_fn,
-                optimizer,
-                xs,
-                y,
-                lengths,
-                mask,
-                init,
-                clip_norm,
-                clip_value,
-            )
-            dt = time.perf_counter() - t0
-            since["loss"] += value * batch.rows
-            since["rows"] += batch.rows
+            rows, items = batch.rows, batch.items or batch.rows
+            if dist is not None:
+                value, rows, items, dt = dist.step(
+                    xs, y, lengths, mask, init, clip_norm, clip_value, pos.steps,
+                    rows, items,
+                )  # fmt: skip
+            else:
+                value = train_step(
+                    model,
+                    loss_fn,
+                    optimizer,
+                    xs,
+                    y,
+                    lengths,
+                    mask,
+                    init,
+                    clip_norm,
+                    clip_value,
+                )
+                dt = time.perf_counter() - t0
+            since["loss"] += value * rows
+            since["rows"] += rows
             if not math.isfinite(value):
                 stop = "non-finite loss"
                 break
             state = getattr(model, "final_state", None)
-            items = batch.items or batch.rows
             t_train += dt
             pos.seconds += dt
             pos.steps += 1
@@ -950,6 +1010,8 @@ def fit(
         for (p, _), saved in zip(model.parameters(), best_params):
             p[...] = saved
     hist.steps, hist.stop_reason = pos.steps - steps0, stop or "epochs"
+    if dist is not None:
+        dist.close()
     if plot is not None:
         plot_history(hist, plot)
     return hist

@@ -17,6 +17,12 @@ layer in one direction. This module adds, exactly as ``torch.nn.RNN/LSTM/GRU`` d
   Padding entries of ``x`` are zeroed once, so whatever they hold never reaches a
   gradient.
 * States ``h0, c0, h_n, c_n`` are (L*D, B, H) with index ``l*D + d``.
+* Options (:mod:`.options`): ``dropout`` between layers is applied here, on each
+  layer's output (T, B, D*S) but the last's, in training; the per-step options
+  (recurrent dropout, zoneout, layer norm, projection) are handed to the cells as
+  :class:`~.options.CellExtras`, with the masks drawn here (real time) and reversed
+  for the reverse direction like its input. With a projection, h and every
+  output have size S = P: ``h0/h_n`` (L*D, B, P), y (T, B, D*P).
 
 Parameters use PyTorch's names: ``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}``, with suffix ``_reverse`` for d = 1; without bias
@@ -34,6 +40,14 @@ import numpy as np
 from .. import _cells
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
+from .options import (
+    EXTRA_NAMES,
+    CellExtras,
+    ExtraGrads,
+    Masks,
+    Options,
+    draw_masks,
+)
 from .rnn import rnn_backward, rnn_forward
 
 
@@ -52,6 +66,9 @@ class StackCache:
     mask: np.ndarray | None  # (T, B) bool, True = real step; None = no lengths
     rev: np.ndarray | None  # (T, B) time index of reverse step s; None = T-1-s
     cells: list[Any] = field(default_factory=list)  # cell caches, index l*D + d
+    S: int = 0  # size of h and of each direction's output: P with a projection, else H
+    options: Options = field(default_factory=Options)
+    masks: Masks | None = None  # the masks this forward drew (or was given)
 
 
 def _reverse_time(a: np.ndarray, rev: np.ndarray | None) -> np.ndarray:
@@ -78,6 +95,9 @@ def forward(
     nonlinearity: str = "tanh",
     lengths: np.ndarray | None = None,
     train: bool = True,
+    options: Options | None = None,
+    masks: Masks | None = None,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, StackCache | None]:
     """Runs a stacked, optionally bidirectional RNN / LSTM / GRU over ``x``.
 
@@ -91,16 +111,23 @@ def forward(
     num_layers, bidirectional : the stack's shape, L and D = 1 + bidirectional.
     nonlinearity : ``"tanh"``, ``"relu"`` or ``"sigmoid"`` (``"rnn"`` only).
     lengths : optional int (B,), 1 <= lengths[b] <= T, any order.
-    train : keep what :func:`backward` needs; ``cache`` is None otherwise.
+    train : keep what :func:`backward` needs; ``cache`` is None otherwise. Also
+        selects the options' training behaviour (masks) or inference (none).
+    options : the layer options (:class:`~.options.Options`); None = plain cell.
+        ``params`` must hold the tensors they add (``weight_hr``, ``ln_*``).
+    masks : the masks of a training forward (:class:`~.options.Masks`, real time);
+        None draws them from ``rng`` (needed when a rate is > 0 in training).
+    rng : the generator masks are drawn from (:func:`~.options.draw_masks`).
 
     Returns
     -------
-    y, h_n, c_n, cache : ``c_n`` is None unless the cell has a cell state (LSTM).
+    y, h_n, c_n, cache : ``c_n`` is None unless the cell has a cell state (LSTM);
+        ``cache.masks`` holds the masks used.
 
     Shapes
     ------
-    x (T, B, I), h0/c0 (L*D, B, H), lengths (B,)
-    -> y (T, B, D*H), h_n/c_n (L*D, B, H).
+    x (T, B, I), h0 (L*D, B, S), c0 (L*D, B, H), lengths (B,)
+    -> y (T, B, D*S), h_n (L*D, B, S), c_n (L*D, B, H); S = P or H.
 
     Examples
     --------
@@ -115,6 +142,7 @@ def forward(
     if cell not in _cells.CELLS:
         raise ValueError(f"cell must be one of {tuple(_cells.CELLS)}, got {cell!r}")
     paired = _cells.CELLS[cell].has_cell_state  # state (h, c)
+    opts = (options or Options()).validated(cell)
     x = np.asarray(x)
     if x.ndim != 3 or x.dtype not in (np.float32, np.float64):
         raise ValueError(
@@ -123,8 +151,14 @@ def forward(
     dtype = x.dtype
     T, B, I = x.shape
     L, D = num_layers, 2 if bidirectional else 1
-    H = params["weight_hh_l0"].shape[1]
-    h0 = _state("h0", h0, (L * D, B, H), dtype)
+    G = _cells.CELLS[cell].gates
+    H, S = params["weight_hh_l0"].shape[0] // G, params["weight_hh_l0"].shape[1]
+    if S != (opts.proj_size or H):
+        raise ValueError(
+            f"weight_hh_l0 must have {opts.proj_size or H} columns "
+            f"(proj_size={opts.proj_size}), got {S}"
+        )
+    h0 = _state("h0", h0, (L * D, B, S), dtype)
     c0 = _state("c0", c0, (L * D, B, H), dtype) if paired else None
     mask = rev = None
     if lengths is not None:
@@ -136,16 +170,37 @@ def forward(
         rev = np.where(mask, lengths - 1 - t, t)
         x = np.where(mask[:, :, None], x, 0)  # padding never reaches a GEMM
 
-    cache = StackCache(cell, T, B, H, I, L, D, dtype, mask, rev)
-    h_n = np.empty((L * D, B, H), dtype=dtype)
+    rates = opts.dropout or opts.recurrent_dropout or opts.zoneout
+    if not train or not rates:
+        masks = None
+    elif masks is None:
+        if rng is None:
+            raise ValueError(
+                "a training forward with dropout, recurrent_dropout or zoneout "
+                "needs masks= or rng="
+            )
+        masks = draw_masks(
+            opts,
+            rng,
+            cell=cell,
+            T=T,
+            B=B,
+            H=H,
+            num_layers=L,
+            num_directions=D,
+            dtype=dtype,
+        )
+    cache = StackCache(cell, T, B, H, I, L, D, dtype, mask, rev, [], S, opts, masks)
+    h_n = np.empty((L * D, B, S), dtype=dtype)
     c_n = np.empty((L * D, B, H), dtype=dtype) if paired else None
     layer_in = x
     for k in range(L):
-        y = np.empty((T, B, D * H), dtype=dtype)
+        y = np.empty((T, B, D * S), dtype=dtype)
         for d in range(D):
             j, s = k * D + d, _cells.suffix(k, d)
             cc: Any  # the cell's cache
             W_ih, W_hh, b_ih, b_hh = _weights(params, s, dtype)
+            ex = _extras(opts, params, s, dtype, train, masks, j, d, rev)
             if d == 0:
                 xd = layer_in
             else:
@@ -153,11 +208,20 @@ def forward(
             if cell == "lstm":  # one branch per cell: their signatures differ
                 assert c0 is not None and c_n is not None
                 yd, h_n[j], c_n[j], cc = lstm_forward(
-                    xd, h0[j], c0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train
+                    xd,
+                    h0[j],
+                    c0[j],
+                    W_ih,
+                    W_hh,
+                    b_ih,
+                    b_hh,
+                    mask=mask,
+                    train=train,
+                    extras=ex,
                 )
             elif cell == "gru":
                 yd, h_n[j], cc = gru_forward(
-                    xd, h0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train
+                    xd, h0[j], W_ih, W_hh, b_ih, b_hh, mask=mask, train=train, extras=ex
                 )
             else:
                 yd, h_n[j], cc = rnn_forward(
@@ -170,10 +234,13 @@ def forward(
                     nonlinearity=nonlinearity,
                     mask=mask,
                     train=train,
+                    extras=ex,
                 )
-            y[:, :, d * H : (d + 1) * H] = yd if d == 0 else _reverse_time(yd, rev)
+            y[:, :, d * S : (d + 1) * S] = yd if d == 0 else _reverse_time(yd, rev)
             cache.cells.append(cc)
         layer_in = y
+        if masks is not None and k < L - 1 and masks.dropout[k] is not None:
+            layer_in = y * masks.dropout[k]  # dropout between layers
     return layer_in, h_n, c_n, (cache if train else None)
 
 
@@ -209,21 +276,26 @@ def backward(
     """
     T, B, H, dtype = cache.T, cache.B, cache.H, cache.dtype
     L, D, rev = cache.num_layers, cache.num_directions, cache.rev
+    S = cache.S or H
     lstm = _cells.CELLS[cache.cell].has_cell_state
-    state_shape = (L * D, B, H)
+    state_shape, c_shape = (L * D, B, S), (L * D, B, H)
     dout = np.asarray(dy, dtype=dtype)
-    if dout.shape != (T, B, D * H):
-        raise ValueError(f"dy must have shape {(T, B, D * H)}, got {dout.shape}")
+    if dout.shape != (T, B, D * S):
+        raise ValueError(f"dy must have shape {(T, B, D * S)}, got {dout.shape}")
     dh_n = _state("dh_n", dh_n, state_shape, dtype)
-    dc_n = _state("dc_n", dc_n, state_shape, dtype) if lstm else None
+    dc_n = _state("dc_n", dc_n, c_shape, dtype) if lstm else None
     dh0 = np.empty(state_shape, dtype=dtype)
-    dc0 = np.empty(state_shape, dtype=dtype) if lstm else None
+    dc0 = np.empty(c_shape, dtype=dtype) if lstm else None
+    masks = cache.masks
     for k in reversed(range(L)):
+        if masks is not None and k < L - 1 and masks.dropout[k] is not None:
+            dout = dout * masks.dropout[k]  # dropout between layers
         dxs = []
         for d in range(D):
             j, s = k * D + d, _cells.suffix(k, d)
             cc = cache.cells[j]
-            dyd = dout[:, :, d * H : (d + 1) * H]
+            dex = ExtraGrads(**{f: grads.get(n + s) for f, n in EXTRA_NAMES.items()})
+            dyd = dout[:, :, d * S : (d + 1) * S]
             if d == 1:
                 dyd = _reverse_time(dyd, rev)
             dW = (
@@ -234,9 +306,11 @@ def backward(
             )
             if cache.cell == "lstm":
                 assert dc_n is not None and dc0 is not None
-                dxd, dh0[j], dc0[j] = lstm_backward(cc, dyd, dh_n[j], dc_n[j], *dW)
+                dxd, dh0[j], dc0[j] = lstm_backward(
+                    cc, dyd, dh_n[j], dc_n[j], *dW, dextra=dex
+                )
             elif cache.cell == "gru":
-                dxd, dh0[j] = gru_backward(cc, dyd, dh_n[j], *dW)
+                dxd, dh0[j] = gru_backward(cc, dyd, dh_n[j], *dW, dextra=dex)
             else:
                 dxd, dh0[j] = rnn_backward(cc, dyd, dh_n[j], *dW)
             dxs.append(dxd if d == 0 else _reverse_time(dxd, rev))
@@ -255,6 +329,46 @@ def _weights(
         p = params.get(name + suffix)
         out.append(None if p is None else np.asarray(p, dtype=dtype))
     return out
+
+
+def _extras(
+    opts: Options,
+    params: Mapping[str, np.ndarray],
+    suffix: str,
+    dtype: np.dtype,
+    train: bool,
+    masks: Masks | None,
+    j: int,
+    d: int,
+    rev: np.ndarray | None,
+) -> CellExtras | None:
+    """One layer and direction's :class:`CellExtras`, or None for the plain cell.
+
+    The zoneout masks (real time) are reversed for the reverse direction, so the
+    cell reads them in its own step order.
+    """
+    if not opts.steps:
+        return None
+    arrays: dict[str, Any] = {}
+    for f, name in EXTRA_NAMES.items():
+        wanted = (f == "W_hr" and opts.proj_size) or (
+            f != "W_hr" and opts.layer_norm and (name + suffix) in params
+        )
+        if f in ("ln_ih", "ln_hh") and opts.layer_norm and name + suffix not in params:
+            raise ValueError(f"layer_norm=True needs params[{name + suffix!r}]")
+        if f == "W_hr" and opts.proj_size and name + suffix not in params:
+            raise ValueError(f"proj_size needs params[{name + suffix!r}]")
+        arrays[f] = np.asarray(params[name + suffix], dtype=dtype) if wanted else None
+    ex = CellExtras(train=train, zoneout=float(opts.zoneout), **arrays)
+    if masks is not None:
+        cm = masks.cells[j]
+        ex.recurrent_mask = cm.recurrent
+        for f in ("zoneout_h", "zoneout_c"):
+            m = getattr(cm, f)
+            if m is not None and d == 1:
+                m = _reverse_time(m, rev)
+            setattr(ex, f, m)
+    return ex
 
 
 def _state(name: str, s: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

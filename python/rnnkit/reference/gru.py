@@ -39,10 +39,19 @@ Contract of backward (llm.c / haste): it *adds* into ``dW_ih, dW_hh, db_ih, db_h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .._ops import sigmoid
+from .options import (
+    CellExtras,
+    ExtraGrads,
+    LNCache,
+    layer_norm,
+    layer_norm_backward,
+    zoneout_forward,
+)
 
 
 @dataclass
@@ -69,7 +78,8 @@ def gru_forward(
     *,
     mask: np.ndarray | None = None,
     train: bool = True,
-) -> tuple[np.ndarray, np.ndarray, GRUCache | None]:
+    extras: CellExtras | None = None,
+) -> tuple[np.ndarray, np.ndarray, Any]:
     """Runs the GRU over ``x``; returns ``(y, h_n, cache)``.
 
     Parameters
@@ -79,6 +89,8 @@ def gru_forward(
     W_ih, W_hh, b_ih, b_hh : weights in PyTorch's layout; biases may be None (zero).
     mask : optional bool, True where a step is real, False where it is padding.
     train : keep what :func:`gru_backward` needs; ``cache`` is None otherwise.
+    extras : options of :mod:`rnnkit.reference.options` (masks in this function's
+        step order); None for the plain cell. Runs :func:`gru_step` per step.
 
     Shapes
     ------
@@ -95,6 +107,8 @@ def gru_forward(
     >>> y.shape
     (5, 2, 4)
     """
+    if extras is not None:
+        return _gru_forward_steps(x, h0, W_ih, W_hh, b_ih, b_hh, mask, train, extras)
     T, B, I = x.shape
     H = W_hh.shape[1]
     dtype = x.dtype
@@ -142,18 +156,21 @@ def gru_forward(
 
 
 def gru_backward(
-    cache: GRUCache,
+    cache: Any,
     dy: np.ndarray,
     dh_n: np.ndarray,
     dW_ih: np.ndarray,
     dW_hh: np.ndarray,
     db_ih: np.ndarray | None,
     db_hh: np.ndarray | None,
+    dextra: ExtraGrads | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Backpropagation through time for :func:`gru_forward`; returns ``(dx, dh0)``.
 
     Adds the parameter gradients into ``dW_ih, dW_hh, db_ih, db_hh`` (the biases
     may be None when the forward had none). ``dy`` at padding steps is ignored.
+    After a forward with ``extras``, ``dextra`` receives the layer-norm gains'
+    gradients.
 
     Shapes
     ------
@@ -172,6 +189,10 @@ def gru_backward(
     >>> dx.shape, dh0.shape
     ((5, 2, 3), (2, 4))
     """
+    if isinstance(cache, GRUStepsCache):
+        return _gru_backward_steps(
+            cache, dy, dh_n, dW_ih, dW_hh, db_ih, db_hh, dextra or ExtraGrads()
+        )
     x, gates, hns, hs, mask = cache.x, cache.gates, cache.hns, cache.hs, cache.mask
     W_ih, W_hh = cache.W_ih, cache.W_hh
     T, B, I = x.shape
@@ -231,4 +252,208 @@ def gru_backward(
             db_ih += dgx2.sum(axis=0)
             db_hh += dgh2.sum(axis=0)
         dx = np.matmul(dgx2, W_ih).reshape(T, B, I)
+    return dx, dh
+
+
+# ------------------------------------------------------------------ options
+# The option-aware path (recurrent dropout, zoneout, layer norm; see
+# rnnkit.reference.options for the equations): one function per step, forward and
+# backward side by side. With every option off it computes exactly what the loop
+# above computes, operation for operation.
+
+
+@dataclass
+class GRUStep:
+    """What :func:`gru_step_backward` needs of one step of :func:`gru_step`."""
+
+    h_prev: np.ndarray  # (B, H) h_{t-1}
+    h_in: np.ndarray  # (B, H) R ⊙ h_{t-1}
+    act: np.ndarray  # (B, 3H) activations r, z, n
+    hn: np.ndarray  # (B, H) a_h[n] = LN(W_hh h_in)[n] + b_hn
+    ln_h: LNCache | None  # LN of W_hh h_in
+
+
+def gru_step(
+    a: np.ndarray,
+    h_prev: np.ndarray,
+    W_hh: np.ndarray,
+    b_hn: np.ndarray | None,
+    ex: CellExtras,
+    t: int,
+    pad: np.ndarray | None,
+) -> tuple[np.ndarray, GRUStep]:
+    """One GRU step with options; ``a`` (B, 3H) holds the input side
+    ``LN(W_ih x_t) + b_ih (+ b_hr, b_hz)`` and becomes the activations (in place).
+
+    Returns ``(h_t, step)``; ``pad`` (B, 1) True where step t is padding.
+    """
+    H = W_hh.shape[0] // 3
+    # h_in = R ⊙ h_{t-1}   (recurrent dropout)
+    h_in = h_prev if ex.recurrent_mask is None else h_prev * ex.recurrent_mask
+    # a_h = LN(W_hh h_in; γ_hh)   (+ b_hh: b_hr, b_hz folded into a_x)
+    hw = h_in @ W_hh.T
+    ln_h = None
+    if ex.ln_hh is not None:
+        hw, ln_h = layer_norm(hw, ex.ln_hh)
+    rz = a[:, : 2 * H]
+    r, z, n = np.split(a, 3, axis=1)
+    # r, z = σ(a_x[r, z] + a_h[r, z])
+    rz += hw[:, : 2 * H]
+    sigmoid(rz, out=rz)
+    # n = tanh(a_x[n] + r ⊙ (a_h[n] + b_hn))
+    hn = hw[:, 2 * H :] if b_hn is None else hw[:, 2 * H :] + b_hn
+    n += r * hn
+    np.tanh(n, out=n)
+    # h̃_t = n + z ⊙ (h_{t-1} - n)   (z multiplies the unmasked h_{t-1})
+    h_new = n + (h_prev - n) * z
+    zh = None if ex.zoneout_h is None else ex.zoneout_h[t]
+    h = zoneout_forward(h_prev, h_new, zh, ex.zoneout, ex.train)
+    if pad is not None:  # padding: h_t = h_{t-1}
+        h = np.where(pad, h_prev, h)
+    return h, GRUStep(h_prev, h_in, a, np.array(hn), ln_h)
+
+
+def gru_step_backward(
+    dh: np.ndarray,
+    st: GRUStep,
+    W_hh: np.ndarray,
+    ex: CellExtras,
+    dex: ExtraGrads,
+    t: int,
+    real: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of :func:`gru_step`: ``(da_x, da_h, dhw, dh_{t-1})``.
+
+    ``dh`` is dL/dh_t (``dy_t`` included); ``da_x`` (B, 3H) the gradient of the
+    input side (and ``b_ih``), ``da_h`` of the recurrent side after its layer norm
+    (``b_hh``), ``dhw`` before it (``dW_hh``). ``real`` (B, 1) False at padding.
+    """
+    H = W_hh.shape[0] // 3
+    a = st.act
+    rz = a[:, : 2 * H]
+    r, z, n = np.split(a, 3, axis=1)
+    dh_r = dh if real is None else np.where(real, dh, 0)
+    # zoneout: h_t = d ⊙ h_{t-1} + (1 - d) ⊙ h̃_t
+    zh = None if ex.zoneout_h is None else ex.zoneout_h[t]
+    dh_new = dh_r if zh is None else np.where(zh, 0, dh_r)
+    # h̃_t = n + z ⊙ (h_{t-1} - n)
+    dn = (1 - z) * dh_new
+    dz = (st.h_prev - n) * dh_new
+    dh_prev = dh_new * z
+    # n = tanh(a_x[n] + r ⊙ hn)
+    dan = (1 - n * n) * dn
+    dr = dan * st.hn
+    dhn = dan * r
+    # r, z = σ(.) -> s (1 - s)
+    drz = np.concatenate([dr, dz], axis=1) * ((1 - rz) * rz)
+    da_x = np.concatenate([drz, dan], axis=1)
+    da_h = np.concatenate([drz, dhn], axis=1)
+    dhw = da_h
+    if st.ln_h is not None:
+        assert ex.ln_hh is not None and dex.ln_hh is not None
+        dhw = layer_norm_backward(da_h, st.ln_h, ex.ln_hh, dex.ln_hh)
+    dh_in = dhw @ W_hh
+    if ex.recurrent_mask is not None:  # h_in = R ⊙ h_{t-1}
+        dh_in *= ex.recurrent_mask
+    dh_prev = dh_in + dh_prev
+    if zh is not None:
+        dh_prev += np.where(zh, dh_r, 0)
+    if real is not None:  # padding: h_t = h_{t-1}
+        dh_prev = np.where(real, dh_prev, dh)
+    return da_x, da_h, dhw, dh_prev
+
+
+@dataclass
+class GRUStepsCache:
+    """What :func:`gru_backward` needs from an option-aware :func:`gru_forward`."""
+
+    x: np.ndarray
+    steps: list[GRUStep]
+    ln_x: LNCache | None
+    W_ih: np.ndarray
+    W_hh: np.ndarray
+    has_bias: bool
+    mask: np.ndarray | None
+    extras: CellExtras
+
+
+def _gru_forward_steps(
+    x: np.ndarray,
+    h0: np.ndarray,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b_ih: np.ndarray | None,
+    b_hh: np.ndarray | None,
+    mask: np.ndarray | None,
+    train: bool,
+    ex: CellExtras,
+) -> tuple[np.ndarray, np.ndarray, GRUStepsCache | None]:
+    T, B, I = x.shape
+    G = W_hh.shape[0]
+    H = G // 3
+    with np.errstate(over="ignore", invalid="ignore"):
+        # a_x = LN(W_ih x_t; γ_ih) + b_ih (+ b_hr, b_hz), all T steps in one GEMM
+        xa = np.matmul(x.reshape(T * B, I), W_ih.T).reshape(T, B, G)
+        ln_x = None
+        if ex.ln_ih is not None:
+            xa, ln_x = layer_norm(xa, ex.ln_ih)
+        b_hn = None
+        if b_ih is not None and b_hh is not None:
+            xa += b_ih
+            xa[:, :, : 2 * H] += b_hh[: 2 * H]
+            b_hn = b_hh[2 * H :]
+        y = np.empty((T, B, H), dtype=x.dtype)
+        pad = None if mask is None else ~mask[:, :, None]
+        h = h0
+        steps = []
+        for t in range(T):
+            h, st = gru_step(
+                xa[t], h, W_hh, b_hn, ex, t, None if pad is None else pad[t]
+            )
+            y[t] = h if pad is None else np.where(pad[t], 0, h)
+            steps.append(st)
+    h_n = np.array(h)
+    if not train:
+        return y, h_n, None
+    return y, h_n, GRUStepsCache(x, steps, ln_x, W_ih, W_hh, b_ih is not None, mask, ex)
+
+
+def _gru_backward_steps(
+    cache: GRUStepsCache,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dW_ih: np.ndarray,
+    dW_hh: np.ndarray,
+    db_ih: np.ndarray | None,
+    db_hh: np.ndarray | None,
+    dex: ExtraGrads,
+) -> tuple[np.ndarray, np.ndarray]:
+    x, ex, mask, W_ih, W_hh = cache.x, cache.extras, cache.mask, cache.W_ih, cache.W_hh
+    T, B, I = x.shape
+    G = W_hh.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        dgx = np.empty((T, B, G), dtype=x.dtype)
+        dgh = np.empty((T, B, G), dtype=x.dtype)
+        dhw = np.empty((T, B, G), dtype=x.dtype)
+        dh = np.array(dh_n, dtype=x.dtype)
+        for t in reversed(range(T)):
+            real = None if mask is None else mask[t][:, None]
+            dh = np.where(True if real is None else real, dh + dy[t], dh)
+            dgx[t], dgh[t], dhw[t], dh = gru_step_backward(
+                dh, cache.steps[t], W_hh, ex, dex, t, real
+            )
+        dgx2, dgh2 = dgx.reshape(T * B, G), dgh.reshape(T * B, G)
+        h_in = np.stack([st.h_in for st in cache.steps]).reshape(T * B, -1)
+        dW_hh += dhw.reshape(T * B, G).T @ h_in
+        if cache.has_bias:
+            db_ih += dgx2.sum(axis=0)
+            db_hh += dgh2.sum(axis=0)
+        dxw = dgx2
+        if cache.ln_x is not None:
+            assert ex.ln_ih is not None and dex.ln_ih is not None
+            dxw = layer_norm_backward(dgx, cache.ln_x, ex.ln_ih, dex.ln_ih).reshape(
+                T * B, G
+            )
+        dW_ih += dxw.T @ x.reshape(T * B, I)
+        dx = np.matmul(dxw, W_ih).reshape(T, B, I)
     return dx, dh

@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import _cells
+from .. import _cells, _serial
+from .._ops import ACTIVATIONS
+from ..io import load as _load
+from ..models import Recurrent, Sequential
+from ..modules import Dropout, Embedding, Linear
+from ..optim import Adam
 from ..train import History, TrainPosition
 from ..train import fit as _fit
 from .batching import BPTTBatches, eval_layout
@@ -20,7 +25,6 @@ from .sampling import Sampler, _check_sampling
 from .vocab import UNK, UNKNOWN_POLICIES, Vocab
 
 LN2 = math.log(2.0)
-_CELL_NAMES = ("lstm", "gru", "rnn")
 
 
 def _nll_sum(logits: np.ndarray, y: np.ndarray) -> float:
@@ -88,21 +92,17 @@ class CharLM:
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = 0,
     ) -> None:
-        from .. import layers
-        from ..models import Sequential
-        from ..modules import Embedding, Linear
-
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
-        if cell not in _CELL_NAMES:
-            raise ValueError(f"cell must be one of {_CELL_NAMES}, got {cell!r}")
+        if cell not in _cells.CELLS:  # the lower-case names only, as before
+            raise ValueError(f"cell must be one of {tuple(_cells.CELLS)}, got {cell!r}")
         rng = (
             seed
             if isinstance(seed, np.random.Generator)
             else np.random.default_rng(seed)
         )
         V = len(vocab)
-        rec = getattr(layers, _cells.get(cell).class_name)(
+        rec = _cells.get(cell).layer_class(
             embedding_dim, hidden_size, num_layers=num_layers, dtype=dtype, seed=rng
         )
         model = Sequential(
@@ -124,9 +124,6 @@ class CharLM:
         """Wraps a loaded :class:`rnnkit.Sequential` whose ``vocab["chars"]`` holds
         the characters (as :meth:`save` writes): first layer Embedding(V, E), one
         or more recurrent layers (unidirectional), last layer Linear(., V)."""
-        from ..models import Recurrent, Sequential
-        from ..modules import Dropout, Embedding, Linear
-
         if not isinstance(model, Sequential):
             raise TypeError(f"a CharLM wraps a Sequential, got {type(model).__name__}")
         chars = (model.vocab or {}).get("chars")
@@ -169,9 +166,8 @@ class CharLM:
     @classmethod
     def load(cls, path: Any) -> CharLM:
         """Reads a checkpoint written by :meth:`save` (or ``rnnkit train``)."""
-        from ..io import load
-
-        return cls.from_model(load(path))
+        loaded = _load(path)  # rk.load already wraps a char-model checkpoint
+        return loaded if isinstance(loaded, cls) else cls.from_model(loaded)
 
     def save(self, path: Any, optimizer: Any = None, **meta: Any) -> None:
         """Writes the model, vocabulary, optimizer state and ``meta`` (JSON) to
@@ -224,9 +220,23 @@ class CharLM:
         "bpc": bits per character, "chars": predictions scored}``.
         """
         ids = self._ids(data, "data")
+        total = self._nll_total(ids, batch_size, seq_len)
+        n = len(ids) - 1
+        return {"loss": total / n, "bpc": total / n / LN2, "chars": float(n)}
+
+    def _nll_total(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, share: Any = None
+    ) -> float:
+        """Summed loss of :meth:`evaluate`; ``share(B) -> (lo, hi)`` limits it to
+        streams ``[lo, hi)`` (the leftover belongs to the share holding the last)."""
         x, y, xr, yr = eval_layout(ids, batch_size)
+        B = x.shape[0]
+        lo, hi = (0, B) if share is None else share(B)
+        x, y = x[lo:hi], y[lo:hi]
+        if hi < B:
+            xr, yr = xr[:0], yr[:0]
         model, total, state = self.model, 0.0, None
-        for a in range(0, x.shape[1], seq_len):
+        for a in range(0, x.shape[1] if hi > lo else 0, seq_len):
             logits = model.forward(x[:, a : a + seq_len], state=state, train=False)
             state = model.final_state
             total += _nll_sum(logits, y[:, a : a + seq_len])
@@ -238,8 +248,7 @@ class CharLM:
                 )
                 state = model.final_state
                 total += _nll_sum(logits, yr[None, a : a + seq_len])
-        n = len(ids) - 1
-        return {"loss": total / n, "bpc": total / n / LN2, "chars": float(n)}
+        return total
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -262,6 +271,7 @@ class CharLM:
         progress: Any = True,
         callback: Callable[..., Any] | None = None,
         should_stop: Callable[[], Any] | None = None,
+        distributed: bool | Any = False,
         **deprecated: Any,
     ) -> History:
         """Trains on ``data`` with stateful truncated BPTT: :func:`rnnkit.fit` on
@@ -281,6 +291,10 @@ class CharLM:
         progress, callback, should_stop : as in :func:`rnnkit.fit` (the one place
             the options, the epoch count and the callback protocol
             ``callback(epoch, logs)`` are documented).
+        distributed : True (or a :class:`rnnkit.distributed.World`): data-parallel
+            over the MPI ranks; each rank trains on its contiguous share of the B
+            streams (and carries their state), and evaluates its share of the
+            validation streams. The result does not depend on the rank count.
 
         The history (and each callback's ``logs``) also has ``bpc`` and ``val_bpc``,
         the losses in bits per character (they are in nats), and ``chars_per_s``.
@@ -288,8 +302,6 @@ class CharLM:
         taking one argument (``callback(logs)``, stopping on any true value) the
         deprecated protocol; both still work, with a ``DeprecationWarning``.
         """
-        from ..optim import Adam
-
         max_time, callback, budget_alias = _deprecated_fit_options(
             deprecated, max_time, callback
         )
@@ -307,8 +319,21 @@ class CharLM:
             optimizer.lr = lr
 
         def validate(m: Any) -> dict[str, float]:
-            v = self.evaluate(val_ids, eval_batch_size, max(seq_len, 256))
-            return {"loss": v["loss"], "bpc": v["bpc"]}
+            if distributed is False or distributed is None:
+                v = self.evaluate(val_ids, eval_batch_size, max(seq_len, 256))
+                return {"loss": v["loss"], "bpc": v["bpc"]}
+            from .. import distributed as dist
+
+            assert val_ids is not None  # validate is passed only with val_ids
+            world = dist.init() if distributed is True else distributed
+            total = self._nll_total(
+                val_ids,
+                eval_batch_size,
+                max(seq_len, 256),
+                lambda n: dist.share(n, world),
+            )
+            loss = float(world.allreduce(np.array([total]))[0]) / (len(val_ids) - 1)
+            return {"loss": loss, "bpc": loss / LN2}
 
         hist = _fit(
             model,
@@ -327,6 +352,7 @@ class CharLM:
             progress=progress,
             callback=callback,
             should_stop=should_stop,
+            distributed=distributed,
         )
         if budget_alias and hist.stop_reason == "max_time":
             hist.stop_reason = "time_budget"  # what callers of the old name test
@@ -384,10 +410,6 @@ class CharLM:
     def _plan(self) -> list[Any]:
         """Per-step operations after the embedding: ``("rnn", stepper)`` or
         ``("linear", (W, b, activation))``; weights copied (packed) once."""
-        from .._ops import ACTIVATIONS
-        from ..models import Recurrent
-        from ..modules import Linear
-
         plan: list[Any] = []
         for m in self.model.layers[1:]:
             if isinstance(m, Recurrent):
@@ -472,6 +494,9 @@ class CharLM:
 
 
 __all__ = ["CharLM"]
+
+
+_serial.register_wrapper("char-lm", CharLM.from_model)  # rk.load -> CharLM
 
 
 def _deprecated_fit_options(

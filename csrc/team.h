@@ -1,0 +1,157 @@
+// team.h: the thread team of one kernel call. One OpenMP parallel region per
+// call; its threads meet at a TeamBarrier (per time step, per GEMM panel),
+// share the time loop as a Part says, and run with denormals flushed.
+//
+// Who computes an element may change with the thread count, how it is
+// computed never does: results are bitwise identical for any team size.
+#pragma once
+
+#include <stdint.h>
+
+#include "common.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RNNKIT_HAVE_MXCSR 1
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#include <time.h>
+#define RNNKIT_HAVE_YIELD 1
+#endif
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+// The team barrier of the kernels (time steps, GEMM panels). It spins briefly (a step
+// lasts microseconds to a millisecond), then yields the core: on a busy machine the
+// thread being waited for may have been descheduled, and spinning through a whole time
+// slice would make a step cost milliseconds. GCC atomics on plain ints, so no
+// standard-library template is compiled with per-ISA flags.
+// Monotonic nanoseconds (0 where there is no clock_gettime).
+inline int64_t now_ns() {
+#ifdef RNNKIT_HAVE_YIELD
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+#else
+  return 0;
+#endif
+}
+
+struct TeamBarrier {
+  // ~10 us of pause: a step's imbalance on a quiet machine; longer waits mean
+  // the thread waited for is not running, and spinning on would take its core
+  // (more threads than cores) or burn a time slice for nothing
+  static constexpr int kSpins = 2000;
+  int count = 0;
+  int generation = 0;
+  int64_t stalled_ns = 0;  // time waiters spent past the spin phase, summed
+  // Tell contention() how the call of nth threads that used this barrier went.
+  void report(int nth, int64_t call_ns) const {
+    contention().observe(__atomic_load_n(&stalled_ns, __ATOMIC_RELAXED), nth, call_ns);
+  }
+  void wait(int nth) {
+    if (nth <= 1) return;
+    const int gen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&count, 1, __ATOMIC_ACQ_REL) == nth) {
+      __atomic_store_n(&count, 0, __ATOMIC_RELAXED);
+      __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+      return;
+    }
+    int64_t t0 = 0;
+    for (int spin = 0; __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen; ++spin) {
+      if (spin < kSpins) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+      } else {
+        if (spin == kSpins) t0 = now_ns();
+#ifdef RNNKIT_HAVE_YIELD
+        sched_yield();
+#endif
+      }
+    }
+    if (t0) __atomic_add_fetch(&stalled_ns, now_ns() - t0, __ATOMIC_RELAXED);
+  }
+};
+
+// A thread of the team: its id, the team size, the shared barrier.
+struct Team {
+  TeamBarrier* bar;
+  int tid, nth;
+  void sync() const { bar->wait(nth); }
+};
+
+// Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in
+// this thread while a kernel runs; the caller's state is restored after.
+struct DenormalGuard {
+#ifdef RNNKIT_HAVE_MXCSR
+  unsigned int saved;
+  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+#endif
+};
+
+// How a thread shares a time loop. Hidden-parallel: threads own tiles of
+// units (and that slice of W_hh stays in their cache), one barrier per step.
+// Batch-parallel: threads own blocks of rows, which never interact, so no
+// barrier at all; chosen when W_hh fits in a core's L2 and there are rows
+// enough. Solo: thread 0 alone, for steps too small to pay for a barrier.
+// The choice changes who computes an element, never how: results are the
+// same bitwise for every thread count.
+struct Part {
+  int64_t u0, u1;      // tiles of units [u0, u1)
+  int64_t qmod, qrem;  // row blocks q with q % qmod == qrem
+  int64_t rows;        // rows per block
+  bool sync;           // barrier after each step
+  bool idle;           // this thread sits the loop out
+  bool owns(int64_t r) const { return (r / rows) % qmod == qrem; }
+};
+
+// Threads for a whole call of `steps` steps of a cell with G gates: one when
+// the work is too small to pay for waking a second thread (a few
+// microseconds; far worse when the cores are busy and a spinning thread waits
+// for a descheduled one).
+inline int team_size(const RnnDesc& d, int64_t G, int64_t steps,
+                     int64_t min_fma = int64_t(1) << 20) {
+  int64_t fma = 0;
+  for (int64_t l = 0; l < d.L; ++l)
+    fma += d.D * steps * d.B * G * d.H * (d.in_size(l) + d.H);
+  // as many threads as the work pays for: min_fma per thread at least
+  const int64_t pays = fma / min_fma;
+  const int want = pays < 1 ? 1 : pays < d.threads ? int(pays) : d.threads;
+  return contention().threads(want);
+}
+
+// The Part of thread tid for tiles of tu units and row blocks of `rows`.
+template <class Real>
+Part partition(const RnnDesc& d, int64_t G, int64_t tu, int64_t rows, int tid,
+               int nth) {
+  const int64_t H = d.H, ntiles = (H + tu - 1) / tu;
+  const int64_t wbytes = G * H * H * int64_t(sizeof(Real));
+  const int64_t step_fma = d.B * G * H * H;
+  Part p{0, ntiles, 1, 0, rows, false, false};
+  if (nth == 1) return p;
+  if (d.B >= 2 * rows * nth && wbytes <= (256 << 10)) {
+    p.qmod = nth;
+    p.qrem = tid;
+  } else if (step_fma < (1 << 17)) {
+    p.idle = tid != 0;
+  } else {
+    p.u0 = ntiles * tid / nth;
+    p.u1 = ntiles * (tid + 1) / nth;
+    p.sync = true;
+  }
+  return p;
+}
+
+// dst[i] = src[i] for this thread's share of [0, n).
+template <class Real>
+void copy_part(Real* dst, const Real* src, int64_t n, int tid, int nth) {
+  const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
+  if (i1 > i0) __builtin_memcpy(dst + i0, src + i0, size_t(i1 - i0) * sizeof(Real));
+}
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

@@ -1,0 +1,174 @@
+// tiles.h: the register tiles of the recurrent products and the packing of
+// W_hh (and, for single steps, [W_ih | W_hh]) they read.
+//
+// Forward: a tile is MR rows x NV vectors of VL units x G gates of
+// accumulators; the packed weights of tile u are [k][v][g][VL], so one k step
+// reads G*NV consecutive vectors. Backward: MRB rows x NVB vectors of units,
+// weights packed [gk][TUB] (dh = dG W_hh). Sized so the accumulators fill most
+// of the register file (16 vector registers below AVX-512, 32 with it); the
+// weights come from L1/L2 as memory operands.
+#pragma once
+
+#include <stdint.h>
+
+#include "cell.h"
+#include "common.h"
+#include "simd/vec.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+template <class Real, class Cell>
+struct Tiles {
+  using V = vec_t<Real>;
+  static constexpr int64_t VL = Vec<Real>::kLanes;  // lanes per vector
+  static constexpr int64_t G = Cell::G;
+  static constexpr int64_t MR = Cell::MR;
+  static constexpr int64_t NV = Cell::NV;
+  static constexpr int64_t TU = NV * VL;  // units per forward tile
+  static constexpr int64_t MRB = RNNKIT_VBYTES == 64 ? 12 : 5;
+  // Depth block of the forward product: a KB x (G*TU) slice of the packed
+  // W_hh tile stays in L1 across all row blocks of a step; partial sums wait
+  // in a per-thread buffer between blocks.
+  static constexpr int64_t KB = 128;
+  static constexpr int64_t NVB = 2;
+  static constexpr int64_t TUB = NVB * VL;  // units per backward tile
+
+  // Forward: tile u (TU units) as [k][v][g][VL] = W[g*H + u*TU + v*VL + e][k].
+  // pack_rows writes rows of W (G*H x K, leading dimension lda) at depth
+  // [k0, k0 + K) of tiles Ktot deep, so [W_ih | W_hh] can share one packing.
+  static void pack_rows(int64_t H, const Real* W, int64_t lda, int64_t K, int64_t k0,
+                        int64_t Ktot, Real* wp, int tid, int nth) {
+    const int64_t ntiles = (H + TU - 1) / TU;
+    for (int64_t u = tid; u < ntiles; u += nth) {
+      Real* out = wp + u * Ktot * G * TU;
+      for (int64_t v = 0; v < NV; ++v)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t e = 0; e < VL; ++e) {  // lane e of vector v
+            const int64_t j = u * TU + v * VL + e;
+            const Real* w = W + (g * H + j) * lda;
+            Real* o = out + k0 * G * TU + (v * G + g) * VL + e;
+            for (int64_t k = 0; k < K; ++k) o[k * G * TU] = j < H ? w[k] : Real(0);
+          }
+    }
+  }
+
+  static void pack_forward(const RnnDesc& d, const Real* whh, Real* wp, int tid,
+                           int nth) {
+    pack_rows(d.H, whh, d.H, d.H, 0, d.H, wp, tid, nth);
+  }
+
+  // Backward: tile u (TUB units) as [gk][TUB] = W_hh[gk][u*TUB + e].
+  static void pack_backward(const RnnDesc& d, const Real* whh, Real* wp, int tid,
+                            int nth) {
+    const int64_t H = d.H, GH = G * H, ntiles = (H + TUB - 1) / TUB;
+    for (int64_t u = tid; u < ntiles; u += nth) {
+      Real* out = wp + u * GH * TUB;
+      for (int64_t k = 0; k < GH; ++k)
+        for (int64_t e = 0; e < TUB; ++e) {
+          const int64_t j = u * TUB + e;
+          out[k * TUB + e] = j < H ? whh[k * H + j] : Real(0);
+        }
+    }
+  }
+
+  // bx = b_ih + b_hh, except that kSplitN keeps b_hh of the last gate apart
+  // (bhn): it is scaled by r. Null biases count as zero.
+  static void combine_bias(const RnnDesc& d, const Real* bih, const Real* bhh, Real* bx,
+                           Real* bhn) {
+    const int64_t H = d.H, GH = G * H;
+    const int64_t folded = Cell::kSplitN ? GH - H : GH;
+    for (int64_t k = 0; k < GH; ++k)
+      bx[k] = (bih ? bih[k] : Real(0)) + (bhh && k < folded ? bhh[k] : Real(0));
+    for (int64_t j = 0; j < H; ++j)
+      bhn[j] = Cell::kSplitN && bhh ? bhh[folded + j] : Real(0);
+  }
+
+  // acc[i][v][g] = sum_k h[r0+i][k] W[g*H + tile unit v*VL..][k], k < K, for
+  // mr <= MR rows of h (leading dimension ldh); rows past mr repeat row r0 (in
+  // bounds, discarded), so there are no branches inside.
+  template <int64_t MRt>
+  static RNNKIT_INLINE void fused_product(const Real* w, const Real* h, int64_t ldh,
+                                          int64_t K, int64_t r0, int64_t mr,
+                                          V (&acc)[MR][NV][G]) {
+    if (MRt == 1) return fused_product_row(w, h + r0 * ldh, K, acc[0]);
+    const Real* hr[MRt];
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < MRt; ++i) {
+      hr[i] = h + (r0 + (i < mr ? i : 0)) * ldh;
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) acc[i][v][g] = V{};
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const Real* wk = w + k * G * TU;
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) {
+          const V wv = load(wk + (v * G + g) * VL);
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
+        }
+    }
+  }
+
+  // One row (batch 1, generation): too few accumulators to hide the FMA
+  // latency, so even and odd k run in separate chains, added at the end.
+  static RNNKIT_INLINE void fused_product_row(const Real* w, const Real* h, int64_t K,
+                                              V (&acc)[NV][G]) {
+    V odd[NV][G];
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+      for (int64_t g = 0; g < G; ++g) acc[v][g] = odd[v][g] = V{};
+    int64_t k = 0;
+    for (; k + 1 < K; k += 2) {
+      const Real* wk = w + k * G * TU;
+      const Real h0 = h[k], h1 = h[k + 1];
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g) {
+          acc[v][g] += h0 * load(wk + (v * G + g) * VL);
+          odd[v][g] += h1 * load(wk + G * TU + (v * G + g) * VL);
+        }
+    }
+    for (; k < K; ++k)
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+        for (int64_t g = 0; g < G; ++g)
+          acc[v][g] += h[k] * load(w + k * G * TU + (v * G + g) * VL);
+#pragma GCC unroll 4
+    for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+      for (int64_t g = 0; g < G; ++g) acc[v][g] += odd[v][g];
+  }
+
+  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H.
+  template <int64_t MRt>
+  static RNNKIT_INLINE void backward_product(const Real* w, const Real* dg, int64_t GH,
+                                             int64_t r0, int64_t mr,
+                                             V (&prod)[MRB][NVB]) {
+    const Real* dr[MRt];
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < MRt; ++i) {
+      dr[i] = dg + (r0 + (i < mr ? i : 0)) * GH;
+#pragma GCC unroll 2
+      for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
+    }
+    for (int64_t k = 0; k < GH; ++k) {
+#pragma GCC unroll 2
+      for (int64_t v = 0; v < NVB; ++v) {
+        const V wv = load(w + k * TUB + v * VL);
+#pragma GCC unroll 16
+        for (int64_t i = 0; i < MRt; ++i) prod[i][v] += dr[i][k] * wv;
+      }
+    }
+  }
+};
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

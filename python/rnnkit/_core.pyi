@@ -1,0 +1,210 @@
+"""Type stub of ``rnnkit._core``, the compiled kernels (built from csrc/bindings.cpp).
+
+Private: use the Python API in :mod:`rnnkit`. Names follow the kernels: arrays are
+time-major, ``(T, B, I)`` in and ``(T, B, D*H)`` out; ``weights`` holds four
+entries per (layer, direction) in PyTorch's order ``weight_ih, weight_hh, bias_ih,
+bias_hh`` (the biases ``None`` without bias). Every array is checked for dtype,
+shape and C-contiguity; the kernels write into ``dweights``, ``reserve`` and
+``scratch`` in place.
+"""
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+__version__: str
+
+class Mode:
+    """What a kernel call does; it decides the workspace size."""
+
+    INFERENCE: ClassVar[Mode]
+    TRAIN_FORWARD: ClassVar[Mode]
+    BACKWARD: ClassVar[Mode]
+    __members__: ClassVar[dict[str, Mode]]
+
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __int__(self) -> int: ...
+    def __index__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+def workspace_size(
+    cell: str,
+    dtype: str,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    num_layers: int,
+    bidirectional: bool,
+    bias: bool,
+    mode: Mode,
+) -> tuple[int, int]:
+    """Bytes of (reserve, scratch) for a call of ``mode`` (active SIMD path)."""
+
+def forward(
+    cell: str,
+    nonlinearity: str,
+    num_layers: int,
+    bidirectional: bool,
+    x: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray | None,
+    weights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray | None,
+    scratch: np.ndarray,
+    train: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Runs the stacked layer over x (T, B, I); returns (y, h_n, c_n or None)."""
+
+def backward(
+    cell: str,
+    nonlinearity: str,
+    num_layers: int,
+    bidirectional: bool,
+    input_size: int,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray | None,
+    weights: list[np.ndarray | None],
+    dweights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray,
+    scratch: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """BPTT for the training forward that filled reserve; adds into dweights.
+
+    Returns (dx, dh0, dc0 or None).
+    """
+
+class Stepper32:
+    """One float32 step at a time (generation); weights packed at construction."""
+
+    def __init__(
+        self,
+        cell: str,
+        nonlinearity: str,
+        num_layers: int,
+        batch_size: int,
+        weights: list[np.ndarray | None],
+    ) -> None: ...
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
+    def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def set_state(self, h: np.ndarray, c: np.ndarray | None = None) -> None: ...
+    @property
+    def simd(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+
+class Stepper64:
+    """One float64 step at a time (generation); weights packed at construction."""
+
+    def __init__(
+        self,
+        cell: str,
+        nonlinearity: str,
+        num_layers: int,
+        batch_size: int,
+        weights: list[np.ndarray | None],
+    ) -> None: ...
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
+    def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def set_state(self, h: np.ndarray, c: np.ndarray | None = None) -> None: ...
+    @property
+    def simd(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+
+def simd_paths() -> list[str]:
+    """SIMD paths this build contains and this CPU runs, best first."""
+
+def compiled_simd_paths() -> list[str]: ...
+def get_simd() -> str: ...
+def set_simd(name: str) -> None: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def set_adaptive_threads(on: bool) -> None: ...
+def get_adaptive_threads() -> bool: ...
+def fma_peak_gflops(seconds: float = 0.2) -> float:
+    """GFLOP/s of an FMA loop on all threads with the active SIMD path (float32)."""
+
+def gemm_gflops(
+    M: int, N: int, K: int, trans_a: bool = False, trans_b: bool = False, reps: int = 3
+) -> float:
+    """GFLOP/s of the kernels' float32 GEMM alone (benchmarks and tuning)."""
+
+def build_info() -> dict[str, Any]: ...
+
+# The kernels around the recurrent layers (csrc/blocks.h); float32 or float64,
+# arrays the kernels write taken as they are (C-contiguous, writeable).
+def linear_forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str | None
+) -> np.ndarray:
+    """y = act(x W^T + b): x (N, I), weight (O, I), bias (O,) or None -> y (N, O)."""
+
+def linear_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    weight: np.ndarray,
+    dweight: np.ndarray,
+    dbias: np.ndarray | None,
+    activation: str | None,
+    need_dx: bool = True,
+) -> np.ndarray | None:
+    """Adds dW = da^T x and db = sum da (da = dy act'(y)); returns dx = da W."""
+
+def cross_entropy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    mask: np.ndarray | None,
+    ignore_index: int | None,
+    mean: bool,
+    out: np.ndarray | None = None,
+) -> tuple[float, int, np.ndarray]:
+    """Softmax cross-entropy of logits (N, C): (loss, rows that count, dlogits)."""
+
+def embedding_forward(ids: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """y[n] = weight[ids[n]]: ids (N,) int64 in [0, V) (IndexError otherwise)."""
+
+def embedding_backward(
+    ids: np.ndarray, dy: np.ndarray, dweight: np.ndarray, padding_idx: int = -1
+) -> None:
+    """dweight[ids[n]] += dy[n] in position order, rows of padding_idx left out."""
+
+def optim_step(
+    kind: str,
+    param: np.ndarray,
+    grad: np.ndarray,
+    slots: list[np.ndarray | None],
+    lr: float,
+    weight_decay: float = 0.0,
+    eps: float = 0.0,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    first: bool = False,
+    alpha: float = 0.0,
+    centered: bool = False,
+    beta1: float = 0.0,
+    beta2: float = 0.0,
+    bc1: float = 1.0,
+    bc2: float = 1.0,
+    amsgrad: bool = False,
+    decoupled: bool = False,
+) -> None:
+    """One optimizer update in place over a flat (param, grad) pair and its slots."""
+
+def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
+    """sum((x * scale)**2) in double, the same for any thread count."""
+
+def scale_(x: np.ndarray, s: float) -> None:
+    """x *= s in place over a flat buffer."""
