@@ -215,7 +215,8 @@ def test_default_num_threads_in_process(monkeypatch):
 
 def test_adaptive_threads_switch_and_results(rng, restore_config):
     """Turning the contention fallback off and on keeps results bitwise; the switch
-    round-trips and is on by default."""
+    round-trips (restore_config turns it off; a fresh process has it on)."""
+    set_adaptive_threads(True)
     assert get_adaptive_threads() is True
     case = Case("lstm", 6, 4, 8, 200, 2, True, False, "unsorted", "float32")
     inputs = make_inputs(case, rng)
@@ -226,5 +227,16 @@ def test_adaptive_threads_switch_and_results(rng, restore_config):
         assert get_adaptive_threads() is False
         off = run_case(make_layer(case), inputs)
     finally:
-        set_adaptive_threads(True)
+        set_adaptive_threads(False)  # restore_config puts back what it found
     assert_results_equal(on, off, what="adaptive on vs off")
+
+
+def test_adaptive_threads_on_by_default():
+    import subprocess
+    import sys
+
+    code = "import rnnkit._config as c; print(c.get_adaptive_threads())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "True"
