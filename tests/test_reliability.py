@@ -311,8 +311,10 @@ def test_load_of_a_fifo_does_not_block(tmp_path, via_symlink):
     assert "refused:" in r.stdout and "not a regular file" in r.stdout, r.stderr
 
 
-def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
-    path = tmp_path / "m.npz"
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path, suffix):
+    # every format goes through rnnkit._atomic.write_atomic
+    path = tmp_path / f"m{suffix}"
     m = _model()
     m.save(path)
     os.chmod(path, 0o600)
@@ -320,9 +322,12 @@ def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
-    real = tmp_path / "real.npz"
-    link = tmp_path / "link.npz"
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(
+    tmp_path, suffix
+):
+    real = tmp_path / f"real{suffix}"
+    link = tmp_path / f"link{suffix}"
     m = _model()
     m.save(real)
     link.symlink_to(real)
