@@ -114,7 +114,9 @@ struct Carver {
 // dispatch.cpp, shared by every SIMD path); relaxed atomics: a lost update only
 // shifts a probe. `enabled` false (set_adaptive_threads) turns it off.
 struct Contention {
-  int enabled = 1;
+  // Off by default: its stall measure also trips on a quiet machine (barrier
+  // waits from uneven work), which then ran steady-state calls on one thread.
+  int enabled = 0;
   int left = 0;      // calls still to run on one thread
   int backoff = 16;  // calls to back off after the next contended call
   // Threads for a call that would use `want`.

@@ -210,13 +210,16 @@ def set_num_threads(n: int) -> None:
 def set_adaptive_threads(on: bool) -> None:
     """Whether a call falls back to one thread after contention was seen.
 
-    On (the default), a call whose threads spent more than a quarter of their time
+    Off by default. On, a call whose threads spent more than a quarter of their time
     waiting at a barrier for a descheduled member (another process on the core,
     more threads than cores) makes the next calls run on one thread; a team is
     tried again after 16 calls, then 32, ... up to 1024 while the contention
     lasts. Results do not change (they are bitwise the same for any thread
     count); off, every call uses the threads its size pays for.
-    :func:`set_num_threads` forgets what was seen.
+    :func:`set_num_threads` forgets what was seen. Turn it on for a machine that
+    is shared with other busy processes; it is off by default because its stall
+    measure can also trip on a quiet machine (uneven work between barriers),
+    which then runs steady-state calls on one thread (up to 2x slower).
 
     Parameters
     ----------
@@ -225,9 +228,9 @@ def set_adaptive_threads(on: bool) -> None:
     Examples
     --------
     >>> from rnnkit._config import get_adaptive_threads, set_adaptive_threads
-    >>> set_adaptive_threads(False); get_adaptive_threads()
-    False
-    >>> set_adaptive_threads(True)
+    >>> set_adaptive_threads(True); get_adaptive_threads()
+    True
+    >>> set_adaptive_threads(False)
     """
     _core.set_adaptive_threads(bool(on))
 
