@@ -13,7 +13,11 @@ to one CPU, then each configuration of ``--contention-shapes`` (T x B x I x H,
 training forward + backward of an LSTM) runs with 1 thread and with ``--threads``
 threads, each in a fresh process; the ratio t(N threads) / t(1 thread) is the
 figure of merit (the issue's goal: <= 1.5x with a busy process on one of two
-cores). Process CPU time is recorded too.
+cores). Each configuration also runs on the quiet machine first (no busy
+process), so the table shows what the contention fall-back costs where there is
+no contention; ``trips`` counts the calls the kernels saw as contended
+(``rnnkit._core.contention_trips``): it should be 0 on the quiet machine.
+Process CPU time is recorded too.
 
 Commands (the coordinator's runs, a minute or two each)::
 
@@ -160,52 +164,64 @@ def contention_worker(shape: str, threads: int, repeat: int) -> dict[str, Any]:
         "threads": threads,
         "wall_ms": 1e3 * statistics.median(wall),
         "cpu_ms": 1e3 * statistics.median(cpu),
+        "trips": int(rk._core.contention_trips()),
+        "adaptive": rk._config.get_adaptive_threads(),
     }
+
+
+def _worker_run(shape: str, n: int, repeat: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable, __file__, "--contention-worker", shape,
+        "--threads", str(n), "--repeat", str(repeat),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return res
 
 
 def contention(args: argparse.Namespace) -> list[dict[str, Any]]:
     cpus = sorted(os.sched_getaffinity(0))
-    busy = _busy(cpus[-1])
     rows = []
-    try:
-        time.sleep(0.5)
-        for shape in args.contention_shapes.split(","):
-            res = {}
-            for n in (1, args.threads):
-                cmd = [
-                    sys.executable, __file__, "--contention-worker", shape,
-                    "--threads", str(n), "--repeat", str(args.repeat),
-                ]  # fmt: skip
-                env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-                out = subprocess.run(
-                    cmd, env=env, capture_output=True, text=True, check=True
-                )
-                res[n] = json.loads(out.stdout.strip().splitlines()[-1])
-            row = {
-                "shape": shape,
-                "busy_cpu": cpus[-1],
-                "one": res[1],
-                "many": res[args.threads],
-                "ratio": res[args.threads]["wall_ms"] / res[1]["wall_ms"],
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        busy.kill()
-        busy.wait()
+    for shape in args.contention_shapes.split(","):
+        quiet = {n: _worker_run(shape, n, args.repeat) for n in (1, args.threads)}
+        busy = _busy(cpus[-1])
+        try:
+            time.sleep(0.5)
+            loaded = {n: _worker_run(shape, n, args.repeat) for n in (1, args.threads)}
+        finally:
+            busy.kill()
+            busy.wait()
+        row = {
+            "shape": shape,
+            "busy_cpu": cpus[-1],
+            "quiet_one": quiet[1],
+            "quiet_many": quiet[args.threads],
+            "one": loaded[1],
+            "many": loaded[args.threads],
+            "quiet_ratio": quiet[args.threads]["wall_ms"] / quiet[1]["wall_ms"],
+            "ratio": loaded[args.threads]["wall_ms"] / loaded[1]["wall_ms"],
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
 def contention_table(rows: list[dict[str, Any]], threads: int) -> str:
+    n = threads
     out = [
-        f"| LSTM T×B×I×H (fwd+bwd) | 1 thread ms | {threads} threads ms "
-        f"| ratio | CPU ms (1 / {threads}) |",
-        "|---|---|---|---|---|",
+        f"| LSTM T×B×I×H (fwd+bwd) | quiet: 1 / {n} threads ms | busy core: 1 / {n} "
+        f"threads ms | busy ratio {n}t/1t | quiet ratio | trips quiet / busy "
+        f"| CPU ms busy (1 / {n}) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['shape']} | {r['one']['wall_ms']:.2f} | {r['many']['wall_ms']:.2f} "
-            f"| {r['ratio']:.2f}x | {r['one']['cpu_ms']:.2f} / "
+            f"| {r['shape']} | {r['quiet_one']['wall_ms']:.2f} / "
+            f"{r['quiet_many']['wall_ms']:.2f} | {r['one']['wall_ms']:.2f} / "
+            f"{r['many']['wall_ms']:.2f} | {r['ratio']:.2f}x | "
+            f"{r['quiet_ratio']:.2f}x | {r['quiet_many']['trips']} / "
+            f"{r['many']['trips']} | {r['one']['cpu_ms']:.2f} / "
             f"{r['many']['cpu_ms']:.2f} |"
         )
     return "\n".join(out)

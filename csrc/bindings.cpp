@@ -908,6 +908,10 @@ PYBIND11_MODULE(_core, m) {
     return __atomic_load_n(&rnnkit::contention().enabled, __ATOMIC_RELAXED) != 0;
   });
   m.def(
+      "contention_trips",
+      [] { return __atomic_load_n(&rnnkit::contention().trips, __ATOMIC_RELAXED); },
+      "Calls seen contended since the last set_num_threads/set_adaptive_threads.");
+  m.def(
       "fma_peak_gflops",
       [](double seconds) {
         py::gil_scoped_release release;

@@ -106,19 +106,21 @@ struct Carver {
 // Graceful degradation on a loaded machine. A team of n threads is only as fast
 // as its slowest member: when another process shares a core, that member is
 // descheduled for whole time slices and every barrier waits for it. A call
-// whose threads spent more than a quarter of their time stalled at barriers
-// (team.h) marks the machine as contended, and the next calls run on one
+// whose threads were off their cores for more than an eighth of the call's
+// thread time (measured per thread as wall time minus the thread's CPU time,
+// team.h) marks the machine as contended, and the next calls run on one
 // thread (the results are the same bitwise); a team is tried again after
 // `backoff` calls, which doubles while the contention lasts (16 .. 1024) and
-// resets when a team runs clean. One per process (contention(), defined in
-// dispatch.cpp, shared by every SIMD path); relaxed atomics: a lost update only
-// shifts a probe. `enabled` false (set_adaptive_threads) turns it off.
+// resets when a team runs clean. A thread that waits at a barrier for uneven
+// work on a free core stays on it, so a quiet machine does not trip this.
+// One per process (contention(), defined in dispatch.cpp, shared by every
+// SIMD path); relaxed atomics: a lost update only shifts a probe. `enabled`
+// (set_adaptive_threads) turns it on and off; `trips` counts contended calls.
 struct Contention {
-  // Off by default: its stall measure also trips on a quiet machine (barrier
-  // waits from uneven work), which then ran steady-state calls on one thread.
-  int enabled = 0;
-  int left = 0;      // calls still to run on one thread
-  int backoff = 16;  // calls to back off after the next contended call
+  int enabled = 1;
+  int left = 0;       // calls still to run on one thread
+  int backoff = 16;   // calls to back off after the next contended call
+  int64_t trips = 0;  // contended calls seen since the last reset
   // Threads for a call that would use `want`.
   int threads(int want) {
     if (want <= 1 || !__atomic_load_n(&enabled, __ATOMIC_RELAXED)) return want;
@@ -128,12 +130,13 @@ struct Contention {
     }
     return want;
   }
-  // After a call of nth threads that took call_ns of wall time, stalled_ns of
-  // it summed over the threads waiting past the barrier's spin.
-  void observe(int64_t stalled_ns, int nth, int64_t call_ns) {
+  // After a call of nth threads that took call_ns of wall time, off_cpu_ns of
+  // it summed over the threads not running.
+  void observe(int64_t off_cpu_ns, int nth, int64_t call_ns) {
     if (nth <= 1 || call_ns <= 0) return;
     const int b = __atomic_load_n(&backoff, __ATOMIC_RELAXED);
-    if (stalled_ns * 4 > call_ns * nth) {
+    if (off_cpu_ns * 8 > call_ns * nth) {
+      __atomic_add_fetch(&trips, 1, __ATOMIC_RELAXED);
       __atomic_store_n(&left, b, __ATOMIC_RELAXED);
       __atomic_store_n(&backoff, b < 1024 ? 2 * b : b, __ATOMIC_RELAXED);
     } else if (b != 16) {
@@ -141,6 +144,7 @@ struct Contention {
     }
   }
   void reset() {
+    __atomic_store_n(&trips, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&left, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&backoff, 16, __ATOMIC_RELAXED);
   }

@@ -39,6 +39,17 @@ inline int64_t now_ns() {
 #endif
 }
 
+// CPU time of the calling thread, in nanoseconds (0 where there is no such clock).
+inline int64_t thread_cpu_ns() {
+#ifdef RNNKIT_HAVE_YIELD
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+#else
+  return 0;
+#endif
+}
+
 struct TeamBarrier {
   // ~10 us of pause: a step's imbalance on a quiet machine; longer waits mean
   // the thread waited for is not running, and spinning on would take its core
@@ -46,10 +57,10 @@ struct TeamBarrier {
   static constexpr int kSpins = 2000;
   int count = 0;
   int generation = 0;
-  int64_t stalled_ns = 0;  // time waiters spent past the spin phase, summed
+  int64_t off_cpu_ns = 0;  // wall time the team's threads were not running, summed
   // Tell contention() how the call of nth threads that used this barrier went.
   void report(int nth, int64_t call_ns) const {
-    contention().observe(__atomic_load_n(&stalled_ns, __ATOMIC_RELAXED), nth, call_ns);
+    contention().observe(__atomic_load_n(&off_cpu_ns, __ATOMIC_RELAXED), nth, call_ns);
   }
   void wait(int nth) {
     if (nth <= 1) return;
@@ -59,27 +70,43 @@ struct TeamBarrier {
       __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
       return;
     }
-    int64_t t0 = 0;
     for (int spin = 0; __atomic_load_n(&generation, __ATOMIC_ACQUIRE) == gen; ++spin) {
       if (spin < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
         _mm_pause();
 #endif
       } else {
-        if (spin == kSpins) t0 = now_ns();
 #ifdef RNNKIT_HAVE_YIELD
         sched_yield();
 #endif
       }
     }
-    if (t0) __atomic_add_fetch(&stalled_ns, now_ns() - t0, __ATOMIC_RELAXED);
   }
 };
 
-// A thread of the team: its id, the team size, the shared barrier.
+// A thread of the team: its id, the team size, the shared barrier. Built at
+// the top of the parallel region, destroyed at its end; in a team of two or
+// more it adds the wall time its thread was not running (descheduled for
+// another process, or for a sibling on an oversubscribed core) to the
+// barrier's off_cpu_ns, the measure contention() reads. Uneven work does not
+// count: a thread waiting at a barrier on a free core keeps running.
 struct Team {
   TeamBarrier* bar;
   int tid, nth;
+  int64_t wall0 = 0, cpu0 = 0;
+  Team(TeamBarrier* b, int t, int n) : bar(b), tid(t), nth(n) {
+    if (nth > 1) {
+      wall0 = now_ns();
+      cpu0 = thread_cpu_ns();
+    }
+  }
+  ~Team() {
+    if (nth <= 1) return;
+    const int64_t off = (now_ns() - wall0) - (thread_cpu_ns() - cpu0);
+    if (off > 0) __atomic_add_fetch(&bar->off_cpu_ns, off, __ATOMIC_RELAXED);
+  }
+  Team(const Team&) = delete;
+  Team& operator=(const Team&) = delete;
   void sync() const { bar->wait(nth); }
 };
 

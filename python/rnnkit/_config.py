@@ -210,16 +210,16 @@ def set_num_threads(n: int) -> None:
 def set_adaptive_threads(on: bool) -> None:
     """Whether a call falls back to one thread after contention was seen.
 
-    Off by default. On, a call whose threads spent more than a quarter of their time
-    waiting at a barrier for a descheduled member (another process on the core,
-    more threads than cores) makes the next calls run on one thread; a team is
-    tried again after 16 calls, then 32, ... up to 1024 while the contention
-    lasts. Results do not change (they are bitwise the same for any thread
+    On by default. A call whose threads were off their cores (descheduled for
+    another process, or more threads than cores) for more than an eighth of the
+    call's thread time makes the next calls run on one thread; a team is tried
+    again after 16 calls, then 32, ... up to 1024 while the contention lasts.
+    The measure is each thread's wall time minus its CPU time, so uneven work
+    on a quiet machine (a thread waiting at a barrier on its own core) does not
+    count. Results do not change (they are bitwise the same for any thread
     count); off, every call uses the threads its size pays for.
-    :func:`set_num_threads` forgets what was seen. Turn it on for a machine that
-    is shared with other busy processes; it is off by default because its stall
-    measure can also trip on a quiet machine (uneven work between barriers),
-    which then runs steady-state calls on one thread (up to 2x slower).
+    :func:`set_num_threads` forgets what was seen;
+    ``rnnkit._core.contention_trips()`` counts the contended calls since.
 
     Parameters
     ----------
