@@ -34,7 +34,7 @@ Examples
 >>> dx, dh0, dc0 = backward(layer, ctx, np.ones_like(y), np.zeros_like(h_n),
 ...                         np.zeros_like(c_n))
 >>> y.shape, h_n.shape, c_n.shape, dx.shape
-((5, 2, 8), (1, 2, 4), (1, 2, 8), (5, 2, 3))
+((5, 2, 4), (1, 2, 4), (1, 2, 8), (5, 2, 3))
 """
 
 from __future__ import annotations
