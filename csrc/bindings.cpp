@@ -1009,38 +1009,72 @@ std::vector<Ptr> lstmp_weight_ptrs(const LstmpDesc& d, const py::list& weights,
   return out;
 }
 
-// The mask arguments of the shared contract; this kernel does not fuse them
-// yet, so any mask (or an inference zoneout) is refused by name.
-void lstmp_no_masks(const py::object& rec, const py::object& zone_h,
-                    const py::object& zone_c, const py::object& drop, double zoneout) {
-  const std::pair<const char*, const py::object*> lists[] = {{"rec_masks", &rec},
-                                                             {"zone_h", &zone_h},
-                                                             {"zone_c", &zone_c},
-                                                             {"drop_masks", &drop}};
-  for (const auto& [name, obj] : lists) {
-    if (obj->is_none()) continue;
-    for (const py::handle item : py::iter(*obj))
-      if (!item.is_none())
-        throw py::value_error(std::string(name) +
-                              ": the projected-LSTM kernel does not take masks yet "
-                              "(recurrent_dropout, zoneout and dropout with proj_size "
-                              "run on the reference path); got a mask");
-  }
-  if (zoneout != 0.0)
-    throw py::value_error(
-        "zoneout: the projected-LSTM kernel does not take zoneout yet, got " +
-        std::to_string(zoneout));
+// One kind of mask of the shared contract: None, or a list of `count` arrays
+// (each of `shape`, dtype Real or uint8), all given or all None. Returns the
+// pointers (empty when none is given).
+template <class Elem>
+std::vector<const Elem*> lstmp_masks(const char* name, const py::object& obj,
+                                     int64_t count, const std::vector<int64_t>& shape) {
+  std::vector<const Elem*> out;
+  if (obj.is_none()) return out;
+  const py::list items = py::list(obj);
+  int64_t given = 0;
+  for (const py::handle item : items) given += item.is_none() ? 0 : 1;
+  if (given == 0) return out;
+  if (int64_t(items.size()) != count || given != count)
+    throw py::value_error(std::string(name) + " must hold " + std::to_string(count) +
+                          " arrays (or be None), got " + std::to_string(given) +
+                          " arrays in " + std::to_string(items.size()) + " entries");
+  for (int64_t i = 0; i < count; ++i)
+    out.push_back(in_ptr<Elem>(
+        (std::string(name) + "[" + std::to_string(i) + "]").c_str(), items[i], shape));
+  return out;
+}
+
+// The reserve's header (lstmp.h): sizes and masks of the training forward that
+// filled it, checked by its backward.
+constexpr int64_t kLstmpMagic = 0x504d54534cLL;  // "LSTMP"
+void lstmp_header(const LstmpDesc& d, int64_t itemsize, int64_t* h) {
+  const int64_t v[] = {kLstmpMagic, d.T,    d.B,   d.I,  d.H,  d.P,    d.L,
+                       d.D,         d.bias, d.rec, d.zh, d.zc, d.drop, itemsize};
+  for (int64_t i = 0; i < rnnkit::kLstmpHeader; ++i)
+    h[i] = i < int64_t(sizeof v / sizeof v[0]) ? v[i] : 0;
 }
 
 template <class Real>
-py::tuple lstmp_forward_impl(const LstmpDesc& d, const py::array& x,
-                             const py::object& h0, const py::object& c0,
-                             const py::list& weights, const py::object& lengths,
-                             const py::object& reserve, const py::array& scratch,
-                             bool train) {
+py::tuple lstmp_forward_impl(LstmpDesc d, const py::array& x, const py::object& h0,
+                             const py::object& c0, const py::list& weights,
+                             const py::object& lengths, const py::object& reserve,
+                             const py::array& scratch, bool train,
+                             const py::object& rec_masks, const py::object& zone_h,
+                             const py::object& zone_c, const py::object& drop_masks,
+                             double zoneout) {
   const int64_t LD = d.L * d.D;
   LstmpArgs<Real> a;
   a.train = train;
+  if (!(zoneout >= 0.0 && zoneout < 1.0))
+    throw py::value_error("zoneout must be in [0, 1), got " + std::to_string(zoneout));
+  a.zoneout = Real(train ? 0.0 : zoneout);
+  auto rec = lstmp_masks<Real>("rec_masks", rec_masks, LD, {d.B, d.P});
+  auto zh = lstmp_masks<uint8_t>("zone_h", zone_h, LD, {d.T, d.B, d.P});
+  auto zc = lstmp_masks<uint8_t>("zone_c", zone_c, LD, {d.T, d.B, d.H});
+  auto drop =
+      lstmp_masks<Real>("drop_masks", drop_masks, d.L - 1, {d.T, d.B, d.D * d.P});
+  const char* given = !rec.empty()    ? "rec_masks"
+                      : !zh.empty()   ? "zone_h"
+                      : !zc.empty()   ? "zone_c"
+                      : !drop.empty() ? "drop_masks"
+                                      : nullptr;
+  if (given && !train)
+    throw py::value_error(
+        std::string(given) +
+        ": masks belong to a training forward; train=False takes none "
+        "(zoneout= gives inference its expectation)");
+  d.rec = !rec.empty(), d.zh = !zh.empty(), d.zc = !zc.empty(), d.drop = !drop.empty();
+  a.rec = rec.data();
+  a.zh = zh.data();
+  a.zc = zc.data();
+  a.drop = drop.data();
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, {LD, d.B, d.P});
   a.c0 = in_ptr<Real>("c0", c0, {LD, d.B, d.H});
@@ -1057,6 +1091,7 @@ py::tuple lstmp_forward_impl(const LstmpDesc& d, const py::array& x,
   if (train) {
     if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
     a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
+    lstmp_header(d, sizeof(Real), reinterpret_cast<int64_t*>(a.reserve));
   }
   py::array_t<Real> y({d.T, d.B, d.D * d.P}), hn({LD, d.B, d.P}), cn({LD, d.B, d.H});
   a.y = y.mutable_data();
@@ -1070,11 +1105,10 @@ py::tuple lstmp_forward_impl(const LstmpDesc& d, const py::array& x,
 }
 
 template <class Real>
-py::tuple lstmp_backward_impl(const LstmpDesc& d, const py::array& dy,
-                              const py::object& dhn, const py::object& dcn,
-                              const py::list& weights, const py::list& dweights,
-                              const py::object& lengths, const py::array& reserve,
-                              const py::array& scratch) {
+py::tuple lstmp_backward_impl(LstmpDesc d, const py::array& dy, const py::object& dhn,
+                              const py::object& dcn, const py::list& weights,
+                              const py::list& dweights, const py::object& lengths,
+                              const py::array& reserve, const py::array& scratch) {
   const int64_t LD = d.L * d.D;
   LstmpArgs<Real> a;
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.P});
@@ -1091,6 +1125,23 @@ py::tuple lstmp_backward_impl(const LstmpDesc& d, const py::array& dy,
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
+  // the masks and sizes of the forward, from the reserve's header
+  char* res = workspace_ptr("reserve", reserve, rnnkit::kLstmpHeader * sizeof(int64_t));
+  int64_t h[rnnkit::kLstmpHeader], want[rnnkit::kLstmpHeader];
+  std::copy_n(reinterpret_cast<const int64_t*>(res), rnnkit::kLstmpHeader, h);
+  d.rec = h[9] != 0, d.zh = h[10] != 0, d.zc = h[11] != 0, d.drop = h[12] != 0;
+  lstmp_header(d, sizeof(Real), want);
+  if (!std::equal(h, h + rnnkit::kLstmpHeader, want)) {
+    static const char* const names[] = {"",  "T",    "B", "I", "H", "P", "num_layers",
+                                        "D", "bias", "",  "",  "",  "",  "itemsize"};
+    std::string what = h[0] != kLstmpMagic ? "it holds no projected-LSTM forward" : "";
+    for (int i = 1; i < 14 && what.empty(); ++i)
+      if (h[i] != want[i])
+        what = std::string(names[i]) + "=" + std::to_string(h[i]) + " there, " +
+               std::to_string(want[i]) + " here";
+    throw py::value_error(
+        "reserve was not filled by a training forward of this problem: " + what);
+  }
   const int isa = rnnkit::isa_active();
   auto need = rnnkit::lstmp_workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
   a.reserve = workspace_ptr("reserve", reserve, need.reserve);
@@ -1124,8 +1175,10 @@ void bind_lstmp(py::module_& m) {
   m.def(
       "lstmp_workspace_size",
       [](const std::string& dtype, int64_t T, int64_t B, int64_t I, int64_t H,
-         int64_t P, int64_t L, bool bidirectional, bool bias, rnnkit::Mode mode) {
+         int64_t P, int64_t L, bool bidirectional, bool bias, rnnkit::Mode mode,
+         bool rec_masks, bool zone_h, bool zone_c, bool drop_masks) {
         LstmpDesc d = lstmp_desc(T, B, I, H, P, L, bidirectional, bias);
+        d.rec = rec_masks, d.zh = zone_h, d.zc = zone_c, d.drop = drop_masks && L > 1;
         const int isa = rnnkit::isa_active();
         rnnkit::WorkspaceSize w;
         if (dtype == "float32")
@@ -1139,9 +1192,11 @@ void bind_lstmp(py::module_& m) {
       },
       py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"),
       py::arg("P"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
-      py::arg("mode"),
+      py::arg("mode"), py::arg("rec_masks") = false, py::arg("zone_h") = false,
+      py::arg("zone_c") = false, py::arg("drop_masks") = false,
       "Bytes of (reserve, scratch) of a projected-LSTM call of the given Mode with the "
-      "active SIMD path and thread count.");
+      "active SIMD path and thread count; the flags say which masks the training "
+      "forward takes (they change both).");
 
   m.def(
       "lstmp_forward",
@@ -1153,15 +1208,16 @@ void bind_lstmp(py::module_& m) {
         if (x.ndim() != 3)
           throw py::value_error("x must be 3-D (T, B, I), got ndim " +
                                 std::to_string(x.ndim()));
-        lstmp_no_masks(rec_masks, zone_h, zone_c, drop_masks, zoneout);
         const auto [H, P] = lstmp_sizes(weights);
         LstmpDesc d = lstmp_desc(x.shape(0), x.shape(1), x.shape(2), H, P, L,
                                  bidirectional, !weights[2].is_none());
         if (is_f64(x))
           return lstmp_forward_impl<double>(d, x, h0, c0, weights, lengths, reserve,
-                                            scratch, train);
+                                            scratch, train, rec_masks, zone_h, zone_c,
+                                            drop_masks, zoneout);
         return lstmp_forward_impl<float>(d, x, h0, c0, weights, lengths, reserve,
-                                         scratch, train);
+                                         scratch, train, rec_masks, zone_h, zone_c,
+                                         drop_masks, zoneout);
       },
       py::arg("num_layers"), py::arg("bidirectional"), py::arg("x"), py::arg("h0"),
       py::arg("c0"), py::arg("weights"), py::arg("lengths"), py::arg("reserve"),

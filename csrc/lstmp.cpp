@@ -67,9 +67,14 @@ struct Lstmp {
 
   struct Reserve {
     Real *x, *h0, *c0;
-    Real* y;    // per layer (T, B, D*P), stride ys
-    Real* xp;   // per (layer, dir) (T, B, 4H), stride xs
-    Real* aux;  // per (layer, dir) (T, B, H): c_t; backward turns it into m_t
+    Real* y;           // per layer (T, B, D*P), stride ys
+    Real* xp;          // per (layer, dir) (T, B, 4H), stride xs
+    Real* aux;         // per (layer, dir) (T, B, H): c~_t; backward turns it into m_t
+    Real* cz;          // zc: per (layer, dir) (T, B, H) the carried c_t (after zoneout)
+    Real* rec;         // rec: per (layer, dir) (B, P), stride B*P
+    uint8_t *zh, *zc;  // zh, zc: per (layer, dir) (T, B, P) / (T, B, H)
+    Real* drop;        // drop: per layer < L-1 (T, B, D*P), stride ys
+    Real* xd;          // drop: per layer < L-1 its output times the mask
     int64_t ys, xs, as;
   };
   struct Scratch {
@@ -79,7 +84,9 @@ struct Lstmp {
     Real *h[2], *c[2];       // compact states; backward: h[0] = sorted h0
     Real* m;                 // forward: compact m_t (B, H)
     Real *dg[2], *dc, *dhc;  // backward: compact dG, dc, dh
-    Real* dH;                // backward: (T, B, P) dL/dh_t of the (layer, dir)
+    Real* dH;                // backward: (T, B, P) dL/dh~_t of the (layer, dir)
+    Real* dhz;               // backward, zh: compact dL/dh~_t (zoned-out units 0)
+    Real* hin;               // rec: forward (B, P) R * h; backward (T, B, P)
     Real* part;              // per thread partial sums between depth blocks
     Real* xp;                // inference: XP of the current (layer, dir)
     Real* yl[2];             // inference: lower layers' outputs
@@ -94,6 +101,7 @@ struct Lstmp {
     Carver c(base);
     Reserve r;
     const int64_t TB = d.T * d.B, LD = d.L * d.D;
+    c.take<int64_t>(kLstmpHeader);  // the bindings' header
     r.x = c.take<Real>(TB * d.I);
     r.h0 = c.take<Real>(LD * d.B * d.P);
     r.c0 = c.take<Real>(LD * d.B * d.H);
@@ -103,6 +111,12 @@ struct Lstmp {
     r.xp = c.take<Real>(r.xs * LD);
     r.as = round16(TB * d.H);
     r.aux = c.take<Real>(r.as * LD);
+    r.cz = c.take<Real>(d.zc ? r.as * LD : 0);
+    r.rec = c.take<Real>(d.rec ? LD * d.B * d.P : 0);
+    r.zh = c.take<uint8_t>(d.zh ? LD * TB * d.P : 0);
+    r.zc = c.take<uint8_t>(d.zc ? LD * TB * d.H : 0);
+    r.drop = c.take<Real>(d.drop ? r.ys * (d.L - 1) : 0);
+    r.xd = c.take<Real>(d.drop ? r.ys * (d.L - 1) : 0);
     if (size) *size = c.used;
     return r;
   }
@@ -129,6 +143,8 @@ struct Lstmp {
     s.dc = c.take<Real>(bwd ? B * H : 0);
     s.dhc = c.take<Real>(bwd ? B * P : 0);
     s.dH = c.take<Real>(bwd ? T * B * P : 0);
+    s.dhz = c.take<Real>(bwd && d.zh ? B * P : 0);
+    s.hin = c.take<Real>(!d.rec || inf ? 0 : bwd ? T * B * P : B * P);
     const int64_t pg = 4 * TU4, p1 = TU1;
     s.part_stride = round16(B * (pg > p1 ? pg : p1));
     s.part = c.take<Real>(int64_t(d.threads) * s.part_stride);
@@ -276,7 +292,32 @@ struct Lstmp {
     Real* aux;        // (T, B, H)
     const Real* dy;   // backward: (T, B, D*P)
     Real* dxin;       // backward: (T, B, I_l)
+    // masks of the (layer, dir) in the reserve, or null (the reserve's copies)
+    const Real* rec;         // (B, P)
+    const uint8_t *zh, *zc;  // (T, B, P), (T, B, H)
+    Real* cz;                // zc: (T, B, H) the carried c_t
+    void set_masks(const LstmpDesc& d, const Reserve& R) {
+      const int64_t TB = d.T * d.B;
+      rec = d.rec ? R.rec + ld * d.B * d.P : nullptr;
+      zh = d.zh ? R.zh + ld * TB * d.P : nullptr;
+      zc = d.zc ? R.zc + ld * TB * d.H : nullptr;
+      cz = d.zc ? R.cz + ld * R.as : nullptr;
+    }
   };
+
+  // prev where the zoneout mask z (n bytes) keeps a unit, next elsewhere.
+  static RNNKIT_INLINE V keep(const uint8_t* z, int64_t n, V prev, V next) {
+    typename Vec<Real>::I k = {};
+    for (int64_t e = 0; e < n; ++e) k[e] = z[e];
+    return k != 0 ? prev : next;
+  }
+
+  // dst[i] = a[i] * b[i] for this thread's share of [0, n).
+  static void mul_part(Real* dst, const Real* a, const Real* b, int64_t n, int tid,
+                       int nth) {
+    const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
+    for (int64_t i = i0; i < i1; ++i) dst[i] = a[i] * b[i];
+  }
 
   struct Call {
     const LstmpDesc& d;
@@ -315,6 +356,13 @@ struct Lstmp {
         copy_part(R.x, a.x, T * B * d.I, tid, nth);
         copy_part(R.h0, a.h0, d.L * D * B * P, tid, nth);
         copy_part(R.c0, a.c0, d.L * D * B * H, tid, nth);
+        for (int64_t ld = 0; ld < d.L * D; ++ld) {  // the masks, for backward
+          if (d.rec) copy_part(R.rec + ld * B * P, a.rec[ld], B * P, tid, nth);
+          if (d.zh) copy_part(R.zh + ld * T * B * P, a.zh[ld], T * B * P, tid, nth);
+          if (d.zc) copy_part(R.zc + ld * T * B * H, a.zc[ld], T * B * H, tid, nth);
+        }
+        for (int64_t l = 0; d.drop && l + 1 < d.L; ++l)
+          copy_part(R.drop + l * R.ys, a.drop[l], T * B * DP, tid, nth);
         x = R.x;
         tm.sync();
       }
@@ -322,11 +370,15 @@ struct Lstmp {
         Pass p{};
         p.l = l;
         p.in = d.in_size(l);
-        p.xin = l == 0 ? x : train ? R.y + (l - 1) * R.ys : S.yl[(l - 1) & 1];
+        p.xin = l == 0   ? x
+                : !train ? S.yl[(l - 1) & 1]
+                : d.drop ? R.xd + (l - 1) * R.ys
+                         : R.y + (l - 1) * R.ys;
         p.y = train ? R.y + l * R.ys : l == d.L - 1 ? a.y : S.yl[l & 1];
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
+          p.set_masks(d, R);
           p.w = a.weights + kLstmpWeights * p.ld;
           p.xp = train ? R.xp + p.ld * R.xs : S.xp;
           p.aux = train ? R.aux + p.ld * R.as : nullptr;
@@ -347,9 +399,17 @@ struct Lstmp {
               S.h[0][r * P + j] = a.h0[(p.ld * B + b) * P + j];
             for (int64_t j = 0; j < H; ++j)
               S.c[0][r * H + j] = a.c0[(p.ld * B + b) * H + j];
+            if (p.rec)  // h_in = R * h0
+              for (int64_t j = 0; j < P; ++j)
+                S.hin[r * P + j] = S.h[0][r * P + j] * p.rec[b * P + j];
           }
           tm.sync();
           time_loop_forward(c, p, tm);
+          tm.sync();
+        }
+        if (train && d.drop && l + 1 < d.L) {  // the next layer reads y * mask
+          mul_part(R.xd + l * R.ys, R.y + l * R.ys, R.drop + l * R.ys, T * B * DP, tid,
+                   nth);
           tm.sync();
         }
       }
@@ -369,13 +429,15 @@ struct Lstmp {
     Real *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
     Real* m = S.m;
     const Real* bx = S.bx;
+    const Real zo = train ? Real(0) : c.a.zoneout;  // inference: zoneout's mean
+    const Real* hin = p.rec ? S.hin : nullptr;
     for (int64_t s = 0; s < c.smax; ++s) {
       const int64_t nact = S.nact[s];
       if (s > 0) save_final(c, sh, hcur, ccur, nact, S.nact[s - 1], p.ld);
       // gates, c_t and m_t = o * tanh(c_t) of this thread's units
       for (int64_t u = sh.a0; u < sh.a1; ++u) {
         const Real* wt = S.wg + u * P * 4 * TU4;
-        product<Tg>(wt, hcur, P, P, nact, sh, part,
+        product<Tg>(wt, hin ? hin : hcur, P, P, nact, sh, part,
                     [&](int64_t r0, int64_t mr, V(&acc)[Tg::MR][1][4]) {
                       const int64_t j = u * TU4, n = min64(VL, H - j);
                       for (int64_t i = 0; i < mr; ++i) {
@@ -391,7 +453,14 @@ struct Lstmp {
                         const V cn = fg * loadn(ccur + r * H + j, n) +
                                      ig * gg;                      // c_t = f c + i g
                         storen(m + r * H + j, og * vtanh(cn), n);  // m_t = o tanh c_t
-                        storen(cnext + r * H + j, cn, n);
+                        V cc = cn;  // the carried c_t: zoneout keeps c_{t-1}
+                        if (p.zc)
+                          cc = keep(p.zc + (t * B + b) * H + j, n,
+                                    loadn(ccur + r * H + j, n), cn);
+                        else if (zo != Real(0))
+                          cc = zo * loadn(ccur + r * H + j, n) + (Real(1) - zo) * cn;
+                        storen(cnext + r * H + j, cc, n);
+                        if (p.cz) storen(p.cz + (t * B + b) * H + j, cc, n);
                         if (train) {
                           storen(xp + j, ig, n);
                           storen(xp + H + j, fg, n);
@@ -406,19 +475,27 @@ struct Lstmp {
       // h_t = m_t W_hr^T
       for (int64_t u = sh.b0; u < sh.b1; ++u) {
         const Real* wt = S.wr + u * H * TU1;
-        product<T1>(wt, m, H, H, nact, sh, part,
-                    [&](int64_t r0, int64_t mr, V(&acc)[T1::MR][T1::NV][1]) {
-                      for (int64_t i = 0; i < mr; ++i) {
-                        const int64_t r = r0 + i, b = S.perm[r],
-                                      t = time_of(S, r, s, rev);
-                        for (int64_t v = 0; v < T1::NV; ++v) {
-                          const int64_t j = u * TU1 + v * VL, n = min64(VL, P - j);
-                          if (n <= 0) break;
-                          storen(hnext + r * P + j, acc[i][v][0], n);
-                          storen(p.y + (t * B + b) * DP + dir * P + j, acc[i][v][0], n);
-                        }
-                      }
-                    });
+        product<T1>(
+            wt, m, H, H, nact, sh, part,
+            [&](int64_t r0, int64_t mr, V(&acc)[T1::MR][T1::NV][1]) {
+              for (int64_t i = 0; i < mr; ++i) {
+                const int64_t r = r0 + i, b = S.perm[r], t = time_of(S, r, s, rev);
+                for (int64_t v = 0; v < T1::NV; ++v) {
+                  const int64_t j = u * TU1 + v * VL, n = min64(VL, P - j);
+                  if (n <= 0) break;
+                  V h = acc[i][v][0];  // zoneout keeps h_{t-1}
+                  if (p.zh)
+                    h = keep(p.zh + (t * B + b) * P + j, n, loadn(hcur + r * P + j, n),
+                             h);
+                  else if (zo != Real(0))
+                    h = zo * loadn(hcur + r * P + j, n) + (Real(1) - zo) * h;
+                  storen(hnext + r * P + j, h, n);
+                  storen(p.y + (t * B + b) * DP + dir * P + j, h, n);
+                  if (hin)  // the next step's gates read R * h_t
+                    storen(S.hin + r * P + j, h * loadn(p.rec + b * P + j, n), n);
+                }
+              }
+            });
       }
       if (sh.sync) tm.sync();
       Real* tmp = hcur;
@@ -471,11 +548,17 @@ struct Lstmp {
         p.in = d.in_size(l);
         p.dy = l == d.L - 1 ? a.dy : S.dyl[l & 1];
         p.dxin = l == 0 ? a.dx : S.dyl[(l - 1) & 1];
-        p.xin = l == 0 ? R.x : R.y + (l - 1) * R.ys;
+        p.xin = l == 0 ? R.x : d.drop ? R.xd + (l - 1) * R.ys : R.y + (l - 1) * R.ys;
         p.y = R.y + l * R.ys;
+        if (d.drop && l + 1 < d.L) {  // through the dropout on this layer's output
+          Real* dyl = S.dyl[l & 1];
+          mul_part(dyl, dyl, R.drop + l * R.ys, T * B * D * P, tid, nth);
+          tm.sync();
+        }
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
+          p.set_masks(d, R);
           p.w = a.weights + kLstmpWeights * p.ld;
           p.dw = a.dweights + kLstmpWeights * p.ld;
           p.xp = R.xp + p.ld * R.xs;
@@ -485,7 +568,8 @@ struct Lstmp {
           for (int64_t r = tid; r < B; r += nth) {      // sorted h0 for dW_hh
             const int64_t b = S.perm[r];
             for (int64_t j = 0; j < P; ++j)
-              S.h[0][r * P + j] = R.h0[(p.ld * B + b) * P + j];
+              S.h[0][r * P + j] =
+                  R.h0[(p.ld * B + b) * P + j] * (p.rec ? p.rec[b * P + j] : Real(1));
           }
           tm.sync();
           const Real* dg0 = time_loop_backward(c, p, tm);
@@ -532,8 +616,16 @@ struct Lstmp {
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
       if (!sh.idle) {
         // dh_t = dy_t + dG_{t+1} W_hh   (h_{t+1} gates read h_t through W_hh)
-        auto finish_dh = [&](int64_t r, int64_t j, int64_t n, V dh) {
+        // With masks: h_in = R * h_t, and zoneout's h_{t+1} = h_t where z_{t+1}.
+        auto finish_dh = [&](int64_t r, int64_t j, int64_t n, V dh, bool carried) {
           const int64_t b = S.perm[r];
+          if (carried) {
+            if (p.rec) dh *= loadn(p.rec + b * P + j, n);
+            if (p.zh) {
+              const int64_t tn = time_of(S, r, step + 1, rev) * B + b;
+              dh += keep(p.zh + tn * P + j, n, loadn(dhc + r * P + j, n), V{});
+            }
+          }
           if (step < 0) {
             storen(a.dh0 + (ld * B + b) * P + j, dh, n);
             return;
@@ -541,7 +633,12 @@ struct Lstmp {
           const int64_t tb = time_of(S, r, step, rev) * B + b;
           dh += loadn(p.dy + tb * DP + dir * P + j, n);
           storen(dhc + r * P + j, dh, n);
-          storen(S.dH + tb * P + j, dh, n);
+          V dz = dh;  // dL/dh~_t: zoned-out units take no gradient from h_t
+          if (p.zh) {
+            dz = keep(p.zh + tb * P + j, n, V{}, dh);
+            storen(S.dhz + r * P + j, dz, n);
+          }
+          storen(S.dH + tb * P + j, dz, n);
         };
         for (int64_t u = sh.a0; u < sh.a1; ++u) {
           const Real* wt = S.wg + u * GH * TU1;
@@ -552,7 +649,7 @@ struct Lstmp {
                             for (int64_t v = 0; v < T1::NV; ++v) {
                               const int64_t j = u * TU1 + v * VL, n = min64(VL, P - j);
                               if (n <= 0) break;
-                              finish_dh(r0 + i, j, n, acc[i][v][0]);
+                              finish_dh(r0 + i, j, n, acc[i][v][0], true);
                             }
                         });
         }
@@ -561,7 +658,7 @@ struct Lstmp {
           const int64_t b = S.perm[r];
           for (int64_t j = pj0; j < pj1; j += VL) {
             const int64_t n = min64(VL, pj1 - j);
-            finish_dh(r, j, n, loadn(a.dhn + (ld * B + b) * P + j, n));
+            finish_dh(r, j, n, loadn(a.dhn + (ld * B + b) * P + j, n), false);
           }
           for (int64_t j = hj0; j < hj1; j += VL) {
             const int64_t n = min64(VL, hj1 - j);
@@ -585,7 +682,7 @@ struct Lstmp {
         for (int64_t u = sh.b0; u < sh.b1; ++u) {
           const Real* wt = S.wr + u * P * TU1;
           product<T1>(
-              wt, dhc, P, P, nact, sh, part,
+              wt, p.zh ? S.dhz : dhc, P, P, nact, sh, part,
               [&](int64_t r0, int64_t mr, V(&acc)[T1::MR][T1::NV][1]) {
                 for (int64_t i = 0; i < mr; ++i) {
                   const int64_t r = r0 + i, b = S.perm[r];
@@ -593,8 +690,10 @@ struct Lstmp {
                   const int64_t tp = rev ? t + 1 : t - 1;
                   Real* xp = p.xp + tb * GH;
                   Real* ct = p.aux + tb * H;
-                  const Real* cp =
-                      step == 0 ? R.c0 + (ld * B + b) * H : p.aux + (tp * B + b) * H;
+                  const Real* cp = step == 0 ? R.c0 + (ld * B + b) * H
+                                   : p.cz    ? p.cz + (tp * B + b) * H
+                                             : p.aux + (tp * B + b) * H;
+                  const uint8_t* zc = p.zc ? p.zc + tb * H : nullptr;
                   for (int64_t v = 0; v < T1::NV; ++v) {
                     const int64_t j = u * TU1 + v * VL, n = min64(VL, H - j);
                     if (n <= 0) break;
@@ -605,11 +704,15 @@ struct Lstmp {
                     const V tc = vtanh(loadn(ct + j, n));
                     // m_t = o * tanh(c_t)
                     const V dout = dm * tc;
-                    const V dct =
-                        loadn(dc + r * H + j, n) + dm * og * (Real(1) - tc * tc);
-                    // c_t = f * c_{t-1} + i * g
+                    // zoneout: c_t = c_{t-1} where z, else c~_t
+                    const V dcin = loadn(dc + r * H + j, n);
+                    const V dcz = zc ? keep(zc + j, n, V{}, dcin) : dcin;
+                    const V dct = dcz + dm * og * (Real(1) - tc * tc);
+                    // c~_t = f * c_{t-1} + i * g
                     const V di = dct * gg, dgg = dct * ig, df = dct * loadn(cp + j, n);
-                    storen(dc + r * H + j, dct * fg, n);
+                    V dcp = dct * fg;
+                    if (zc) dcp += keep(zc + j, n, dcin, V{});
+                    storen(dc + r * H + j, dcp, n);
                     const V dpre[4] = {
                         di * ig * (Real(1) - ig), df * fg * (Real(1) - fg),
                         dgg * (Real(1) - gg * gg), dout * og * (Real(1) - og)};
@@ -652,10 +755,21 @@ struct Lstmp {
                nth);
     // dW_hh += dG^T h_prev: h_prev of step t is y_{t-1} (reverse: y_{t+1}), zero
     // past a row's end; the first step's h0 term from dg0 and the sorted h0
+    // With recurrent dropout the gates read h_in = R * h_prev: S.hin (T, B, P).
+    const Real* hsrc = p.y + dir * P;
+    int64_t ldh = DP;
+    if (p.rec) {
+      for (int64_t tb = TB * tid / nth; tb < TB * (tid + 1) / nth; ++tb)
+        for (int64_t j = 0; j < P; ++j)
+          S.hin[tb * P + j] = hsrc[tb * DP + j] * p.rec[(tb % B) * P + j];
+      tm.sync();
+      hsrc = S.hin;
+      ldh = P;
+    }
     const int64_t K = (T - 1) * B;
     const Real* dgx_t = dir == 0 ? dgx + B * GH : dgx;
-    const Real* y_t = dir == 0 ? p.y + dir * P : p.y + B * DP + dir * P;
-    gemm<Real>(GH, P, K, dgx_t, 1, GH, y_t, DP, 1, dw[1], P, true, S.pack, bar, tid,
+    const Real* y_t = dir == 0 ? hsrc : hsrc + B * ldh;
+    gemm<Real>(GH, P, K, dgx_t, 1, GH, y_t, ldh, 1, dw[1], P, true, S.pack, bar, tid,
                nth);
     gemm<Real>(GH, P, B, dg0, 1, GH, S.h[0], P, 1, dw[1], P, true, S.pack, bar, tid,
                nth);

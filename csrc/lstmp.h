@@ -20,14 +20,32 @@
 
 namespace rnnkit {
 
+//
+// Masks (the options' contract, reference/options.py; training only, in real
+// time, indexed by the original row b), each kind given for every (layer,
+// direction) or not at all:
+//   rec   (B, P) per l*D + d, multipliers on h_{t-1} entering W_hh
+//         (recurrent dropout): gates read R * h_{t-1}
+//   zh    (T, B, P) uint8 per l*D + d, 1 = h keeps h_{t-1} (zoneout)
+//   zc    (T, B, H) uint8 per l*D + d, 1 = c keeps c_{t-1} (zoneout); m_t
+//         reads the new c~_t
+//   drop  (T, B, D*P) per layer l < L-1, multipliers on its output (dropout)
+// Inference takes no mask; zoneout > 0 there uses the expectation
+// h_t = p h_{t-1} + (1 - p) h~_t (and c alike).
 struct LstmpDesc {
   int64_t T = 0, B = 0, I = 0, H = 0, P = 0, L = 1, D = 1;
   bool bias = true;
+  bool rec = false, zh = false, zc = false, drop = false;  // masks given
   int threads = 1;
   int64_t in_size(int64_t layer) const { return layer == 0 ? I : D * P; }
 };
 
 constexpr int kLstmpWeights = 5;  // W_ih, W_hh, b_ih, b_hh, W_hr
+
+// The reserve opens with kLstmpHeader int64 that the bindings fill in a
+// training forward (sizes and masks) and check in its backward; the kernels
+// skip them.
+constexpr int64_t kLstmpHeader = 16;
 
 // Pointers for one call; as RnnArgs (common.h) with h, y P wide and c H wide.
 // Backward overwrites dx, dh0, dc0 and ADDS into dweights (zeroing them is the
@@ -51,6 +69,12 @@ struct LstmpArgs {
   const Real* dy = nullptr;          // (T, B, D*P)
   const Real* dhn = nullptr;         // (L*D, B, P)
   const Real* dcn = nullptr;         // (L*D, B, H)
+  // masks (forward, training; copied into the reserve for backward)
+  const Real* const* rec = nullptr;    // L*D of (B, P)
+  const uint8_t* const* zh = nullptr;  // L*D of (T, B, P)
+  const uint8_t* const* zc = nullptr;  // L*D of (T, B, H)
+  const Real* const* drop = nullptr;   // L-1 of (T, B, D*P)
+  Real zoneout = 0;                    // inference: expectation of zoneout
   bool train = false;
 };
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
+from _helpers import fd_gradient
 from conftest import FD_TOL, tol
 from rnnkit import _core, _lstmp
 from rnnkit import reference as ref
-from rnnkit.reference.options import CellMasks, Masks
+from rnnkit.reference.options import CellMasks, Masks, Options, draw_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,24 +91,32 @@ def make_inputs(case: PCase, dtype: str, rng: np.random.Generator) -> dict[str, 
     }
 
 
-def run_kernel(layer: Any, inp: dict[str, Any]) -> dict[str, np.ndarray]:
+def run_kernel(
+    layer: Any, inp: dict[str, Any], masks: Masks | None = None
+) -> dict[str, np.ndarray]:
     layer.zero_grad()
     y, hn, cn, ctx = _lstmp.forward(
-        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, None
+        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, masks
     )
-    yi, hni, cni, none = _lstmp.forward(
-        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], False, None
-    )
-    assert none is None
-    for a, b in ((y, yi), (hn, hni), (cn, cni)):  # inference == training forward
-        np.testing.assert_array_equal(a, b)
+    if masks is None:  # inference == training forward
+        yi, hni, cni, none = _lstmp.forward(
+            layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], False, None
+        )
+        assert none is None
+        for a, b in ((y, yi), (hn, hni), (cn, cni)):
+            np.testing.assert_array_equal(a, b)
     dx, dh0, dc0 = _lstmp.backward(layer, ctx, inp["dy"], inp["dhn"], inp["dcn"])
     out = {"y": y, "h_n": hn, "c_n": cn, "dx": dx, "dh0": dh0, "dc0": dc0}
     out.update({"grad " + k: np.array(v) for k, v in layer.grads.items()})
     return out
 
 
-def run_reference(layer: Any, inp: dict[str, Any]) -> dict[str, np.ndarray]:
+def run_reference(
+    layer: Any,
+    inp: dict[str, Any],
+    masks: Masks | None = None,
+    options: Options | None = None,
+) -> dict[str, np.ndarray]:
     y, hn, cn, cache = ref.forward(
         "lstm",
         inp["x"],
@@ -118,8 +127,10 @@ def run_reference(layer: Any, inp: dict[str, Any]) -> dict[str, np.ndarray]:
         bidirectional=layer.bidirectional,
         lengths=inp["lengths"],
         train=True,
-        options=layer.options,
+        options=options or layer.options,
+        masks=masks,
     )
+    assert cache is not None
     grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
     dx, dh0, dc0 = ref.backward(cache, inp["dy"], inp["dhn"], inp["dcn"], grads)
     out = {"y": y, "h_n": hn, "c_n": cn, "dx": dx, "dh0": dh0, "dc0": dc0}
@@ -366,14 +377,23 @@ BAD = PCase(4, 3, 5, 8, 3, L=2, bidir=True)
         ({"reserve": np.empty(8, np.uint8)}, ValueError, "reserve must have at least"),
         ({"scratch": np.empty(8, np.uint8)}, ValueError, "scratch must have at least"),
         ({"reserve": None}, ValueError, "reserve is required"),
-        ({"rec_masks": [np.ones((3, 3))] * 4}, ValueError, "rec_masks: .* masks"),
+        ({"rec_masks": [np.ones((3, 3))] * 3}, ValueError, "rec_masks must hold 4"),
+        ({"rec_masks": [np.ones((3, 3))] * 3 + [None]}, ValueError, "must hold 4"),
+        ({"rec_masks": [np.ones((3, 4))] * 4}, ValueError, r"rec_masks\[0\] must have"),
+        ({"rec_masks": [np.ones((3, 3), np.float32)] * 4}, TypeError, "dtype float64"),
         (
-            {"zone_h": [np.zeros((4, 3, 3), np.uint8)] * 4},
-            ValueError,
-            "zone_h: .* masks",
+            {"zone_h": [np.zeros((4, 3, 3), bool)] * 4},
+            TypeError,
+            r"zone_h\[0\] must have dtype uint8",
         ),
-        ({"drop_masks": [np.ones((4, 3, 6))]}, ValueError, "drop_masks: .* masks"),
-        ({"zoneout": 0.1}, ValueError, "zoneout"),
+        ({"zone_c": [np.zeros((4, 3, 3), np.uint8)] * 4}, ValueError, r"\(4, 3, 8\)"),
+        ({"drop_masks": [np.ones((4, 3, 3))]}, ValueError, r"drop_masks\[0\] must"),
+        (
+            {"train": False, "reserve": None, "drop_masks": [np.ones((4, 3, 6))]},
+            ValueError,
+            "drop_masks: masks belong to a training forward",
+        ),
+        ({"zoneout": 1.0}, ValueError, r"zoneout must be in \[0, 1\)"),
     ],
 )
 def test_bad_input(over: dict, exc: type, match: str) -> None:
@@ -441,13 +461,178 @@ def test_bad_backward_gradient_buffer(rng: np.random.Generator) -> None:
         )
 
 
-def test_adapter_refuses_masks(rng: np.random.Generator) -> None:
+def test_reserve_header_is_checked(rng: np.random.Generator) -> None:
+    """A backward whose reserve came from another problem fails by name."""
+    layer = make_layer(BAD, "float64")
+    inp = make_inputs(BAD, "float64", rng)
+    _, _, _, ctx = _lstmp.forward(
+        layer, inp["x"], inp["h0"], inp["c0"], None, True, None
+    )
+    other = dataclasses.replace(BAD, H=9)
+    lo = make_layer(other, "float64")
+    io = make_inputs(other, "float64", rng)
+    _, _, _, octx = _lstmp.forward(lo, io["x"], io["h0"], io["c0"], None, True, None)
+    big = np.empty(1 << 22, np.uint8)
+    with pytest.raises(ValueError, match="H=9 there, 8 here"):
+        _core.lstmp_backward(
+            2,
+            True,
+            5,
+            inp["dy"],
+            inp["dhn"],
+            inp["dcn"],
+            ctx.weights,
+            _lstmp.weight_list(layer, layer.grads),
+            None,
+            octx.reserve,
+            big,
+        )
+    with pytest.raises(ValueError, match="holds no projected-LSTM forward"):
+        _core.lstmp_backward(
+            2,
+            True,
+            5,
+            inp["dy"],
+            inp["dhn"],
+            inp["dcn"],
+            ctx.weights,
+            _lstmp.weight_list(layer, layer.grads),
+            None,
+            np.zeros_like(ctx.reserve),
+            big,
+        )
+
+
+# ------------------------------------------------------------------ masks
+MASK_OPTIONS = {
+    "recurrent_dropout": {"recurrent_dropout": 0.3},
+    "zoneout": {"zoneout": 0.3},
+    "dropout": {"dropout": 0.4},
+    "all": {"recurrent_dropout": 0.25, "zoneout": 0.2, "dropout": 0.3},
+}
+
+
+def masks_for(case: PCase, rates: dict, dtype: str, rng: np.random.Generator):
+    opts = Options(proj_size=case.P, **rates)
+    masks = draw_masks(
+        opts,
+        rng,
+        cell="lstm",
+        T=case.T,
+        B=case.B,
+        H=case.H,
+        num_layers=case.L,
+        num_directions=case.D,
+        dtype=np.dtype(dtype),
+    )
+    return opts, masks
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rates", list(MASK_OPTIONS), ids=str)
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[6]], ids=str)
+def test_masks_match_reference(
+    case: PCase, rates: str, dtype: str, rng: np.random.Generator
+) -> None:
+    layer = make_layer(case, dtype)
+    inp = make_inputs(case, dtype, rng)
+    opts, masks = masks_for(case, MASK_OPTIONS[rates], dtype, rng)
+    got = run_kernel(layer, inp, masks)
+    want = run_reference(layer, inp, masks, opts)
+    assert_close(got, want, dtype, f"{case} {rates}")
+    plain = run_kernel(layer, inp)
+    moot = rates == "dropout" and case.L == 1  # dropout acts between layers only
+    assert moot == np.allclose(got["y"], plain["y"])  # the masks did something
+
+
+@pytest.mark.filterwarnings("ignore:set_num_threads.*more threads than")
+def test_masks_every_simd_path_and_thread_count(
+    rng: np.random.Generator, restore_config: Any
+) -> None:
+    from rnnkit._config import set_adaptive_threads
+
+    set_adaptive_threads(False)
+    for case in (CASES[5], CASES[6]):
+        layer = make_layer(case, "float32")
+        inp = make_inputs(case, "float32", rng)
+        opts, masks = masks_for(case, MASK_OPTIONS["all"], "float32", rng)
+        want = run_reference(layer, inp, masks, opts)
+        for simd in rk.simd_paths():
+            rk.set_simd(simd)
+            res = {}
+            for n in (1, 2, 3):
+                rk.set_num_threads(n)
+                res[n] = run_kernel(layer, inp, masks)
+            assert_equal(res[2], res[1], f"{simd} masks: 2 vs 1 threads")
+            assert_equal(res[3], res[1], f"{simd} masks: 3 vs 1 threads")
+            assert_close(res[1], want, "float32", f"{simd} masks vs reference")
+
+
+def test_masks_vs_finite_differences(rng: np.random.Generator) -> None:
+    """With fixed masks every option is deterministic: gradients by differences."""
+    case = PCase(3, 2, 3, 5, 3, L=2, bidir=True, lengths=True)
+    layer = make_layer(case, "float64")
+    inp = make_inputs(case, "float64", rng)
+    inp["lengths"] = np.array([3, 2], dtype=np.int64)
+    _, masks = masks_for(case, MASK_OPTIONS["all"], "float64", rng)
+    wy, wh, wc = inp["dy"], inp["dhn"], inp["dcn"]
+
+    def loss() -> float:
+        y, hn, cn, _ = _lstmp.forward(
+            layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, masks
+        )
+        return float((y * wy).sum() + (hn * wh).sum() + (cn * wc).sum())
+
+    got = run_kernel(layer, inp, masks)
+    eps, rtol, atol = FD_TOL["eps"], FD_TOL["rtol"], FD_TOL["atol"]
+    arrays = {"dx": inp["x"], "dh0": inp["h0"], "dc0": inp["c0"]}
+    arrays.update({"grad " + k: v for k, v in layer.params.items()})
+    for name, arr in arrays.items():
+        g = fd_gradient(loss, arr, eps=eps)
+        np.testing.assert_allclose(got[name], g, rtol=rtol, atol=atol, err_msg=name)
+
+
+def test_zoneout_inference_is_the_expectation(rng: np.random.Generator) -> None:
+    case = CASES[1]
+    for dtype in ("float32", "float64"):
+        layer = ref.LSTM(
+            case.I,
+            case.H,
+            num_layers=case.L,
+            bidirectional=True,
+            proj_size=case.P,
+            zoneout=0.3,
+            dtype=dtype,
+            seed=1,
+        )
+        inp = make_inputs(case, dtype, rng)
+        y, hn, cn, ctx = _lstmp.forward(
+            layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], False, None
+        )
+        assert ctx is None
+        ry, rhn, rcn, _ = ref.forward(
+            "lstm",
+            inp["x"],
+            inp["h0"],
+            inp["c0"],
+            layer.params,
+            num_layers=case.L,
+            bidirectional=True,
+            lengths=inp["lengths"],
+            train=False,
+            options=layer.options,
+        )
+        rtol, atol = tol(dtype, "out")
+        for a, b in ((y, ry), (hn, rhn), (cn, rcn)):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def test_adapter_masks_at_inference_are_ignored(rng: np.random.Generator) -> None:
+    """Inference draws and takes no mask (the reference's rule)."""
     case = CASES[0]
     layer = make_layer(case, "float64")
     inp = make_inputs(case, "float64", rng)
-    masks = Masks(cells=[CellMasks(recurrent=np.ones((case.B, case.P)))], dropout=[])
-    with pytest.raises(ValueError, match="rec_masks"):
-        _lstmp.forward(layer, inp["x"], inp["h0"], inp["c0"], None, True, masks)
-    empty = Masks(cells=[CellMasks()], dropout=[])  # no mask: runs
-    y, *_ = _lstmp.forward(layer, inp["x"], inp["h0"], inp["c0"], None, True, empty)
-    assert y.shape == (case.T, case.B, case.P)
+    masks = Masks(cells=[CellMasks(recurrent=np.zeros((case.B, case.P)))], dropout=[])
+    y, *_ = _lstmp.forward(layer, inp["x"], inp["h0"], inp["c0"], None, False, masks)
+    y0, *_ = _lstmp.forward(layer, inp["x"], inp["h0"], inp["c0"], None, False, None)
+    np.testing.assert_array_equal(y, y0)

@@ -222,8 +222,13 @@ def lstmp_workspace_size(
     bidirectional: bool,
     bias: bool,
     mode: Mode,
+    rec_masks: bool = False,
+    zone_h: bool = False,
+    zone_c: bool = False,
+    drop_masks: bool = False,
 ) -> tuple[int, int]:
-    """Bytes of (reserve, scratch) of a projected-LSTM call of ``mode``."""
+    """Bytes of (reserve, scratch) of a projected-LSTM call of ``mode``; the flags
+    say which masks the training forward takes."""
 
 def lstmp_forward(
     num_layers: int,
@@ -244,8 +249,9 @@ def lstmp_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs the stacked projected LSTM over x (T, B, I): (y, h_n, c_n).
 
-    y (T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H). Masks are not fused yet:
-    any mask, or zoneout != 0, raises ValueError.
+    y (T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H). Masks (training only, real
+    time): rec_masks L*D of (B, P), zone_h L*D uint8 (T, B, P), zone_c L*D uint8
+    (T, B, H), drop_masks L-1 of (T, B, D*P); zoneout is the inference expectation.
     """
 
 def lstmp_backward(

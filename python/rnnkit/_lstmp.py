@@ -15,8 +15,10 @@ training and ``layer.params`` at inference.
 ``rnnkit.reference.LSTM`` both are). The layer has validated and converted every
 array (time-major, C-contiguous, its dtype).
 
-Masks (``recurrent_dropout``, ``zoneout``, ``dropout`` between layers) are not
-fused into this kernel yet: :func:`forward` refuses them with a ValueError.
+Masks (``recurrent_dropout``, ``zoneout``, ``dropout`` between layers; the contract
+of :mod:`rnnkit.reference.options`) come as a :class:`~rnnkit.reference.options.Masks`
+(or anything with ``cells`` and ``dropout`` alike) in a training forward and run
+inside the fused steps; at inference ``options.zoneout`` gives the expectation.
 
 Shapes
 ------
@@ -61,6 +63,7 @@ class LstmpCtx:
     lengths: np.ndarray | None
     reserve: np.ndarray
     weights: list[np.ndarray | None]  # the forward's (a copy, see _forward_params)
+    flags: dict[str, bool]  # which masks the forward took (they size the scratch)
 
 
 def proj_size(layer: Any) -> int:
@@ -101,13 +104,27 @@ def _sizes(
     )
 
 
+def _workspace(
+    layer: Any, T: int, B: int, mode: Any, flags: dict[str, bool]
+) -> tuple[int, int]:
+    """(reserve, scratch) bytes of a call with the masks ``flags`` names."""
+    return _core.lstmp_workspace_size(
+        *_sizes(layer, T, B),
+        mode,
+        rec_masks=flags["rec_masks"],
+        zone_h=flags["zone_h"],
+        zone_c=flags["zone_c"],
+        drop_masks=flags["drop_masks"],
+    )
+
+
 def _masks(masks: Any) -> dict[str, Any]:
     """The mask keywords of ``_core.lstmp_forward`` from a reference-style
     :class:`~rnnkit.reference.options.Masks` (or None)."""
     if masks is None:
         return {}
     cells = list(getattr(masks, "cells", []))
-    return {
+    out: dict[str, Any] = {
         "rec_masks": [c.recurrent for c in cells],
         "zone_h": [
             None if c.zoneout_h is None else c.zoneout_h.view(np.uint8) for c in cells
@@ -117,6 +134,7 @@ def _masks(masks: Any) -> dict[str, Any]:
         ],
         "drop_masks": list(getattr(masks, "dropout", [])),
     }
+    return {k: v for k, v in out.items() if any(m is not None for m in v)}
 
 
 def forward(
@@ -130,8 +148,8 @@ def forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LstmpCtx | None]:
     """Runs the projected LSTM ``layer`` over ``x``: ``(y, h_n, c_n, ctx)``.
 
-    ``ctx`` (None at inference) is what :func:`backward` needs; ``masks`` must be
-    None or hold no mask (the kernel does not fuse them yet: ValueError).
+    ``ctx`` (None at inference) is what :func:`backward` needs; ``masks`` (a
+    training forward's, real time) may be None; inference takes none.
 
     Shapes
     ------
@@ -139,9 +157,9 @@ def forward(
     """
     T, B = x.shape[0], x.shape[1]
     mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
-    reserve_bytes, scratch_bytes = _core.lstmp_workspace_size(
-        *_sizes(layer, T, B), mode
-    )
+    given = _masks(masks) if train else {}
+    flags = {k: k in given for k in ("rec_masks", "zone_h", "zone_c", "drop_masks")}
+    reserve_bytes, scratch_bytes = _workspace(layer, T, B, mode, flags)
     reserve = None
     if train:
         # reused across calls: a new training forward ends the previous one
@@ -164,12 +182,12 @@ def forward(
         scratch,
         train,
         zoneout=0.0 if train else zoneout,
-        **_masks(masks),
+        **given,
     )
     ctx = None
     if train:
         assert reserve is not None
-        ctx = LstmpCtx(T, B, lengths, reserve, weights)
+        ctx = LstmpCtx(T, B, lengths, reserve, weights, flags)
     return y, hn, cn, ctx
 
 
@@ -188,9 +206,7 @@ def backward(
     dy (T, B, D*P), dh_n (L*D, B, P), dc_n (L*D, B, H)
     -> dx (T, B, I), dh0 (L*D, B, P), dc0 (L*D, B, H).
     """
-    _, scratch_bytes = _core.lstmp_workspace_size(
-        *_sizes(layer, ctx.T, ctx.B), _core.Mode.BACKWARD
-    )
+    _, scratch_bytes = _workspace(layer, ctx.T, ctx.B, _core.Mode.BACKWARD, ctx.flags)
     scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
     dx, dh0, dc0 = _core.lstmp_backward(
         layer.num_layers,
