@@ -16,6 +16,14 @@
 // GEMM over all steps: dx = dG W_ih, dW_ih += dG^T x, dW_hh += dG^T h_prev,
 // dW_hr += dH^T m, biases += column sums of dG.
 //
+// Masks (lstmp.h; the options' contract): a training forward copies them into
+// the reserve and backward reads them there. Recurrent dropout: the gates read
+// a compact R * h kept next to h (dW_hh then uses R * y_{t-1}). Zoneout: the
+// projection's epilogue selects h_{t-1} where z, the gate epilogue c_{t-1}
+// (the carried c_t is kept apart from c~_t, which m_t reads); backward routes
+// dh and dc around the cell where a unit was zoned out. Dropout between layers:
+// layer k+1 reads y_k * mask (kept), and dL/dy_k is multiplied by it.
+//
 // Variable lengths and threads as recurrent.h: rows sorted by decreasing
 // length (the running rows are a prefix), one OpenMP region per call, threads
 // own disjoint tiles of units (a barrier after each of the two products of a
