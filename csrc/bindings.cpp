@@ -761,6 +761,8 @@ void bind_blocks(py::module_& m) {
 
 }  // namespace
 
+void bind_lstmp(py::module_& m);  // the projected LSTM, at the end of this file
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnkit compiled kernels (use the Python API in rnnkit, not this module)";
   m.attr("__version__") = RNNKIT_VERSION;
@@ -852,6 +854,7 @@ PYBIND11_MODULE(_core, m) {
       "into dweights and returns (dx, dh0, dc0 or None).");
 
   bind_blocks(m);
+  bind_lstmp(m);
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
 
@@ -945,4 +948,311 @@ PYBIND11_MODULE(_core, m) {
     info["max_threads"] = omp_get_max_threads();
     return info;
   });
+}
+
+// ------------------------------------------------------ the projected LSTM
+// lstmp_workspace_size / lstmp_forward / lstmp_backward (csrc/lstmp.h): weights
+// are 5 per (layer, direction): W_ih, W_hh, b_ih, b_hh, W_hr.
+namespace {
+
+using rnnkit::LstmpArgs;
+using rnnkit::LstmpDesc;
+
+LstmpDesc lstmp_desc(int64_t T, int64_t B, int64_t I, int64_t H, int64_t P, int64_t L,
+                     bool bidirectional, bool bias) {
+  LstmpDesc d;
+  d.T = T, d.B = B, d.I = I, d.H = H, d.P = P, d.L = L, d.D = bidirectional ? 2 : 1;
+  d.bias = bias;
+  d.threads = num_threads();
+  if (T < 1 || B < 1 || I < 1 || H < 1 || L < 1)
+    throw py::value_error(
+        "T, B, I, H and num_layers must be >= 1, got T=" + std::to_string(T) +
+        ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
+        ", H=" + std::to_string(H) + ", num_layers=" + std::to_string(L));
+  if (P < 1 || P >= H)
+    throw py::value_error("proj_size must be in [1, hidden_size=" + std::to_string(H) +
+                          "), got " + std::to_string(P));
+  return d;
+}
+
+std::string lstmp_param_name(int kind, int64_t l, int64_t dir) {
+  if (kind < 4) return param_name(kind, l, dir);
+  return "weight_hr_l" + std::to_string(l) + (dir ? "_reverse" : "");
+}
+
+template <class Real, class Ptr, class Get>
+std::vector<Ptr> lstmp_weight_ptrs(const LstmpDesc& d, const py::list& weights,
+                                   const char* what, Get get) {
+  const int64_t LD = d.L * d.D, GH = 4 * d.H, NW = rnnkit::kLstmpWeights;
+  if (int64_t(weights.size()) != NW * LD)
+    throw py::value_error(std::string(what) + " must hold " + std::to_string(NW * LD) +
+                          " entries (5 per layer and direction: weight_ih, weight_hh, "
+                          "bias_ih, bias_hh, weight_hr), got " +
+                          std::to_string(weights.size()));
+  std::vector<Ptr> out(NW * LD, nullptr);
+  const std::string pre = std::string(what) == "dweights" ? "grad of " : "";
+  for (int64_t l = 0; l < d.L; ++l)
+    for (int64_t dir = 0; dir < d.D; ++dir) {
+      const int64_t k = NW * (l * d.D + dir);
+      out[k] = get((pre + lstmp_param_name(0, l, dir)).c_str(), weights[k],
+                   {GH, d.in_size(l)});
+      out[k + 1] =
+          get((pre + lstmp_param_name(1, l, dir)).c_str(), weights[k + 1], {GH, d.P});
+      for (int b = 2; b < 4; ++b) {
+        const std::string name = pre + lstmp_param_name(b, l, dir);
+        if (weights[k + b].is_none()) {
+          if (d.bias) throw py::value_error(name + " is None but the layer has biases");
+        } else {
+          if (!d.bias) throw py::value_error(name + " given but bias=False");
+          out[k + b] = get(name.c_str(), weights[k + b], {GH});
+        }
+      }
+      out[k + 4] =
+          get((pre + lstmp_param_name(4, l, dir)).c_str(), weights[k + 4], {d.P, d.H});
+    }
+  return out;
+}
+
+// One kind of mask of the shared contract: None, or a list of `count` arrays
+// (each of `shape`, dtype Real or uint8), all given or all None. Returns the
+// pointers (empty when none is given).
+template <class Elem>
+std::vector<const Elem*> lstmp_masks(const char* name, const py::object& obj,
+                                     int64_t count, const std::vector<int64_t>& shape) {
+  std::vector<const Elem*> out;
+  if (obj.is_none()) return out;
+  const py::list items = py::list(obj);
+  int64_t given = 0;
+  for (const py::handle item : items) given += item.is_none() ? 0 : 1;
+  if (given == 0) return out;
+  if (int64_t(items.size()) != count || given != count)
+    throw py::value_error(std::string(name) + " must hold " + std::to_string(count) +
+                          " arrays (or be None), got " + std::to_string(given) +
+                          " arrays in " + std::to_string(items.size()) + " entries");
+  for (int64_t i = 0; i < count; ++i)
+    out.push_back(in_ptr<Elem>(
+        (std::string(name) + "[" + std::to_string(i) + "]").c_str(), items[i], shape));
+  return out;
+}
+
+// The reserve's header (lstmp.h): sizes and masks of the training forward that
+// filled it, checked by its backward.
+constexpr int64_t kLstmpMagic = 0x504d54534cLL;  // "LSTMP"
+void lstmp_header(const LstmpDesc& d, int64_t itemsize, int64_t* h) {
+  const int64_t v[] = {kLstmpMagic, d.T,    d.B,   d.I,  d.H,  d.P,    d.L,
+                       d.D,         d.bias, d.rec, d.zh, d.zc, d.drop, itemsize};
+  for (int64_t i = 0; i < rnnkit::kLstmpHeader; ++i)
+    h[i] = i < int64_t(sizeof v / sizeof v[0]) ? v[i] : 0;
+}
+
+template <class Real>
+py::tuple lstmp_forward_impl(LstmpDesc d, const py::array& x, const py::object& h0,
+                             const py::object& c0, const py::list& weights,
+                             const py::object& lengths, const py::object& reserve,
+                             const py::array& scratch, bool train,
+                             const py::object& rec_masks, const py::object& zone_h,
+                             const py::object& zone_c, const py::object& drop_masks,
+                             double zoneout) {
+  const int64_t LD = d.L * d.D;
+  LstmpArgs<Real> a;
+  a.train = train;
+  if (!(zoneout >= 0.0 && zoneout < 1.0))
+    throw py::value_error("zoneout must be in [0, 1), got " + std::to_string(zoneout));
+  a.zoneout = Real(train ? 0.0 : zoneout);
+  auto rec = lstmp_masks<Real>("rec_masks", rec_masks, LD, {d.B, d.P});
+  auto zh = lstmp_masks<uint8_t>("zone_h", zone_h, LD, {d.T, d.B, d.P});
+  auto zc = lstmp_masks<uint8_t>("zone_c", zone_c, LD, {d.T, d.B, d.H});
+  auto drop =
+      lstmp_masks<Real>("drop_masks", drop_masks, d.L - 1, {d.T, d.B, d.D * d.P});
+  const char* given = !rec.empty()    ? "rec_masks"
+                      : !zh.empty()   ? "zone_h"
+                      : !zc.empty()   ? "zone_c"
+                      : !drop.empty() ? "drop_masks"
+                                      : nullptr;
+  if (given && !train)
+    throw py::value_error(
+        std::string(given) +
+        ": masks belong to a training forward; train=False takes none "
+        "(zoneout= gives inference its expectation)");
+  d.rec = !rec.empty(), d.zh = !zh.empty(), d.zc = !zc.empty(), d.drop = !drop.empty();
+  a.rec = rec.data();
+  a.zh = zh.data();
+  a.zc = zc.data();
+  a.drop = drop.data();
+  a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
+  a.h0 = in_ptr<Real>("h0", h0, {LD, d.B, d.P});
+  a.c0 = in_ptr<Real>("c0", c0, {LD, d.B, d.H});
+  auto w = lstmp_weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  a.weights = w.data();
+  a.lengths = lengths_ptr(lengths, d.T, d.B);
+  const int isa = rnnkit::isa_active();
+  auto need = rnnkit::lstmp_workspace_size<Real>(
+      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
+  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
+  if (train) {
+    if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
+    a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
+    lstmp_header(d, sizeof(Real), reinterpret_cast<int64_t*>(a.reserve));
+  }
+  py::array_t<Real> y({d.T, d.B, d.D * d.P}), hn({LD, d.B, d.P}), cn({LD, d.B, d.H});
+  a.y = y.mutable_data();
+  a.hn = hn.mutable_data();
+  a.cn = cn.mutable_data();
+  {
+    py::gil_scoped_release release;
+    rnnkit::lstmp_forward<Real>(isa, d, a);
+  }
+  return py::make_tuple(y, hn, cn);
+}
+
+template <class Real>
+py::tuple lstmp_backward_impl(LstmpDesc d, const py::array& dy, const py::object& dhn,
+                              const py::object& dcn, const py::list& weights,
+                              const py::list& dweights, const py::object& lengths,
+                              const py::array& reserve, const py::array& scratch) {
+  const int64_t LD = d.L * d.D;
+  LstmpArgs<Real> a;
+  a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.P});
+  a.dhn = in_ptr<Real>("dh_n", dhn, {LD, d.B, d.P});
+  a.dcn = in_ptr<Real>("dc_n", dcn, {LD, d.B, d.H});
+  auto w = lstmp_weight_ptrs<Real, const Real*>(
+      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  auto dw = lstmp_weight_ptrs<Real, Real*>(
+      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return out_ptr<Real>(n, o, s);
+      });
+  a.weights = w.data();
+  a.dweights = dw.data();
+  a.lengths = lengths_ptr(lengths, d.T, d.B);
+  // the masks and sizes of the forward, from the reserve's header
+  char* res = workspace_ptr("reserve", reserve, rnnkit::kLstmpHeader * sizeof(int64_t));
+  int64_t h[rnnkit::kLstmpHeader], want[rnnkit::kLstmpHeader];
+  std::copy_n(reinterpret_cast<const int64_t*>(res), rnnkit::kLstmpHeader, h);
+  d.rec = h[9] != 0, d.zh = h[10] != 0, d.zc = h[11] != 0, d.drop = h[12] != 0;
+  lstmp_header(d, sizeof(Real), want);
+  if (!std::equal(h, h + rnnkit::kLstmpHeader, want)) {
+    static const char* const names[] = {"",  "T",    "B", "I", "H", "P", "num_layers",
+                                        "D", "bias", "",  "",  "",  "",  "itemsize"};
+    std::string what = h[0] != kLstmpMagic ? "it holds no projected-LSTM forward" : "";
+    for (int i = 1; i < 14 && what.empty(); ++i)
+      if (h[i] != want[i])
+        what = std::string(names[i]) + "=" + std::to_string(h[i]) + " there, " +
+               std::to_string(want[i]) + " here";
+    throw py::value_error(
+        "reserve was not filled by a training forward of this problem: " + what);
+  }
+  const int isa = rnnkit::isa_active();
+  auto need = rnnkit::lstmp_workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
+  a.reserve = workspace_ptr("reserve", reserve, need.reserve);
+  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
+  py::array_t<Real> dx({d.T, d.B, d.I}), dh0({LD, d.B, d.P}), dc0({LD, d.B, d.H});
+  a.dx = dx.mutable_data();
+  a.dh0 = dh0.mutable_data();
+  a.dc0 = dc0.mutable_data();
+  {
+    py::gil_scoped_release release;
+    rnnkit::lstmp_backward<Real>(isa, d, a);
+  }
+  return py::make_tuple(dx, dh0, dc0);
+}
+
+// H and P from weights[1] = weight_hh_l0 (4H, P).
+std::pair<int64_t, int64_t> lstmp_sizes(const py::list& weights) {
+  if (weights.size() < 2 || !py::isinstance<py::array>(weights[1]) ||
+      py::reinterpret_borrow<py::array>(weights[1]).ndim() != 2)
+    throw py::value_error("weights[1] must be weight_hh_l0, a 2-D array (4H, P)");
+  const py::array whh = py::reinterpret_borrow<py::array>(weights[1]);
+  if (whh.shape(0) % 4 != 0 || whh.shape(0) == 0)
+    throw py::value_error("weight_hh_l0 must have 4*hidden_size rows, got " +
+                          std::to_string(whh.shape(0)));
+  return {whh.shape(0) / 4, whh.shape(1)};
+}
+
+}  // namespace
+
+void bind_lstmp(py::module_& m) {
+  m.def(
+      "lstmp_workspace_size",
+      [](const std::string& dtype, int64_t T, int64_t B, int64_t I, int64_t H,
+         int64_t P, int64_t L, bool bidirectional, bool bias, rnnkit::Mode mode,
+         bool rec_masks, bool zone_h, bool zone_c, bool drop_masks) {
+        LstmpDesc d = lstmp_desc(T, B, I, H, P, L, bidirectional, bias);
+        d.rec = rec_masks, d.zh = zone_h, d.zc = zone_c, d.drop = drop_masks && L > 1;
+        const int isa = rnnkit::isa_active();
+        rnnkit::WorkspaceSize w;
+        if (dtype == "float32")
+          w = rnnkit::lstmp_workspace_size<float>(isa, d, mode);
+        else if (dtype == "float64")
+          w = rnnkit::lstmp_workspace_size<double>(isa, d, mode);
+        else
+          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
+                               "'");
+        return py::make_tuple(w.reserve, w.scratch);
+      },
+      py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"),
+      py::arg("P"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
+      py::arg("mode"), py::arg("rec_masks") = false, py::arg("zone_h") = false,
+      py::arg("zone_c") = false, py::arg("drop_masks") = false,
+      "Bytes of (reserve, scratch) of a projected-LSTM call of the given Mode with the "
+      "active SIMD path and thread count; the flags say which masks the training "
+      "forward takes (they change both).");
+
+  m.def(
+      "lstmp_forward",
+      [](int64_t L, bool bidirectional, const py::array& x, const py::object& h0,
+         const py::object& c0, const py::list& weights, const py::object& lengths,
+         const py::object& reserve, const py::array& scratch, bool train,
+         const py::object& rec_masks, const py::object& zone_h,
+         const py::object& zone_c, const py::object& drop_masks, double zoneout) {
+        if (x.ndim() != 3)
+          throw py::value_error("x must be 3-D (T, B, I), got ndim " +
+                                std::to_string(x.ndim()));
+        const auto [H, P] = lstmp_sizes(weights);
+        LstmpDesc d = lstmp_desc(x.shape(0), x.shape(1), x.shape(2), H, P, L,
+                                 bidirectional, !weights[2].is_none());
+        if (is_f64(x))
+          return lstmp_forward_impl<double>(d, x, h0, c0, weights, lengths, reserve,
+                                            scratch, train, rec_masks, zone_h, zone_c,
+                                            drop_masks, zoneout);
+        return lstmp_forward_impl<float>(d, x, h0, c0, weights, lengths, reserve,
+                                         scratch, train, rec_masks, zone_h, zone_c,
+                                         drop_masks, zoneout);
+      },
+      py::arg("num_layers"), py::arg("bidirectional"), py::arg("x"), py::arg("h0"),
+      py::arg("c0"), py::arg("weights"), py::arg("lengths"), py::arg("reserve"),
+      py::arg("scratch"), py::arg("train"), py::arg("rec_masks") = py::none(),
+      py::arg("zone_h") = py::none(), py::arg("zone_c") = py::none(),
+      py::arg("drop_masks") = py::none(), py::arg("zoneout") = 0.0,
+      "Runs the stacked projected LSTM over x (T, B, I); returns (y, h_n, c_n) with y "
+      "(T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H).");
+
+  m.def(
+      "lstmp_backward",
+      [](int64_t L, bool bidirectional, int64_t I, const py::array& dy,
+         const py::object& dhn, const py::object& dcn, const py::list& weights,
+         const py::list& dweights, const py::object& lengths, const py::array& reserve,
+         const py::array& scratch) {
+        if (dy.ndim() != 3)
+          throw py::value_error("dy must be 3-D (T, B, D*P), got ndim " +
+                                std::to_string(dy.ndim()));
+        const auto [H, P] = lstmp_sizes(weights);
+        LstmpDesc d = lstmp_desc(dy.shape(0), dy.shape(1), I, H, P, L, bidirectional,
+                                 weights.size() > 2 && !weights[2].is_none());
+        if (is_f64(dy))
+          return lstmp_backward_impl<double>(d, dy, dhn, dcn, weights, dweights,
+                                             lengths, reserve, scratch);
+        return lstmp_backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
+                                          reserve, scratch);
+      },
+      py::arg("num_layers"), py::arg("bidirectional"), py::arg("input_size"),
+      py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("weights"),
+      py::arg("dweights"), py::arg("lengths"), py::arg("reserve"), py::arg("scratch"),
+      "Backpropagation through time for the projected-LSTM training forward that "
+      "filled "
+      "reserve; adds into dweights and returns (dx, dh0, dc0).");
 }

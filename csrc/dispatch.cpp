@@ -291,4 +291,52 @@ template void forward<double>(int, const RnnDesc&, const RnnArgs<double>&);
 template void backward<float>(int, const RnnDesc&, const RnnArgs<float>&);
 template void backward<double>(int, const RnnDesc&, const RnnArgs<double>&);
 
+// The projected LSTM: one small table per ISA.
+namespace {
+template <class Real>
+struct LstmpTable {
+  WorkspaceSize (*size)(const LstmpDesc&, Mode);
+  void (*fwd)(const LstmpDesc&, const LstmpArgs<Real>&);
+  void (*bwd)(const LstmpDesc&, const LstmpArgs<Real>&);
+};
+#define RNNKIT_LSTMP_TABLE(ns)                                                        \
+  LstmpTable<Real> {                                                                  \
+    ns::lstmp_workspace_size<Real>, ns::lstmp_forward<Real>, ns::lstmp_backward<Real> \
+  }
+template <class Real>
+const LstmpTable<Real>* lstmp_table(int isa) {
+  static const LstmpTable<Real> generic_lstmp = RNNKIT_LSTMP_TABLE(generic);
+#ifdef RNNKIT_BUILD_AVX2
+  static const LstmpTable<Real> avx2_lstmp = RNNKIT_LSTMP_TABLE(avx2);
+  if (isa == kAvx2) return &avx2_lstmp;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const LstmpTable<Real> avx512_lstmp = RNNKIT_LSTMP_TABLE(avx512);
+  if (isa == kAvx512) return &avx512_lstmp;
+#endif
+  (void)isa;
+  return &generic_lstmp;
+}
+#undef RNNKIT_LSTMP_TABLE
+}  // namespace
+
+template <class Real>
+WorkspaceSize lstmp_workspace_size(int isa, const LstmpDesc& d, Mode mode) {
+  return lstmp_table<Real>(isa)->size(d, mode);
+}
+template <class Real>
+void lstmp_forward(int isa, const LstmpDesc& d, const LstmpArgs<Real>& a) {
+  lstmp_table<Real>(isa)->fwd(d, a);
+}
+template <class Real>
+void lstmp_backward(int isa, const LstmpDesc& d, const LstmpArgs<Real>& a) {
+  lstmp_table<Real>(isa)->bwd(d, a);
+}
+template WorkspaceSize lstmp_workspace_size<float>(int, const LstmpDesc&, Mode);
+template WorkspaceSize lstmp_workspace_size<double>(int, const LstmpDesc&, Mode);
+template void lstmp_forward<float>(int, const LstmpDesc&, const LstmpArgs<float>&);
+template void lstmp_forward<double>(int, const LstmpDesc&, const LstmpArgs<double>&);
+template void lstmp_backward<float>(int, const LstmpDesc&, const LstmpArgs<float>&);
+template void lstmp_backward<double>(int, const LstmpDesc&, const LstmpArgs<double>&);
+
 }  // namespace rnnkit

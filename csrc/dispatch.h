@@ -7,6 +7,7 @@
 
 #include "blocks.h"
 #include "common.h"
+#include "lstmp.h"
 
 namespace rnnkit {
 
@@ -65,5 +66,14 @@ void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads);
 double fma_peak_gflops(double seconds, int threads);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
                    int threads);
+
+// The projected LSTM (lstmp.h) of one ISA; the size query and the call it
+// sizes must use the same isa.
+template <class Real>
+WorkspaceSize lstmp_workspace_size(int isa, const LstmpDesc& desc, Mode mode);
+template <class Real>
+void lstmp_forward(int isa, const LstmpDesc& desc, const LstmpArgs<Real>& args);
+template <class Real>
+void lstmp_backward(int isa, const LstmpDesc& desc, const LstmpArgs<Real>& args);
 
 }  // namespace rnnkit

@@ -15,6 +15,7 @@
 // Defined by RNNKIT_DEFINE_CELL (cell_entry.h) at the end of csrc/<cell>.cpp.
 #include "blocks.h"
 #include "common.h"
+#include "lstmp.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
@@ -63,6 +64,15 @@ int64_t gemm_pack_size(int nth);
 double fma_peak_gflops(double seconds, int nth);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
                    int nth);
+
+// The projected LSTM (lstmp.h, lstmp.cpp): the same three entry points as a
+// cell's, on its own description and argument block.
+template <class Real>
+WorkspaceSize lstmp_workspace_size(const LstmpDesc& desc, Mode mode);
+template <class Real>
+void lstmp_forward(const LstmpDesc& desc, const LstmpArgs<Real>& args);
+template <class Real>
+void lstmp_backward(const LstmpDesc& desc, const LstmpArgs<Real>& args);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -209,3 +209,64 @@ def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
 
 def scale_(x: np.ndarray, s: float) -> None:
     """x *= s in place over a flat buffer."""
+
+# The projected LSTM (proj_size=P; csrc/lstmp.h): weights are 5 per (layer,
+# direction): weight_ih, weight_hh (4H, P), bias_ih, bias_hh, weight_hr (P, H).
+def lstmp_workspace_size(
+    dtype: str,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    P: int,
+    num_layers: int,
+    bidirectional: bool,
+    bias: bool,
+    mode: Mode,
+    rec_masks: bool = False,
+    zone_h: bool = False,
+    zone_c: bool = False,
+    drop_masks: bool = False,
+) -> tuple[int, int]:
+    """Bytes of (reserve, scratch) of a projected-LSTM call of ``mode``; the flags
+    say which masks the training forward takes."""
+
+def lstmp_forward(
+    num_layers: int,
+    bidirectional: bool,
+    x: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    weights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray | None,
+    scratch: np.ndarray,
+    train: bool,
+    rec_masks: list[np.ndarray | None] | None = None,
+    zone_h: list[np.ndarray | None] | None = None,
+    zone_c: list[np.ndarray | None] | None = None,
+    drop_masks: list[np.ndarray | None] | None = None,
+    zoneout: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs the stacked projected LSTM over x (T, B, I): (y, h_n, c_n).
+
+    y (T, B, D*P), h_n (L*D, B, P), c_n (L*D, B, H). Masks (training only, real
+    time): rec_masks L*D of (B, P), zone_h L*D uint8 (T, B, P), zone_c L*D uint8
+    (T, B, H), drop_masks L-1 of (T, B, D*P); zoneout is the inference expectation.
+    """
+
+def lstmp_backward(
+    num_layers: int,
+    bidirectional: bool,
+    input_size: int,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray,
+    weights: list[np.ndarray | None],
+    dweights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray,
+    scratch: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BPTT for the projected-LSTM training forward that filled reserve; adds into
+    dweights and returns (dx, dh0, dc0)."""
