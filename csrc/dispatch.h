@@ -66,4 +66,12 @@ double fma_peak_gflops(double seconds, int threads);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
                    int threads);
 
+// The layer-normalised LSTM and GRU (layernorm.h); size and call on one isa.
+template <class Real>
+WorkspaceSize ln_workspace_size(int isa, const RnnDesc& desc, Mode mode);
+template <class Real>
+void ln_forward(int isa, const RnnDesc& desc, const RnnArgs<Real>& args);
+template <class Real>
+void ln_backward(int isa, const RnnDesc& desc, const RnnArgs<Real>& args);
+
 }  // namespace rnnkit

@@ -64,5 +64,14 @@ double fma_peak_gflops(double seconds, int nth);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
                    int nth);
 
+// The layer-normalised LSTM and GRU (layernorm.cpp; arguments in layernorm.h:
+// weights and dweights hold 8 pointers per layer and direction).
+template <class Real>
+WorkspaceSize ln_workspace_size(const RnnDesc& desc, Mode mode);
+template <class Real>
+void ln_forward(const RnnDesc& desc, const RnnArgs<Real>& args);
+template <class Real>
+void ln_backward(const RnnDesc& desc, const RnnArgs<Real>& args);
+
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
