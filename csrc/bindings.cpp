@@ -957,9 +957,10 @@ RnnDesc ln_desc(const std::string& cell, int64_t T, int64_t B, int64_t I, int64_
                 int64_t L, bool bidirectional, bool bias) {
   RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
   if (!rnnkit::ln_cell_supported(d.cell))
-    throw py::value_error("layer_norm is an option of LSTM and GRU: cell must be "
-                          "'lstm' or 'gru', got '" +
-                          cell + "'");
+    throw py::value_error(
+        "layer_norm is an option of LSTM and GRU: cell must be "
+        "'lstm' or 'gru', got '" +
+        cell + "'");
   return d;
 }
 
@@ -1193,8 +1194,9 @@ void bind_layernorm(py::module_& m) {
         const int64_t H = ln_hidden(weights);
         const int64_t D = bidirectional ? 2 : 1;
         if (dy.shape(2) != D * H)
-          throw py::value_error("dy must have last axis D*H = " + std::to_string(D * H) +
-                                ", got " + std::to_string(dy.shape(2)));
+          throw py::value_error(
+              "dy must have last axis D*H = " + std::to_string(D * H) + ", got " +
+              std::to_string(dy.shape(2)));
         RnnDesc d = ln_desc(cell, dy.shape(0), dy.shape(1), I, H, L, bidirectional,
                             !weights[2].is_none());
         if (is_f64(dy))
@@ -1208,5 +1210,6 @@ void bind_layernorm(py::module_& m) {
       py::arg("weights"), py::arg("dweights"), py::arg("lengths"), py::arg("reserve"),
       py::arg("scratch"),
       "Backpropagation through time for the layer-norm training forward that filled "
-      "reserve; adds into dweights (ln_* included) and returns (dx, dh0, dc0 or None).");
+      "reserve; adds into dweights (ln_* included) and returns (dx, dh0, dc0 or "
+      "None).");
 }

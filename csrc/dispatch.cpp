@@ -292,8 +292,10 @@ struct LnTable {
   void (*fwd)(const RnnDesc&, const RnnArgs<Real>&);
   void (*bwd)(const RnnDesc&, const RnnArgs<Real>&);
 };
-#define RNNKIT_LN_TABLE(ns) \
-  LnTable<Real> { ns::ln_workspace_size<Real>, ns::ln_forward<Real>, ns::ln_backward<Real> }
+#define RNNKIT_LN_TABLE(ns)                                                  \
+  LnTable<Real> {                                                            \
+    ns::ln_workspace_size<Real>, ns::ln_forward<Real>, ns::ln_backward<Real> \
+  }
 template <class Real>
 const LnTable<Real>* ln_table(int isa) {
   static const LnTable<Real> generic_ln = RNNKIT_LN_TABLE(generic);

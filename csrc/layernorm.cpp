@@ -179,7 +179,8 @@ struct LnKernel {
     return v;
   }
   // mean and 1 / sqrt(var + eps) of v[0 .. N), the variance about the mean.
-  static RNNKIT_INLINE void row_stats(const Real* v, int64_t N, Real& mean, Real& rstd) {
+  static RNNKIT_INLINE void row_stats(const Real* v, int64_t N, Real& mean,
+                                      Real& rstd) {
     V s{};
     for (int64_t k = 0; k < N; k += VL) s += loadn(v + k, min64(VL, N - k));
     mean = hsum(s) / Real(N);
@@ -632,8 +633,7 @@ struct LnKernel {
         storen(dcr + j, dc * f, n);
       }
     } else {
-      const Real* hprev =
-          step == 0 ? R.h0 + hidx : p.y + (tp * B + b) * DH + p.dir * H;
+      const Real* hprev = step == 0 ? R.h0 + hidx : p.y + (tp * B + b) * DH + p.dir * H;
       Real* dhd = S.dhd + r * H;
       for (int64_t j = 0; j < H; j += VL) {
         const int64_t n = min64(VL, H - j);
@@ -675,51 +675,72 @@ struct LnKernel {
       const Real* da = g < Mx ? ar + g * H : auxr;
       for (int64_t j = 0; j < H; j += VL) {
         const int64_t n = min64(VL, H - j), k = g * H + j;
-        const V v = rs * (loadn(da + j, n) * loadn(gh + k, n) - s1 - loadn(hh + k, n) * s2);
+        const V v =
+            rs * (loadn(da + j, n) * loadn(gh + k, n) - s1 - loadn(hh + k, n) * s2);
         storen(dg + k, v, n);
         storen(dw + k, v, n);
       }
     }
   }
 
-  // The gains' and biases' gradients: column sums over all (t, b) rows in
-  // row order, columns split across threads.
+  // dprod[k] += sum_r a[r*lda + k] b[r*ldb + k] and dsum[k] += sum_r a[r*lda + k]
+  // (dsum may be null) for k < n, r < rows: rows in order for every column
+  // (the order does not depend on how columns are split), accumulated in
+  // registers over blocks of rows, columns in blocks of a few vectors.
+  static void column_sums(const Real* a, int64_t lda, const Real* b, int64_t ldb,
+                          int64_t rows, int64_t n, Real* dprod, Real* dsum) {
+    constexpr int64_t CV = 4, RB = 32;
+    for (int64_t r0 = 0; r0 < rows; r0 += RB) {
+      const int64_t r1 = min64(rows, r0 + RB);
+      for (int64_t k0 = 0; k0 < n; k0 += CV * VL) {
+        V p[CV], q[CV];
+        int64_t m[CV];
+        for (int64_t v = 0; v < CV; ++v) {
+          m[v] = max64(0, min64(VL, n - k0 - v * VL));
+          p[v] = loadn(dprod + k0 + v * VL, m[v]);
+          q[v] = dsum ? loadn(dsum + k0 + v * VL, m[v]) : V{};
+        }
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t v = 0; v < CV; ++v) {
+            const V x = loadn(a + r * lda + k0 + v * VL, m[v]);
+            p[v] += x * loadn(b + r * ldb + k0 + v * VL, m[v]);
+            q[v] += x;
+          }
+        for (int64_t v = 0; v < CV; ++v) {
+          storen(dprod + k0 + v * VL, p[v], m[v]);
+          if (dsum) storen(dsum + k0 + v * VL, q[v], m[v]);
+        }
+      }
+    }
+  }
+
+  // The gains' and biases' gradients: column sums over all (t, b) rows,
+  // columns split across threads.
   static void param_sums(const Call& c, const Pass& p, const Team& team) {
     const RnnDesc& d = c.d;
     const int64_t TB = d.T * d.B, H = d.H, GH = G * H;
     constexpr int64_t Mx = kC ? 4 : 2;
+    const int64_t MxH = Mx * H;
     Real* const* dw = p.dw;
-    Real* dgih = dw[kLnGih];
-    Real* dghh = dw[kLnGhh];
-    Real* dbih = dw[kLnBih];
-    Real* dbhh = dw[kLnBhh];
     const int64_t c0 = GH * team.tid / team.nth, c1 = GH * (team.tid + 1) / team.nth;
-    for (int64_t tb = 0; tb < TB; ++tb) {
-      const Real* ar = p.act + tb * GH;
-      const Real* xh = p.xhat + tb * GH;
-      const Real* hh = p.hhat + tb * GH;
-      const Real* auxr = p.aux + tb * H;
-      for (int64_t k = c0; k < c1; ++k) {
-        const Real da = ar[k];
-        const Real dah = k < Mx * H ? da : auxr[k - Mx * H];
-        dgih[k] += da * xh[k];
-        dghh[k] += dah * hh[k];
-        if (dbih) dbih[k] += da;
-        if (dbhh) dbhh[k] += dah;
-      }
-    }
-    if (kC) {
-      Real* dgc = dw[kLnGc];
-      Real* dbc = dw[kLnBc];
+    // input side: dγ_ih = Σ dA v̂_x, db_ih = Σ dA
+    if (c1 > c0)
+      column_sums(p.act + c0, GH, p.xhat + c0, GH, TB, c1 - c0, dw[kLnGih] + c0,
+                  dw[kLnBih] ? dw[kLnBih] + c0 : nullptr);
+    // recurrent side: dγ_hh = Σ dA_h v̂_h, db_hh = Σ dA_h (the GRU's n rows in aux)
+    const int64_t cx = min64(c1, MxH);
+    if (cx > c0)
+      column_sums(p.act + c0, GH, p.hhat + c0, GH, TB, cx - c0, dw[kLnGhh] + c0,
+                  dw[kLnBhh] ? dw[kLnBhh] + c0 : nullptr);
+    const int64_t cn0 = max64(c0, MxH);
+    if (c1 > cn0)
+      column_sums(p.aux + (cn0 - MxH), H, p.hhat + cn0, GH, TB, c1 - cn0,
+                  dw[kLnGhh] + cn0, dw[kLnBhh] ? dw[kLnBhh] + cn0 : nullptr);
+    if (kC) {  // dγ_c = Σ dLN(c) ĉ, dβ_c = Σ dLN(c)
       const int64_t j0 = H * team.tid / team.nth, j1 = H * (team.tid + 1) / team.nth;
-      for (int64_t tb = 0; tb < TB; ++tb) {
-        const Real* dcn = p.aux + tb * H;
-        const Real* ch = p.chat + tb * H;
-        for (int64_t j = j0; j < j1; ++j) {
-          dgc[j] += dcn[j] * ch[j];
-          dbc[j] += dcn[j];
-        }
-      }
+      if (j1 > j0)
+        column_sums(p.aux + j0, H, p.chat + j0, H, TB, j1 - j0, dw[kLnGc] + j0,
+                    dw[kLnBc] + j0);
     }
   }
 

@@ -37,7 +37,9 @@ enum LnSlot : int {
 constexpr double kLnEps = 1e-5;
 
 // The cells the layer-norm kernels serve.
-constexpr bool ln_cell_supported(Cell cell) { return cell == Cell::lstm || cell == Cell::gru; }
+constexpr bool ln_cell_supported(Cell cell) {
+  return cell == Cell::lstm || cell == Cell::gru;
+}
 
 template <class Real>
 using LnArgs = RnnArgs<Real>;

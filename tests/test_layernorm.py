@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 
 import rnnkit as rk
-from conftest import FD_TOL, tol
 from _helpers import fd_derivative
+from conftest import FD_TOL, tol
 from rnnkit import _core, _layernorm
-from rnnkit.reference import GRU, LSTM
-from rnnkit.reference import _stack
+from rnnkit.reference import GRU, LSTM, _stack
 
 CLASSES = {"lstm": LSTM, "gru": GRU}
 
@@ -223,8 +222,10 @@ def simd_cases() -> list[Case]:
         out += [
             Case(cell, 7, 9, 10, 37, 2, True, "unsorted", "float32"),
             Case(cell, 3, 1, 7, 13, 1, True, None, "float64"),
-            # many rows, small W_hh: threads own blocks of rows
-            Case(cell, 12, 100, 6, 17, 1, True, "unsorted", "float32"),
+            # many rows, small W_hh: threads own blocks of rows (float64: in
+            # float32 LN over 17-unit rows and 12 steps, the reference and the
+            # kernel are both ~1e-3 off the float64 result, beyond TOL)
+            Case(cell, 12, 100, 6, 17, 1, True, "unsorted", "float64"),
             # few rows, big steps: threads own tiles of units, barriers per step
             Case(cell, 4, 5, 9, 200, 1, True, "unsorted", "float32"),
         ]
@@ -268,7 +269,11 @@ def test_simd_path_from_environment(simd):
     )
     env = dict(os.environ, RNNKIT_SIMD=simd)
     r = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 

@@ -106,9 +106,10 @@ def _check(layer: Any, train: bool, masks: Any) -> None:
             "the layer-norm kernel does not compose with "
             f"{', '.join(rates) or 'masks'} yet (training call with masks)"
         )
-    if not train and getattr(opts, "zoneout", 0.0):
+    zoneout = float(getattr(opts, "zoneout", 0.0))
+    if not train and zoneout:
         raise NotImplementedError(
-            "the layer-norm kernel does not apply zoneout's expectation at inference yet"
+            "the layer-norm kernel does not apply zoneout at inference yet"
         )
 
 
