@@ -1013,34 +1013,71 @@ std::vector<Ptr> ln_weight_ptrs(const RnnDesc& d, const py::list& weights, bool 
   return out;
 }
 
-// The option masks of the mask contract (recurrent dropout, zoneout, dropout
-// between layers): not composed with layer norm yet.
-void ln_reject_masks(const py::object& rec_masks, const py::object& zone_h,
-                     const py::object& zone_c, const py::object& drop_masks,
-                     double zoneout) {
-  const char* names[4] = {"rec_masks", "zone_h", "zone_c", "drop_masks"};
-  const py::object* objs[4] = {&rec_masks, &zone_h, &zone_c, &drop_masks};
-  for (int i = 0; i < 4; ++i)
-    if (!objs[i]->is_none())
-      throw py::value_error(
-          std::string(names[i]) +
-          " must be None: the layer-norm kernel does not compose with "
-          "recurrent_dropout, zoneout or dropout yet");
-  if (zoneout != 0.0)
-    throw py::value_error(
-        "zoneout must be 0: the layer-norm kernel does not compose with zoneout yet, "
-        "got " +
-        std::to_string(zoneout));
-}
+// The option masks of the mask contract (layernorm.h): lists of arrays (or
+// None entries), validated and kept alive for the call.
+template <class Real>
+struct LnMasks {
+  std::vector<const Real*> rec, drop;
+  std::vector<const uint8_t*> zh, zc;
+  double zoneout = 0.0;
+
+  template <class T>
+  static std::vector<const T*> parse(const char* what, const py::object& obj,
+                                     int64_t count, const std::vector<int64_t>& shape,
+                                     const char* index) {
+    std::vector<const T*> out;
+    if (obj.is_none()) return out;
+    if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
+      throw py::type_error(std::string(what) + " must be a list of arrays or None");
+    py::sequence seq = obj.cast<py::sequence>();
+    if (int64_t(seq.size()) != count)
+      throw py::value_error(std::string(what) + " must hold " + std::to_string(count) +
+                            " entries (one per " + index + "), got " +
+                            std::to_string(seq.size()));
+    out.assign(count, nullptr);
+    for (int64_t i = 0; i < count; ++i) {
+      if (seq[i].is_none()) continue;
+      const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
+      out[i] = in_ptr<T>(name.c_str(), seq[i], shape);
+    }
+    return out;
+  }
+
+  LnMasks(const RnnDesc& d, const py::object& rec_masks, const py::object& zone_h,
+          const py::object& zone_c, const py::object& drop_masks, double p) {
+    const int64_t LD = d.L * d.D;
+    rec = parse<Real>("rec_masks", rec_masks, LD, {d.B, d.H}, "layer and direction");
+    zh = parse<uint8_t>("zone_h", zone_h, LD, {d.T, d.B, d.H}, "layer and direction");
+    zc = parse<uint8_t>("zone_c", zone_c, LD, {d.T, d.B, d.H}, "layer and direction");
+    if (!rnnkit::cell_has_c(d.cell))
+      for (const uint8_t* z : zc)
+        if (z) throw py::value_error("zone_c must be None for the GRU (it has no c)");
+    drop = parse<Real>("drop_masks", drop_masks, d.L - 1, {d.T, d.B, d.D * d.H},
+                       "layer but the last");
+    if (!(p >= 0.0 && p < 1.0))
+      throw py::value_error("zoneout must be in [0, 1), got " + std::to_string(p));
+    zoneout = p;
+  }
+
+  void fill(rnnkit::LnArgs<Real>& a) const {
+    a.rec = rec.empty() ? nullptr : rec.data();
+    a.zh = zh.empty() ? nullptr : zh.data();
+    a.zc = zc.empty() ? nullptr : zc.data();
+    a.drop = drop.empty() ? nullptr : drop.data();
+    a.zoneout = zoneout;
+  }
+};
 
 template <class Real>
 py::tuple ln_forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
                           const py::object& c0, const py::list& weights,
                           const py::object& lengths, const py::object& reserve,
-                          const py::array& scratch, bool train) {
+                          const py::array& scratch, bool train,
+                          const LnMasks<Real>& m) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<Real> a;
+  rnnkit::LnArgs<Real> a;
+  m.fill(a);
   a.train = train;
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, state);
@@ -1079,10 +1116,12 @@ template <class Real>
 py::tuple ln_backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
                            const py::object& dcn, const py::list& weights,
                            const py::list& dweights, const py::object& lengths,
-                           const py::array& reserve, const py::array& scratch) {
+                           const py::array& reserve, const py::array& scratch,
+                           const LnMasks<Real>& m) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<Real> a;
+  rnnkit::LnArgs<Real> a;
+  m.fill(a);
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
   a.dhn = in_ptr<Real>("dh_n", dhn, state);
   if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
@@ -1165,12 +1204,19 @@ void bind_layernorm(py::module_& m) {
         const int64_t H = ln_hidden(weights);
         RnnDesc d = ln_desc(cell, x.shape(0), x.shape(1), x.shape(2), H, L,
                             bidirectional, !weights[2].is_none());
-        ln_reject_masks(rec_masks, zone_h, zone_c, drop_masks, zoneout);
+        // the masks are training-only: inference ignores them (zoneout's p stays)
+        const py::object none = py::none();
+        const py::object& rm = train ? rec_masks : none;
+        const py::object& zhm = train ? zone_h : none;
+        const py::object& zcm = train ? zone_c : none;
+        const py::object& dm = train ? drop_masks : none;
         if (is_f64(x))
           return ln_forward_impl<double>(d, x, h0, c0, weights, lengths, reserve,
-                                         scratch, train);
+                                         scratch, train,
+                                         LnMasks<double>(d, rm, zhm, zcm, dm, zoneout));
         return ln_forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                      train);
+                                      train,
+                                      LnMasks<float>(d, rm, zhm, zcm, dm, zoneout));
       },
       py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("x"),
       py::arg("h0"), py::arg("c0"), py::arg("weights"), py::arg("lengths"),
@@ -1180,14 +1226,17 @@ void bind_layernorm(py::module_& m) {
       py::arg("zoneout") = 0.0,
       "Runs the stacked layer-norm LSTM/GRU over x (T, B, I); returns (y, h_n, c_n or "
       "None). weights: 8 per layer and direction (W_ih, W_hh, b_ih, b_hh, "
-      "ln_weight_ih, ln_weight_hh, ln_weight_c, ln_bias_c).");
+      "ln_weight_ih, ln_weight_hh, ln_weight_c, ln_bias_c). Masks (training only) as "
+      "in the shared mask contract; zoneout's p is used at inference.");
 
   m.def(
       "ln_backward",
       [](const std::string& cell, int64_t L, bool bidirectional, int64_t I,
          const py::array& dy, const py::object& dhn, const py::object& dcn,
          const py::list& weights, const py::list& dweights, const py::object& lengths,
-         const py::array& reserve, const py::array& scratch) {
+         const py::array& reserve, const py::array& scratch,
+         const py::object& rec_masks, const py::object& zone_h,
+         const py::object& zone_c, const py::object& drop_masks) {
         if (dy.ndim() != 3)
           throw py::value_error("dy must be 3-D (T, B, D*H), got ndim " +
                                 std::to_string(dy.ndim()));
@@ -1200,16 +1249,21 @@ void bind_layernorm(py::module_& m) {
         RnnDesc d = ln_desc(cell, dy.shape(0), dy.shape(1), I, H, L, bidirectional,
                             !weights[2].is_none());
         if (is_f64(dy))
-          return ln_backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                          reserve, scratch);
-        return ln_backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                       reserve, scratch);
+          return ln_backward_impl<double>(
+              d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
+              LnMasks<double>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
+        return ln_backward_impl<float>(
+            d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
+            LnMasks<float>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
       },
       py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"),
       py::arg("input_size"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
       py::arg("weights"), py::arg("dweights"), py::arg("lengths"), py::arg("reserve"),
-      py::arg("scratch"),
+      py::arg("scratch"), py::arg("rec_masks") = py::none(),
+      py::arg("zone_h") = py::none(), py::arg("zone_c") = py::none(),
+      py::arg("drop_masks") = py::none(),
       "Backpropagation through time for the layer-norm training forward that filled "
-      "reserve; adds into dweights (ln_* included) and returns (dx, dh0, dc0 or "
+      "reserve (pass it the forward's masks); adds into dweights (ln_* included) and "
+      "returns (dx, dh0, dc0 or "
       "None).");
 }

@@ -289,8 +289,8 @@ namespace {
 template <class Real>
 struct LnTable {
   WorkspaceSize (*size)(const RnnDesc&, Mode);
-  void (*fwd)(const RnnDesc&, const RnnArgs<Real>&);
-  void (*bwd)(const RnnDesc&, const RnnArgs<Real>&);
+  void (*fwd)(const RnnDesc&, const LnArgs<Real>&);
+  void (*bwd)(const RnnDesc&, const LnArgs<Real>&);
 };
 #define RNNKIT_LN_TABLE(ns)                                                  \
   LnTable<Real> {                                                            \
@@ -318,19 +318,19 @@ WorkspaceSize ln_workspace_size(int isa, const RnnDesc& d, Mode mode) {
   return ln_table<Real>(isa)->size(d, mode);
 }
 template <class Real>
-void ln_forward(int isa, const RnnDesc& d, const RnnArgs<Real>& a) {
+void ln_forward(int isa, const RnnDesc& d, const LnArgs<Real>& a) {
   ln_table<Real>(isa)->fwd(d, a);
 }
 template <class Real>
-void ln_backward(int isa, const RnnDesc& d, const RnnArgs<Real>& a) {
+void ln_backward(int isa, const RnnDesc& d, const LnArgs<Real>& a) {
   ln_table<Real>(isa)->bwd(d, a);
 }
 template WorkspaceSize ln_workspace_size<float>(int, const RnnDesc&, Mode);
 template WorkspaceSize ln_workspace_size<double>(int, const RnnDesc&, Mode);
-template void ln_forward<float>(int, const RnnDesc&, const RnnArgs<float>&);
-template void ln_forward<double>(int, const RnnDesc&, const RnnArgs<double>&);
-template void ln_backward<float>(int, const RnnDesc&, const RnnArgs<float>&);
-template void ln_backward<double>(int, const RnnDesc&, const RnnArgs<double>&);
+template void ln_forward<float>(int, const RnnDesc&, const LnArgs<float>&);
+template void ln_forward<double>(int, const RnnDesc&, const LnArgs<double>&);
+template void ln_backward<float>(int, const RnnDesc&, const LnArgs<float>&);
+template void ln_backward<double>(int, const RnnDesc&, const LnArgs<double>&);
 
 template WorkspaceSize workspace_size<float>(int, const RnnDesc&, Mode);
 template WorkspaceSize workspace_size<double>(int, const RnnDesc&, Mode);

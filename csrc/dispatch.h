@@ -7,6 +7,7 @@
 
 #include "blocks.h"
 #include "common.h"
+#include "layernorm.h"
 
 namespace rnnkit {
 
@@ -70,8 +71,8 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
 template <class Real>
 WorkspaceSize ln_workspace_size(int isa, const RnnDesc& desc, Mode mode);
 template <class Real>
-void ln_forward(int isa, const RnnDesc& desc, const RnnArgs<Real>& args);
+void ln_forward(int isa, const RnnDesc& desc, const LnArgs<Real>& args);
 template <class Real>
-void ln_backward(int isa, const RnnDesc& desc, const RnnArgs<Real>& args);
+void ln_backward(int isa, const RnnDesc& desc, const LnArgs<Real>& args);
 
 }  // namespace rnnkit

@@ -15,6 +15,7 @@
 // Defined by RNNKIT_DEFINE_CELL (cell_entry.h) at the end of csrc/<cell>.cpp.
 #include "blocks.h"
 #include "common.h"
+#include "layernorm.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
@@ -69,9 +70,9 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,
 template <class Real>
 WorkspaceSize ln_workspace_size(const RnnDesc& desc, Mode mode);
 template <class Real>
-void ln_forward(const RnnDesc& desc, const RnnArgs<Real>& args);
+void ln_forward(const RnnDesc& desc, const LnArgs<Real>& args);
 template <class Real>
-void ln_backward(const RnnDesc& desc, const RnnArgs<Real>& args);
+void ln_backward(const RnnDesc& desc, const LnArgs<Real>& args);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

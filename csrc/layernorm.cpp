@@ -77,6 +77,9 @@ struct LnKernel {
     Real *dg[2], *dh, *dc, *dhd;  // backward, compact rows
     Real* dhw;                    // backward: raw-product gradient, all steps
     Real* dyl[2];
+    Real* hin[2];  // recurrent dropout: R h, the product's input (compact)
+    Real* xd;      // dropout between layers: the layer's dropped input
+    Real* yin;     // backward, recurrent dropout: R h_{t-1} of all steps
     int64_t *perm, *lens, *nact;
   };
 
@@ -121,9 +124,12 @@ struct LnKernel {
     for (int i = 0; i < 2; ++i) s.dg[i] = c.take<Real>(bwd ? B * GH : 0);
     s.dh = c.take<Real>(bwd ? B * H : 0);
     s.dc = c.take<Real>(bwd && kC ? B * H : 0);
-    s.dhd = c.take<Real>(bwd && !kC ? B * H : 0);
+    s.dhd = c.take<Real>(bwd ? B * H : 0);
     s.dhw = c.take<Real>(bwd ? TB * GH : 0);
     for (int i = 0; i < 2; ++i) s.dyl[i] = c.take<Real>(bwd && d.L > 1 ? TB * DH : 0);
+    for (int i = 0; i < 2; ++i) s.hin[i] = c.take<Real>(bwd ? 0 : B * H);
+    s.xd = c.take<Real>(!inf && d.L > 1 ? TB * DH : 0);
+    s.yin = c.take<Real>(bwd ? TB * H : 0);
     s.perm = c.take<int64_t>(B);
     s.lens = c.take<int64_t>(B);
     s.nact = c.take<int64_t>(d.T + 1);
@@ -158,11 +164,49 @@ struct LnKernel {
     const Real* dy;
     Real* dxin;
     bool rev;
+    const Real* rmask;  // (B, H) recurrent dropout, or null
+    const uint8_t* zh;  // (T, B, H) zoneout of h, or null
+    const uint8_t* zc;  // (T, B, H) zoneout of c, or null
+    Real zp;            // inference: zoneout's p (0 in training)
   };
+
+  // The option masks of (layer l, direction dir) (training only) and zoneout's p.
+  static void masks(const LnArgs<Real>& a, Pass& p, bool train) {
+    p.rmask = train && a.rec ? a.rec[p.ld] : nullptr;
+    p.zh = train && a.zh ? a.zh[p.ld] : nullptr;
+    p.zc = train && kC && a.zc ? a.zc[p.ld] : nullptr;
+    p.zp = train ? Real(0) : Real(a.zoneout);
+  }
+  // The dropout mask on layer l's input (layer l-1's output), or null.
+  static const Real* drop_of(const LnArgs<Real>& a, int64_t l, bool train) {
+    return train && l > 0 && a.drop ? a.drop[l - 1] : nullptr;
+  }
+  // dst = src * m over (T, B, D*H), rows split across threads.
+  static void scale_rows(Real* dst, const Real* src, const Real* m, int64_t n,
+                         const Team& team) {
+    const int64_t i0 = n * team.tid / team.nth, i1 = n * (team.tid + 1) / team.nth;
+    for (int64_t i = i0; i < i1; ++i) dst[i] = src[i] * m[i];
+  }
+  // 1 where a zoneout mask keeps the previous value, else 0.
+  static RNNKIT_INLINE V keep_of(const uint8_t* z, int64_t n) {
+    V k{};
+    for (int64_t i = 0; i < n; ++i) k[i] = z[i] ? Real(1) : Real(0);
+    return k;
+  }
+  // Zoneout of one vector: the mask in training, the expectation at inference.
+  static RNNKIT_INLINE V zone(V prev, V nw, const uint8_t* z, Real zp, int64_t n) {
+    if (z) {
+      for (int64_t i = 0; i < n; ++i)
+        if (z[i]) nw[i] = prev[i];
+      return nw;
+    }
+    if (zp != Real(0)) return splat(zp) * prev + splat(Real(1) - zp) * nw;
+    return nw;
+  }
 
   struct Call {
     const RnnDesc& d;
-    const RnnArgs<Real>& a;
+    const LnArgs<Real>& a;
     Reserve R;
     Scratch S;
     int64_t smax;
@@ -210,7 +254,7 @@ struct LnKernel {
   }
 
   // ------------------------------------------------------------------ forward
-  static void forward(const RnnDesc& d, const RnnArgs<Real>& a) {
+  static void forward(const RnnDesc& d, const LnArgs<Real>& a) {
     const bool train = a.train;
     const Mode mode = train ? Mode::kTrainForward : Mode::kInference;
     Call c{d, a, reserve_layout(d, train ? a.reserve : nullptr, nullptr),
@@ -241,12 +285,18 @@ struct LnKernel {
         p.in = d.in_size(l);
         p.xin = l == 0 ? x : train ? R.y + (l - 1) * R.ys : S.yl[(l - 1) & 1];
         p.y = train ? R.y + l * R.ys : l == d.L - 1 ? a.y : S.yl[l & 1];
+        if (const Real* m = drop_of(a, l, train)) {  // dropout between layers
+          scale_rows(S.xd, p.xin, m, T * B * DH, team);
+          p.xin = S.xd;
+          team.sync();
+        }
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
           p.rev = dir == 1;
           p.w = a.weights + kLnSlots * p.ld;
           slices(c, p, train);
+          masks(a, p, train);
           // XP = x W_ih^T
           gemm<Real>(T * B, GH, p.in, p.xin, p.in, 1, p.w[kLnWih], 1, p.in, p.act, GH,
                      false, S.pack, team.bar, tid, nth);
@@ -260,6 +310,7 @@ struct LnKernel {
             for (int64_t j = 0; j < H; ++j) {
               S.h[0][r * H + j] = a.h0[(p.ld * B + b) * H + j];
               if (kC) S.c[0][r * H + j] = a.c0[(p.ld * B + b) * H + j];
+              if (p.rmask) S.hin[0][r * H + j] = S.h[0][r * H + j] * p.rmask[b * H + j];
             }
           }
           team.sync();
@@ -309,8 +360,10 @@ struct LnKernel {
     if (P.idle) return;
     Real* part = S.part + int64_t(tid) * B * G * TU;
     Real *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
+    Real *icur = S.hin[0], *inext = S.hin[1];
     for (int64_t s = 0; s < c.smax; ++s) {
       const int64_t nact = S.nact[s];
+      const Real* hprod = p.rmask ? icur : hcur;  // h_in = R h_{t-1}
       for (int64_t u = P.u0; u < P.u1; ++u) {
         const Real* w = S.wp + u * H * G * TU;
         for (int64_t k0 = 0; k0 < H; k0 += KB) {
@@ -321,10 +374,10 @@ struct LnKernel {
             const int64_t mr = min64(MR, nact - r0);
             V acc[MR][NV][G];
             if (mr == 1)
-              Tl::template fused_product<1>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
+              Tl::template fused_product<1>(w + k0 * G * TU, hprod + k0, H, kn, r0, mr,
                                             acc);
             else
-              Tl::template fused_product<MR>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
+              Tl::template fused_product<MR>(w + k0 * G * TU, hprod + k0, H, kn, r0, mr,
                                              acc);
             if (!first || !last) {  // carry partial sums across depth blocks
               for (int64_t i = 0; i < mr; ++i)
@@ -349,9 +402,13 @@ struct LnKernel {
       }
       if (P.sync) team.sync();
       for (int64_t r = 0; r < nact; ++r)
-        if (row_mine(P, team, r)) row_forward(c, p, r, s, hcur, hnext, ccur, cnext);
+        if (row_mine(P, team, r))
+          row_forward(c, p, r, s, hcur, hnext, ccur, cnext, inext);
       if (P.sync) team.sync();
-      Real* tmp = hcur;
+      Real* tmp = icur;
+      icur = inext;
+      inext = tmp;
+      tmp = hcur;
       hcur = hnext;
       hnext = tmp;
       tmp = ccur;
@@ -363,7 +420,7 @@ struct LnKernel {
   // The row phase of forward step s for sorted row r.
   static RNNKIT_INLINE void row_forward(const Call& c, const Pass& p, int64_t r,
                                         int64_t s, const Real* hcur, Real* hnext,
-                                        const Real* ccur, Real* cnext) {
+                                        const Real* ccur, Real* cnext, Real* inext) {
     const RnnDesc& d = c.d;
     const Scratch& S = c.S;
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H;
@@ -399,7 +456,6 @@ struct LnKernel {
         storen(ar + H + j, f, n);
         storen(ar + 2 * H + j, gg, n);
         storen(ar + 3 * H + j, o, n);
-        if (train) storen(p.aux + tb * H + j, cc, n);
       }
       // h_t = o tanh(LN(c_t; γ_c, β_c))
       Real mc, rc;
@@ -412,9 +468,16 @@ struct LnKernel {
         const V ch = (loadn(cn + j, n) - cm) * crs;
         if (train) storen(p.chat + tb * H + j, ch, n);
         const V tc = vtanh(ch * loadn(gc + j, n) + loadn(bc + j, n));
-        const V h = loadn(ar + 3 * H + j, n) * tc;
+        // zoneout: h_t = d h_{t-1} + (1-d) h̃_t, c_t likewise (h̃ reads c̃)
+        const V h = zone(loadn(hp + j, n), loadn(ar + 3 * H + j, n) * tc,
+                         p.zh ? p.zh + tb * H + j : nullptr, p.zp, n);
+        const V cz = zone(loadn(cp + j, n), loadn(cn + j, n),
+                          p.zc ? p.zc + tb * H + j : nullptr, p.zp, n);
+        storen(cn + j, cz, n);
+        if (train) storen(p.aux + tb * H + j, cz, n);
         storen(hn + j, h, n);
         storen(y + j, h, n);
+        if (p.rmask) storen(inext + r * H + j, h * loadn(p.rmask + b * H + j, n), n);
       }
       if (train) {
         p.stat[tb * 3 + 1] = rh;
@@ -438,9 +501,12 @@ struct LnKernel {
         const V z = vsigmoid(loadn(ar + H + j, n) + vh[1] * loadn(gh + H + j, n));
         const V ahn = vh[2] * loadn(gh + 2 * H + j, n) + loadn(S.bhn + j, n);
         const V nn = vtanh(loadn(ar + 2 * H + j, n) + rg * ahn);
-        const V h = nn + (loadn(hp + j, n) - nn) * z;  // h_t = n + z (h_{t-1} - n)
+        const V hv = loadn(hp + j, n);
+        const V h = zone(hv, nn + (hv - nn) * z,  // h̃_t = n + z (h_{t-1} - n)
+                         p.zh ? p.zh + tb * H + j : nullptr, p.zp, n);
         storen(hn + j, h, n);
         storen(y + j, h, n);
+        if (p.rmask) storen(inext + r * H + j, h * loadn(p.rmask + b * H + j, n), n);
         if (train) {
           storen(ar + j, rg, n);
           storen(ar + H + j, z, n);
@@ -455,13 +521,13 @@ struct LnKernel {
   }
 
   // ----------------------------------------------------------------- backward
-  static void backward(const RnnDesc& d, const RnnArgs<Real>& a) {
+  static void backward(const RnnDesc& d, const LnArgs<Real>& a) {
     Call c{d, a, reserve_layout(d, a.reserve, nullptr),
            scratch_layout(d, Mode::kBackward, a.scratch, nullptr), 0};
     const Reserve& R = c.R;
     const Scratch& S = c.S;
     c.smax = sort_rows(d, a.lengths, c.S);
-    const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D;
+    const int64_t T = d.T, B = d.B, H = d.H, GH = G * H, D = d.D, DH = D * H;
     TeamBarrier bar;
     const int team_n = team_size(d, G, c.smax);
     const int64_t t_start = now_ns();
@@ -471,6 +537,7 @@ struct LnKernel {
       const Team team{&bar, omp_get_thread_num(), omp_get_num_threads()};
       const int tid = team.tid, nth = team.nth;
       for (int64_t l = d.L - 1; l >= 0; --l) {
+        const Real* drop = drop_of(a, l, true);
         Pass p{};
         p.l = l;
         p.in = d.in_size(l);
@@ -478,6 +545,10 @@ struct LnKernel {
         p.dxin = l == 0 ? a.dx : S.dyl[(l - 1) & 1];
         p.xin = l == 0 ? R.x : R.y + (l - 1) * R.ys;
         p.y = R.y + l * R.ys;
+        if (drop) {  // the dropped input the forward's GEMM read, for dW_ih
+          scale_rows(S.xd, p.xin, drop, T * B * DH, team);
+          p.xin = S.xd;
+        }
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
@@ -485,11 +556,20 @@ struct LnKernel {
           p.w = a.weights + kLnSlots * p.ld;
           p.dw = a.dweights + kLnSlots * p.ld;
           slices(c, p, true);
+          masks(a, p, true);
           Tl::pack_backward(d, p.w[kLnWhh], S.wp, tid, nth);
           for (int64_t r = tid; r < B; r += nth) {  // sorted h0 for the dW_hh term
             const int64_t b = S.perm[r];
             for (int64_t j = 0; j < H; ++j)
-              S.h[0][r * H + j] = R.h0[(p.ld * B + b) * H + j];
+              S.h[0][r * H + j] = R.h0[(p.ld * B + b) * H + j] *
+                                  (p.rmask ? p.rmask[b * H + j] : Real(1));
+          }
+          if (p.rmask) {  // h_in = R h_{t-1} of every step, for dW_hh
+            const int64_t TB = T * B, i0 = TB * tid / nth, i1 = TB * (tid + 1) / nth;
+            for (int64_t tb = i0; tb < i1; ++tb)
+              for (int64_t j = 0; j < H; ++j)
+                S.yin[tb * H + j] =
+                    p.y[tb * DH + dir * H + j] * p.rmask[(tb % B) * H + j];
           }
           team.sync();
           const Real* dg0 = time_loop_backward(c, p, team);
@@ -514,6 +594,11 @@ struct LnKernel {
           input_norm_backward(c, p, team);
           team.sync();
           weight_gradients(c, p, dg0, team);
+        }
+        if (drop) {  // dL/dy of layer l-1 through the dropout
+          Real* dyl = S.dyl[(l - 1) & 1];
+          scale_rows(dyl, dyl, drop, T * B * DH, team);
+          team.sync();
         }
       }
     }
@@ -572,19 +657,32 @@ struct LnKernel {
   static RNNKIT_INLINE void row_backward(const Call& c, const Pass& p, int64_t r,
                                          int64_t step, bool carried, Real* dgcur) {
     const RnnDesc& d = c.d;
-    const RnnArgs<Real>& a = c.a;
+    const LnArgs<Real>& a = c.a;
     const Reserve& R = c.R;
     const Scratch& S = c.S;
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H;
     const int64_t b = S.perm[r], hidx = (p.ld * B + b) * H;
     Real* dhr = S.dh + r * H;
+    Real* dhd = S.dhd + r * H;  // dL/dh_{t-1} straight (GRU's z h, zoneout)
+    const Real* rm = p.rmask ? p.rmask + b * H : nullptr;
+    const bool direct = !kC || p.zh;
+    // dL/dh_t from the next step: (dA_h^raw W_hh) R + the direct path
+    auto carried_dh = [&](int64_t j, int64_t n) {
+      V v = loadn(dhr + j, n);
+      if (rm) v *= loadn(rm + j, n);
+      if (direct) v += loadn(dhd + j, n);
+      return v;
+    };
     if (step < 0) {  // dh0 (and dc0): every row ran step 0, so all are carried
-      for (int64_t j = 0; j < H; ++j) {
-        a.dh0[hidx + j] = kC ? dhr[j] : dhr[j] + S.dhd[r * H + j];
-        if (kC) a.dc0[hidx + j] = S.dc[r * H + j];
+      for (int64_t j = 0; j < H; j += VL) {
+        const int64_t n = min64(VL, H - j);
+        storen(a.dh0 + hidx + j, carried_dh(j, n), n);
+        if (kC) storen(a.dc0 + hidx + j, loadn(S.dc + r * H + j, n), n);
       }
       return;
     }
+    const uint8_t* zh =
+        p.zh ? p.zh + (p.rev ? S.lens[r] - 1 - step : step) * B * H + b * H : nullptr;
     const int64_t t = p.rev ? S.lens[r] - 1 - step : step, tb = t * B + b;
     const int64_t tp = p.rev ? t + 1 : t - 1;
     const Real* dyr = p.dy + tb * DH + p.dir * H;
@@ -600,14 +698,20 @@ struct LnKernel {
       const Real* bc = p.w[kLnBc];
       Real* dcr = S.dc + r * H;
       const Real rc = p.stat[tb * 3 + 2];
+      const uint8_t* zc = p.zc ? p.zc + tb * H : nullptr;
       // h_t = o tanh(ĉ γ_c + β_c): do, and dL/d(LN(c)) into aux (c_t is dead:
       // step t+1 read it as its c_{t-1})
       V m1{}, m2{};
       for (int64_t j = 0; j < H; j += VL) {
         const int64_t n = min64(VL, H - j);
-        V dh = (carried ? loadn(dhr + j, n) : loadn(a.dhn + hidx + j, n)) +
+        V dh = (carried ? carried_dh(j, n) : loadn(a.dhn + hidx + j, n)) +
                loadn(dyr + j, n);
         if (!carried) storen(dcr + j, loadn(a.dcn + hidx + j, n), n);
+        if (zh) {  // h_t = d h_{t-1} + (1-d) h̃_t
+          const V keep = keep_of(zh + j, n);
+          storen(dhd + j, dh * keep, n);
+          dh *= Real(1) - keep;
+        }
         const V ch = loadn(chat + j, n), g = loadn(gc + j, n);
         const V tc = vtanh(ch * g + loadn(bc + j, n));
         const V o = loadn(ar + 3 * H + j, n);
@@ -623,29 +727,39 @@ struct LnKernel {
       for (int64_t j = 0; j < H; j += VL) {
         const int64_t n = min64(VL, H - j);
         const V ch = loadn(chat + j, n);
-        const V dc = crs * (loadn(auxr + j, n) * loadn(gc + j, n) - s1 - ch * s2) +
-                     loadn(dcr + j, n);
+        // c_t = e c_{t-1} + (1-e) c̃_t
+        V dcz = loadn(dcr + j, n), dcp{};
+        if (zc) {
+          const V keep = keep_of(zc + j, n);
+          dcp = dcz * keep;
+          dcz *= Real(1) - keep;
+        }
+        const V dc = crs * (loadn(auxr + j, n) * loadn(gc + j, n) - s1 - ch * s2) + dcz;
         const V i = loadn(ar + j, n), f = loadn(ar + H + j, n);
         const V gg = loadn(ar + 2 * H + j, n);
         storen(ar + j, dc * gg * i * (Real(1) - i), n);
         storen(ar + H + j, dc * loadn(cprev + j, n) * f * (Real(1) - f), n);
         storen(ar + 2 * H + j, dc * i * (Real(1) - gg * gg), n);
-        storen(dcr + j, dc * f, n);
+        storen(dcr + j, zc ? dc * f + dcp : dc * f, n);
       }
     } else {
       const Real* hprev = step == 0 ? R.h0 + hidx : p.y + (tp * B + b) * DH + p.dir * H;
-      Real* dhd = S.dhd + r * H;
       for (int64_t j = 0; j < H; j += VL) {
         const int64_t n = min64(VL, H - j);
-        V dh = carried ? loadn(dhr + j, n) + loadn(dhd + j, n)
-                       : loadn(a.dhn + hidx + j, n);
+        V dh = carried ? carried_dh(j, n) : loadn(a.dhn + hidx + j, n);
         dh += loadn(dyr + j, n);
+        V dzone{};
+        if (zh) {  // h_t = d h_{t-1} + (1-d) h̃_t
+          const V keep = keep_of(zh + j, n);
+          dzone = dh * keep;
+          dh *= Real(1) - keep;
+        }
         const V rg = loadn(ar + j, n), z = loadn(ar + H + j, n);
         const V nn = loadn(ar + 2 * H + j, n), ahn = loadn(auxr + j, n);
-        // h_t = n + z (h_{t-1} - n)
+        // h̃_t = n + z (h_{t-1} - n)
         const V dn = dh * (Real(1) - z);
         const V dz = dh * (loadn(hprev + j, n) - nn);
-        storen(dhd + j, dh * z, n);
+        storen(dhd + j, zh ? dh * z + dzone : dh * z, n);
         // n = tanh(a_x[n] + r a_h[n])
         const V dnp = dn * (Real(1) - nn * nn);
         storen(ar + j, dnp * ahn * rg * (Real(1) - rg), n);
@@ -789,9 +903,11 @@ struct LnKernel {
                tid, nth);
     const int64_t K = (T - 1) * B;
     const Real* dh_t = dir == 0 ? S.dhw + B * GH : S.dhw;
-    const Real* y_t = dir == 0 ? p.y + dir * H : p.y + B * DH + dir * H;
-    gemm<Real>(GH, H, K, dh_t, 1, GH, y_t, DH, 1, dw[kLnWhh], H, true, S.pack, bar, tid,
-               nth);
+    const Real* y_t = p.rmask ? (dir == 0 ? S.yin : S.yin + B * H)
+                              : (dir == 0 ? p.y + dir * H : p.y + B * DH + dir * H);
+    const int64_t ldy = p.rmask ? H : DH;
+    gemm<Real>(GH, H, K, dh_t, 1, GH, y_t, ldy, 1, dw[kLnWhh], H, true, S.pack, bar,
+               tid, nth);
     gemm<Real>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[kLnWhh], H, true, S.pack, bar,
                tid, nth);
     team.sync();
@@ -807,7 +923,7 @@ WorkspaceSize ln_workspace_size(const RnnDesc& d, Mode mode) {
 }
 
 template <class Real>
-void ln_forward(const RnnDesc& d, const RnnArgs<Real>& a) {
+void ln_forward(const RnnDesc& d, const LnArgs<Real>& a) {
   if (d.cell == Cell::lstm)
     LnKernel<Real, 4>::forward(d, a);
   else
@@ -815,7 +931,7 @@ void ln_forward(const RnnDesc& d, const RnnArgs<Real>& a) {
 }
 
 template <class Real>
-void ln_backward(const RnnDesc& d, const RnnArgs<Real>& a) {
+void ln_backward(const RnnDesc& d, const LnArgs<Real>& a) {
   if (d.cell == Cell::lstm)
     LnKernel<Real, 4>::backward(d, a);
   else
@@ -824,10 +940,10 @@ void ln_backward(const RnnDesc& d, const RnnArgs<Real>& a) {
 
 template WorkspaceSize ln_workspace_size<float>(const RnnDesc&, Mode);
 template WorkspaceSize ln_workspace_size<double>(const RnnDesc&, Mode);
-template void ln_forward<float>(const RnnDesc&, const RnnArgs<float>&);
-template void ln_forward<double>(const RnnDesc&, const RnnArgs<double>&);
-template void ln_backward<float>(const RnnDesc&, const RnnArgs<float>&);
-template void ln_backward<double>(const RnnDesc&, const RnnArgs<double>&);
+template void ln_forward<float>(const RnnDesc&, const LnArgs<float>&);
+template void ln_forward<double>(const RnnDesc&, const LnArgs<double>&);
+template void ln_backward<float>(const RnnDesc&, const LnArgs<float>&);
+template void ln_backward<double>(const RnnDesc&, const LnArgs<double>&);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

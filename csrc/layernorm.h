@@ -15,6 +15,19 @@
 // The argument block is RnnArgs (common.h) with 8 weight pointers per (layer,
 // direction) instead of 4, in the order of LnSlot; dweights likewise (ADDED
 // into). b_ih, b_hh are null without bias; γ_c, β_c are null for the GRU.
+// Plus the option masks of the shared mask contract (training only; forward
+// and backward get the same ones), in real time, indexed by the original row:
+//
+//   rec   L*D entries (B, H) multipliers on h_{t-1} before W_hh, or null
+//         (recurrent dropout: h_in = R h_{t-1}; everything else sees h_{t-1})
+//   zh    L*D entries (T, B, H) uint8, 1 = h keeps its previous value, or null
+//   zc    L*D entries (T, B, H) uint8 for the LSTM's c, or null (zoneout; the
+//         LSTM's h reads the new c, LN(c̃_t), as in the paper)
+//   drop  L-1 entries (T, B, D*H) multipliers on layer k's output before layer
+//         k+1 reads it, or null (dropout between layers)
+//   zoneout  p: at inference (train false) h_t = p h_{t-1} + (1-p) h̃_t (and c)
+//
+// A null list means no entry is given.
 #pragma once
 
 #include "common.h"
@@ -42,6 +55,12 @@ constexpr bool ln_cell_supported(Cell cell) {
 }
 
 template <class Real>
-using LnArgs = RnnArgs<Real>;
+struct LnArgs : RnnArgs<Real> {
+  const Real* const* rec = nullptr;
+  const uint8_t* const* zh = nullptr;
+  const uint8_t* const* zc = nullptr;
+  const Real* const* drop = nullptr;
+  double zoneout = 0.0;
+};
 
 }  // namespace rnnkit

@@ -27,6 +27,7 @@ from _helpers import fd_derivative
 from conftest import FD_TOL, tol
 from rnnkit import _core, _layernorm
 from rnnkit.reference import GRU, LSTM, _stack
+from rnnkit.reference.options import draw_masks
 
 CLASSES = {"lstm": LSTM, "gru": GRU}
 
@@ -56,7 +57,7 @@ class Case:
         )
 
 
-def make_layer(case: Case, seed: int = 0) -> Any:
+def make_layer(case: Case, seed: int = 0, **options: float) -> Any:
     layer = CLASSES[case.cell](
         case.I,
         case.H,
@@ -66,6 +67,7 @@ def make_layer(case: Case, seed: int = 0) -> Any:
         dtype=case.dtype,
         seed=seed,
         layer_norm=True,
+        **options,
     )
     rng = np.random.default_rng(seed + 100)
     for name, p in layer.params.items():
@@ -99,7 +101,23 @@ def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def run_reference(layer: Any, case: Case, inp: dict[str, Any]) -> dict[str, Any]:
+def make_masks(layer: Any, case: Case, rng: np.random.Generator) -> Any:
+    return draw_masks(
+        layer.options,
+        rng,
+        cell=case.cell,
+        T=case.T,
+        B=case.B,
+        H=case.H,
+        num_layers=case.L,
+        num_directions=case.D,
+        dtype=np.dtype(case.dtype),
+    )
+
+
+def run_reference(
+    layer: Any, case: Case, inp: dict[str, Any], masks: Any = None
+) -> dict[str, Any]:
     y, hn, cn, cache = _stack.forward(
         case.cell,
         inp["x"],
@@ -111,6 +129,7 @@ def run_reference(layer: Any, case: Case, inp: dict[str, Any]) -> dict[str, Any]
         lengths=inp["lengths"],
         train=True,
         options=layer.options,
+        masks=masks,
     )
     assert cache is not None
     grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
@@ -120,10 +139,12 @@ def run_reference(layer: Any, case: Case, inp: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def run_kernel(layer: Any, case: Case, inp: dict[str, Any]) -> dict[str, Any]:
+def run_kernel(
+    layer: Any, case: Case, inp: dict[str, Any], masks: Any = None
+) -> dict[str, Any]:
     layer.zero_grad()
     y, hn, cn, ctx = _layernorm.forward(
-        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, None
+        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, masks
     )
     assert ctx is not None
     dx, dh0, dc0 = _layernorm.backward(layer, ctx, inp["dy"], inp["dh_n"], inp["dc_n"])
@@ -215,6 +236,63 @@ def test_reserve_reused_and_second_call_same(rng):
     assert layer._reserve.nbytes > reserve.nbytes
 
 
+# ------------------------------------------------------- option masks
+OPTION_SETS = [
+    {"recurrent_dropout": 0.3},
+    {"zoneout": 0.3},
+    {"dropout": 0.4},
+    {"recurrent_dropout": 0.25, "zoneout": 0.2, "dropout": 0.3},
+]
+
+
+def mask_cases() -> list[Case]:
+    return [
+        Case(cell, 6, 5, 3, 7, 2, True, "unsorted", dtype)
+        for cell in ("lstm", "gru")
+        for dtype in ("float32", "float64")
+    ]
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "+".join(o))
+@pytest.mark.parametrize("case", mask_cases(), ids=str)
+def test_masks_match_reference(case, options, rng):
+    """Recurrent dropout, zoneout and dropout between layers compose with layer
+    norm: the same masks given to the kernel and the reference."""
+    layer = make_layer(case, **options)
+    inp = make_inputs(case, rng)
+    masks = make_masks(layer, case, rng)
+    got = run_kernel(layer, case, inp, masks)
+    want = run_reference(layer, case, inp, masks)
+    assert_close(got, want, case.dtype, f"{case} {options}")
+    # inference: no mask, zoneout's expectation
+    y, hn, cn, _ = _layernorm.forward(
+        layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], False, masks
+    )
+    ry, rhn, rcn, _ = _stack.forward(
+        case.cell, inp["x"], inp["h0"], inp["c0"], layer.params,
+        num_layers=case.L, bidirectional=case.bidir, lengths=inp["lengths"],
+        train=False, options=layer.options,
+    )  # fmt: skip
+    assert_close(
+        {"y": y, "h_n": hn, "c_n": cn},
+        {"y": ry, "h_n": rhn, "c_n": rcn},
+        case.dtype,
+        f"{case} {options} inference",
+    )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_masks_threads_bitwise(cell, rng, restore_config):
+    case = Case(cell, 5, 5, 9, 200, 2, True, "unsorted", "float32")
+    layer = make_layer(case, **OPTION_SETS[-1])
+    inp = make_inputs(case, rng)
+    masks = make_masks(layer, case, rng)
+    rk.set_num_threads(1)
+    one = run_kernel(layer, case, inp, masks)
+    rk.set_num_threads(2)
+    assert_equal(run_kernel(layer, case, inp, masks), one, f"{case} masks 2 threads")
+
+
 # ------------------------------------------------- SIMD paths and threads
 def simd_cases() -> list[Case]:
     out = []
@@ -287,17 +365,19 @@ def test_simd_path_from_environment(simd):
     ],
     ids=str,
 )
-def test_gradients_match_finite_differences(case, rng):
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "masks"])
+def test_gradients_match_finite_differences(case, masked, rng):
     """<grad, v> of L = <y, dy> + <h_n, dh_n> (+ <c_n, dc_n>) along a random v,
     for every parameter and input, against centered differences of the kernel's
-    own forward (float64)."""
-    layer = make_layer(case)
+    own forward (float64); with every mask option on and its masks fixed too."""
+    layer = make_layer(case, **(OPTION_SETS[-1] if masked else {}))
     inp = make_inputs(case, rng)
-    got = run_kernel(layer, case, inp)
+    masks = make_masks(layer, case, rng) if masked else None
+    got = run_kernel(layer, case, inp, masks)
 
     def loss() -> float:
         y, hn, cn, _ = _layernorm.forward(
-            layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], False, None
+            layer, inp["x"], inp["h0"], inp["c0"], inp["lengths"], True, masks
         )
         out = float(np.sum(y * inp["dy"]) + np.sum(hn * inp["dh_n"]))
         if cn is not None:
@@ -357,10 +437,16 @@ def test_bad_input_names_the_argument(rng):
     with pytest.raises(ValueError, match="ln_bias_c_l0 must be C-contiguous"):
         bad = np.zeros(10)[::2]
         _fwd(case, inp, [*w[:7], bad])
-    with pytest.raises(ValueError, match="rec_masks must be None"):
-        _fwd(case, inp, w, rec_masks=[np.ones((2, 5))])
-    with pytest.raises(ValueError, match="zoneout must be 0"):
-        _fwd(case, inp, w, zoneout=0.1)
+    with pytest.raises(ValueError, match=r"rec_masks\[0\] must have shape \(2, 5\)"):
+        _fwd(case, inp, w, rec_masks=[np.ones((2, 4))])
+    with pytest.raises(ValueError, match="rec_masks must hold 1 entries"):
+        _fwd(case, inp, w, rec_masks=[None, None])
+    with pytest.raises(TypeError, match=r"zone_h\[0\] must have dtype uint8"):
+        _fwd(case, inp, w, zone_h=[np.zeros((3, 2, 5), bool)])
+    with pytest.raises(ValueError, match="drop_masks must hold 0 entries"):
+        _fwd(case, inp, w, drop_masks=[np.ones((3, 2, 5))])
+    with pytest.raises(ValueError, match=r"zoneout must be in \[0, 1\)"):
+        _fwd(case, inp, w, zoneout=1.0)
     with pytest.raises(ValueError, match="reserve is required"):
         _fwd(case, inp, w, reserve=None)
     with pytest.raises(ValueError, match="reserve must have at least"):
@@ -377,6 +463,8 @@ def test_bad_input_names_the_argument(rng):
     _, ginp, gw = _args(gcase, rng)
     with pytest.raises(ValueError, match="ln_weight_c_l0 must be None for the GRU"):
         _fwd(gcase, ginp, [*gw[:6], np.ones(5), None])
+    with pytest.raises(ValueError, match="zone_c must be None for the GRU"):
+        _fwd(gcase, ginp, gw, zone_c=[np.zeros((3, 2, 5), np.uint8)])
 
 
 def test_bad_backward_input(rng):
@@ -398,14 +486,14 @@ def test_bad_backward_input(rng):
         _core.ln_backward(dweights=dw, **dict(common, dy=inp["dy"][:, :, :4].copy()))
 
 
-def test_adapter_rejects_masks_and_plain_layers(rng):
+def test_adapter_needs_masks_and_a_layer_norm_layer(rng):
     case = Case("lstm", 3, 2, 4, 5)
     inp = make_inputs(case, rng)
     plain = LSTM(4, 5, dtype="float64", seed=0)
     with pytest.raises(ValueError, match="layer_norm=True"):
         _layernorm.forward(plain, inp["x"], inp["h0"], inp["c0"], None, True)
     rd = LSTM(4, 5, dtype="float64", seed=0, layer_norm=True, recurrent_dropout=0.2)
-    with pytest.raises(NotImplementedError, match="recurrent_dropout"):
+    with pytest.raises(ValueError, match="recurrent_dropout needs its masks"):
         _layernorm.forward(rd, inp["x"], inp["h0"], inp["c0"], None, True)
     # inference without zoneout ignores the training-only rates
     y, *_ = _layernorm.forward(rd, inp["x"], inp["h0"], inp["c0"], None, False)

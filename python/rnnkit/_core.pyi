@@ -240,15 +240,17 @@ def ln_forward(
     reserve: np.ndarray | None,
     scratch: np.ndarray,
     train: bool,
-    rec_masks: list[np.ndarray] | None = None,
-    zone_h: list[np.ndarray] | None = None,
-    zone_c: list[np.ndarray] | None = None,
+    rec_masks: list[np.ndarray | None] | None = None,
+    zone_h: list[np.ndarray | None] | None = None,
+    zone_c: list[np.ndarray | None] | None = None,
     drop_masks: list[np.ndarray | None] | None = None,
     zoneout: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Runs the layer-norm LSTM/GRU over x (T, B, I); returns (y, h_n, c_n or None).
 
-    The masks must be None and zoneout 0 for now (not composed yet).
+    Masks (training only; None entries allowed) as in the shared mask contract:
+    rec_masks L*D (B, H), zone_h / zone_c L*D uint8 (T, B, H), drop_masks L-1
+    (T, B, D*H); zoneout's p is used at inference.
     """
 
 def ln_backward(
@@ -264,6 +266,11 @@ def ln_backward(
     lengths: np.ndarray | None,
     reserve: np.ndarray,
     scratch: np.ndarray,
+    rec_masks: list[np.ndarray | None] | None = None,
+    zone_h: list[np.ndarray | None] | None = None,
+    zone_c: list[np.ndarray | None] | None = None,
+    drop_masks: list[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """BPTT for the layer-norm training forward that filled reserve; adds into
-    dweights (ln_* included). Returns (dx, dh0, dc0 or None)."""
+    """BPTT for the layer-norm training forward that filled reserve (given the
+    same masks); adds into dweights (ln_* included). Returns (dx, dh0, dc0 or
+    None)."""

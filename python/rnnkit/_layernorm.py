@@ -21,10 +21,14 @@ A training forward keeps its reserve on ``layer._reserve`` (reused across
 calls: a new training forward ends the previous one) and the weights it used
 (a copy, ``layer._forward_params()``) in ``ctx``; scratch is per thread.
 
-The mask options (``recurrent_dropout``, ``zoneout``, ``dropout`` between
-layers) are not composed with layer norm in the kernel yet: a training call
-with one of them, or given masks, raises ``NotImplementedError`` (and so does
-inference with ``zoneout``, whose expectation the kernel does not apply).
+The mask options compose with layer norm inside the kernel: ``masks`` (a
+training call's masks, as :class:`rnnkit.reference.options.Masks` holds them:
+``cells[l*D + d]`` with ``recurrent`` (B, H), ``zoneout_h`` / ``zoneout_c``
+(T, B, H) bool, and ``dropout[k]`` (T, B, D*H) for k < L-1, all in real time)
+are handed to the kernel as the shared mask contract's lists and kept in
+``ctx`` for backward; inference uses no mask and applies zoneout's expectation.
+A training call of a layer with a rate > 0 needs its masks (the kernel draws
+none).
 
 Shapes
 ------
@@ -76,6 +80,7 @@ class LNContext:
     lengths: np.ndarray | None
     reserve: np.ndarray
     weights: list[np.ndarray | None]  # the forward's (a copy, _forward_params)
+    masks: dict[str, Any]  # the mask lists of the call (keywords of _core.ln_*)
 
 
 def weight_list(layer: Any, store: Any) -> list[np.ndarray | None]:
@@ -101,27 +106,49 @@ def _check(layer: Any, train: bool, masks: Any) -> None:
             "layer_norm with proj_size is not supported by the compiled kernel"
         )
     rates = [n for n in _RATES if getattr(opts, n, 0.0)]
-    if train and rates or masks is not None and _has_masks(masks):
-        raise NotImplementedError(
-            "the layer-norm kernel does not compose with "
-            f"{', '.join(rates) or 'masks'} yet (training call with masks)"
-        )
-    zoneout = float(getattr(opts, "zoneout", 0.0))
-    if not train and zoneout:
-        raise NotImplementedError(
-            "the layer-norm kernel does not apply zoneout at inference yet"
+    if train and rates and masks is None:
+        raise ValueError(
+            f"a training forward with {', '.join(rates)} needs its masks "
+            "(the layer-norm kernel draws none)"
         )
 
 
-def _has_masks(masks: Any) -> bool:
-    cells = getattr(masks, "cells", None) or []
-    drops = getattr(masks, "dropout", None) or []
-    arrays = [
-        getattr(cm, f, None)
-        for cm in cells
-        for f in ("recurrent", "zoneout_h", "zoneout_c")
-    ]
-    return any(a is not None for a in [*arrays, *drops])
+def mask_lists(layer: Any, masks: Any) -> dict[str, Any]:
+    """The shared mask contract's lists (keywords of ``_core.ln_forward``) from a
+    :class:`~rnnkit.reference.options.Masks`-like ``masks`` (or None): None
+    where no entry is given, bool zoneout masks as uint8 views."""
+    out: dict[str, Any] = {
+        "rec_masks": None,
+        "zone_h": None,
+        "zone_c": None,
+        "drop_masks": None,
+    }
+    if masks is None:
+        return out
+    dt = np.dtype(layer.dtype)
+
+    def real(a: Any) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a, dtype=dt)
+
+    def flags(a: Any) -> np.ndarray | None:
+        if a is None:
+            return None
+        a = np.ascontiguousarray(a)
+        return a.view(np.uint8) if a.dtype == np.bool_ else a.astype(np.uint8)
+
+    cells = list(getattr(masks, "cells", None) or [])
+    for key, field, conv in (
+        ("rec_masks", "recurrent", real),
+        ("zone_h", "zoneout_h", flags),
+        ("zone_c", "zoneout_c", flags),
+    ):
+        arrays = [conv(getattr(cm, field, None)) for cm in cells]
+        if any(a is not None for a in arrays):
+            out[key] = arrays
+    drops = [real(a) for a in (getattr(masks, "dropout", None) or [])]
+    if any(a is not None for a in drops):
+        out["drop_masks"] = drops
+    return out
 
 
 def _sizes(layer: Any, T: int, B: int, mode: Any) -> tuple[int, int]:
@@ -157,7 +184,7 @@ def forward(
     x, h0, c0, lengths : validated arrays (``c0`` None for the GRU).
     train : keep the reserve for :func:`backward` (weights from
         ``layer._forward_params()``); else inference on ``layer.params``.
-    masks : the options' masks (must be None or empty for now).
+    masks : the training call's masks (see the module docstring), or None.
 
     Returns
     -------
@@ -179,6 +206,7 @@ def forward(
             layer._reserve = reserve
     scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
     weights = weight_list(layer, layer._forward_params() if train else layer.params)
+    lists = mask_lists(layer, masks if train else None)
     y, hn, cn = _core.ln_forward(
         layer.cell,
         layer.num_layers,
@@ -191,11 +219,13 @@ def forward(
         reserve,
         scratch,
         train,
+        zoneout=float(getattr(layer.options, "zoneout", 0.0)),
+        **lists,
     )
     ctx = None
     if train:
         assert reserve is not None
-        ctx = LNContext(T, B, lengths, reserve, weights)
+        ctx = LNContext(T, B, lengths, reserve, weights, lists)
     return y, hn, cn, ctx
 
 
@@ -230,5 +260,6 @@ def backward(
         ctx.lengths,
         ctx.reserve,
         scratch,
+        **ctx.masks,
     )
     return dx, dh0, dc0
