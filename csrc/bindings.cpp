@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "dispatch.h"
+#include "layernorm.h"
 
 #ifndef RNNKIT_VERSION
 #define RNNKIT_VERSION "0.0.0"
@@ -763,6 +764,8 @@ void bind_blocks(py::module_& m) {
 
 void bind_lstmp(py::module_& m);  // the projected LSTM, at the end of this file
 
+void bind_layernorm(py::module_& m);  // at the end of this file
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rnnkit compiled kernels (use the Python API in rnnkit, not this module)";
   m.attr("__version__") = RNNKIT_VERSION;
@@ -857,6 +860,7 @@ PYBIND11_MODULE(_core, m) {
   bind_lstmp(m);
   bind_stepper<float>(m, "Stepper32");
   bind_stepper<double>(m, "Stepper64");
+  bind_layernorm(m);
 
   m.def(
       "simd_paths",
@@ -1255,4 +1259,325 @@ void bind_lstmp(py::module_& m) {
       "Backpropagation through time for the projected-LSTM training forward that "
       "filled "
       "reserve; adds into dweights and returns (dx, dh0, dc0).");
+}
+
+// ------------------------------------------------------------- layer norm
+// The layer-normalised LSTM and GRU (layernorm.h): weights hold 8 entries per
+// (layer, direction): W_ih, W_hh, b_ih, b_hh, ln_weight_ih, ln_weight_hh,
+// ln_weight_c, ln_bias_c (biases None without bias; the last two None for GRU).
+namespace {
+
+RnnDesc ln_desc(const std::string& cell, int64_t T, int64_t B, int64_t I, int64_t H,
+                int64_t L, bool bidirectional, bool bias) {
+  RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
+  if (!rnnkit::ln_cell_supported(d.cell))
+    throw py::value_error(
+        "layer_norm is an option of LSTM and GRU: cell must be "
+        "'lstm' or 'gru', got '" +
+        cell + "'");
+  return d;
+}
+
+std::string ln_param_name(int kind, int64_t l, int64_t dir) {
+  static const char* const kinds[rnnkit::kLnSlots] = {
+      "weight_ih",    "weight_hh",    "bias_ih",     "bias_hh",
+      "ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c"};
+  return std::string(kinds[kind]) + "_l" + std::to_string(l) + (dir ? "_reverse" : "");
+}
+
+template <class Real, class Ptr, class Get>
+std::vector<Ptr> ln_weight_ptrs(const RnnDesc& d, const py::list& weights, bool grads,
+                                Get get) {
+  using namespace rnnkit;
+  const int64_t LD = d.L * d.D, GH = d.G() * d.H, S = kLnSlots;
+  const bool lstm = d.cell == rnnkit::Cell::lstm;
+  const char* what = grads ? "dweights" : "weights";
+  if (int64_t(weights.size()) != S * LD)
+    throw py::value_error(std::string(what) + " must hold " + std::to_string(S * LD) +
+                          " entries (" + std::to_string(S) +
+                          " per layer and direction), got " +
+                          std::to_string(weights.size()));
+  std::vector<Ptr> out(S * LD, nullptr);
+  const std::string pre = grads ? "grad of " : "";
+  for (int64_t l = 0; l < d.L; ++l)
+    for (int64_t dir = 0; dir < d.D; ++dir) {
+      const int64_t k = S * (l * d.D + dir);
+      auto name = [&](int kind) { return pre + ln_param_name(kind, l, dir); };
+      out[k + kLnWih] = get(name(kLnWih).c_str(), weights[k], {GH, d.in_size(l)});
+      out[k + kLnWhh] = get(name(kLnWhh).c_str(), weights[k + 1], {GH, d.H});
+      for (int b = kLnBih; b <= kLnBhh; ++b) {
+        if (weights[k + b].is_none()) {
+          if (d.bias)
+            throw py::value_error(name(b) + " is None but the layer has biases");
+        } else {
+          if (!d.bias) throw py::value_error(name(b) + " given but bias=False");
+          out[k + b] = get(name(b).c_str(), weights[k + b], {GH});
+        }
+      }
+      for (int g = kLnGih; g <= kLnGhh; ++g)
+        out[k + g] = get(name(g).c_str(), weights[k + g], {GH});
+      for (int g = kLnGc; g <= kLnBc; ++g) {
+        if (lstm) {
+          out[k + g] = get(name(g).c_str(), weights[k + g], {d.H});
+        } else if (!weights[k + g].is_none()) {
+          throw py::value_error(name(g) + " must be None for the GRU (it has no c)");
+        }
+      }
+    }
+  return out;
+}
+
+// The option masks of the mask contract (layernorm.h): lists of arrays (or
+// None entries), validated and kept alive for the call.
+template <class Real>
+struct LnMasks {
+  std::vector<const Real*> rec, drop;
+  std::vector<const uint8_t*> zh, zc;
+  double zoneout = 0.0;
+
+  template <class T>
+  static std::vector<const T*> parse(const char* what, const py::object& obj,
+                                     int64_t count, const std::vector<int64_t>& shape,
+                                     const char* index) {
+    std::vector<const T*> out;
+    if (obj.is_none()) return out;
+    if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
+      throw py::type_error(std::string(what) + " must be a list of arrays or None");
+    py::sequence seq = obj.cast<py::sequence>();
+    if (int64_t(seq.size()) != count)
+      throw py::value_error(std::string(what) + " must hold " + std::to_string(count) +
+                            " entries (one per " + index + "), got " +
+                            std::to_string(seq.size()));
+    out.assign(count, nullptr);
+    for (int64_t i = 0; i < count; ++i) {
+      if (seq[i].is_none()) continue;
+      const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
+      out[i] = in_ptr<T>(name.c_str(), seq[i], shape);
+    }
+    return out;
+  }
+
+  LnMasks(const RnnDesc& d, const py::object& rec_masks, const py::object& zone_h,
+          const py::object& zone_c, const py::object& drop_masks, double p) {
+    const int64_t LD = d.L * d.D;
+    rec = parse<Real>("rec_masks", rec_masks, LD, {d.B, d.H}, "layer and direction");
+    zh = parse<uint8_t>("zone_h", zone_h, LD, {d.T, d.B, d.H}, "layer and direction");
+    zc = parse<uint8_t>("zone_c", zone_c, LD, {d.T, d.B, d.H}, "layer and direction");
+    if (!rnnkit::cell_has_c(d.cell))
+      for (const uint8_t* z : zc)
+        if (z) throw py::value_error("zone_c must be None for the GRU (it has no c)");
+    drop = parse<Real>("drop_masks", drop_masks, d.L - 1, {d.T, d.B, d.D * d.H},
+                       "layer but the last");
+    if (!(p >= 0.0 && p < 1.0))
+      throw py::value_error("zoneout must be in [0, 1), got " + std::to_string(p));
+    zoneout = p;
+  }
+
+  void fill(rnnkit::LnArgs<Real>& a) const {
+    a.rec = rec.empty() ? nullptr : rec.data();
+    a.zh = zh.empty() ? nullptr : zh.data();
+    a.zc = zc.empty() ? nullptr : zc.data();
+    a.drop = drop.empty() ? nullptr : drop.data();
+    a.zoneout = zoneout;
+  }
+};
+
+template <class Real>
+py::tuple ln_forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
+                          const py::object& c0, const py::list& weights,
+                          const py::object& lengths, const py::object& reserve,
+                          const py::array& scratch, bool train,
+                          const LnMasks<Real>& m) {
+  const bool has_c = rnnkit::cell_has_c(d.cell);
+  const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
+  rnnkit::LnArgs<Real> a;
+  m.fill(a);
+  a.train = train;
+  a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
+  a.h0 = in_ptr<Real>("h0", h0, state);
+  if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
+  auto w = ln_weight_ptrs<Real, const Real*>(
+      d, weights, false, [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  a.weights = w.data();
+  a.lengths = lengths_ptr(lengths, d.T, d.B);
+  const int isa = rnnkit::isa_active();
+  auto need = rnnkit::ln_workspace_size<Real>(
+      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
+  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
+  if (train) {
+    if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
+    a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
+  }
+  py::array_t<Real> y({d.T, d.B, d.D * d.H}), hn(state);
+  py::object cn = py::none();
+  a.y = y.mutable_data();
+  a.hn = hn.mutable_data();
+  if (has_c) {
+    py::array_t<Real> c(state);
+    a.cn = c.mutable_data();
+    cn = c;
+  }
+  {
+    py::gil_scoped_release release;
+    rnnkit::ln_forward<Real>(isa, d, a);
+  }
+  return py::make_tuple(y, hn, cn);
+}
+
+template <class Real>
+py::tuple ln_backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
+                           const py::object& dcn, const py::list& weights,
+                           const py::list& dweights, const py::object& lengths,
+                           const py::array& reserve, const py::array& scratch,
+                           const LnMasks<Real>& m) {
+  const bool has_c = rnnkit::cell_has_c(d.cell);
+  const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
+  rnnkit::LnArgs<Real> a;
+  m.fill(a);
+  a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
+  a.dhn = in_ptr<Real>("dh_n", dhn, state);
+  if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
+  auto w = ln_weight_ptrs<Real, const Real*>(
+      d, weights, false, [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return in_ptr<Real>(n, o, s);
+      });
+  auto dw = ln_weight_ptrs<Real, Real*>(
+      d, dweights, true, [](const char* n, py::handle o, std::vector<int64_t> s) {
+        return out_ptr<Real>(n, o, s);
+      });
+  a.weights = w.data();
+  a.dweights = dw.data();
+  a.lengths = lengths_ptr(lengths, d.T, d.B);
+  const int isa = rnnkit::isa_active();
+  auto need = rnnkit::ln_workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
+  a.reserve = workspace_ptr("reserve", reserve, need.reserve);
+  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
+  py::array_t<Real> dx({d.T, d.B, d.I}), dh0(state);
+  py::object dc0 = py::none();
+  a.dx = dx.mutable_data();
+  a.dh0 = dh0.mutable_data();
+  if (has_c) {
+    py::array_t<Real> c(state);
+    a.dc0 = c.mutable_data();
+    dc0 = c;
+  }
+  {
+    py::gil_scoped_release release;
+    rnnkit::ln_backward<Real>(isa, d, a);
+  }
+  return py::make_tuple(dx, dh0, dc0);
+}
+
+// H from weights[1] (W_hh, (G*H, H)), with a clear message when it is not there.
+int64_t ln_hidden(const py::list& weights) {
+  if (weights.size() < 3 || !py::isinstance<py::array>(weights[1]) ||
+      py::reinterpret_borrow<py::array>(weights[1]).ndim() != 2)
+    throw py::value_error("weights[1] must be " + ln_param_name(1, 0, 0) +
+                          ", a 2-D array");
+  return py::reinterpret_borrow<py::array>(weights[1]).shape(1);
+}
+
+}  // namespace
+
+void bind_layernorm(py::module_& m) {
+  m.def(
+      "ln_workspace_size",
+      [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
+         int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
+         rnnkit::Mode mode) {
+        RnnDesc d = ln_desc(cell, T, B, I, H, L, bidirectional, bias);
+        const int isa = rnnkit::isa_active();
+        rnnkit::WorkspaceSize w;
+        if (dtype == "float32")
+          w = rnnkit::ln_workspace_size<float>(isa, d, mode);
+        else if (dtype == "float64")
+          w = rnnkit::ln_workspace_size<double>(isa, d, mode);
+        else
+          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
+                               "'");
+        return py::make_tuple(w.reserve, w.scratch);
+      },
+      py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
+      py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
+      py::arg("mode"),
+      "Bytes of (reserve, scratch) for a layer-norm LSTM/GRU call of the given Mode "
+      "with the active SIMD path and thread count.");
+
+  m.def(
+      "ln_forward",
+      [](const std::string& cell, int64_t L, bool bidirectional, const py::array& x,
+         const py::object& h0, const py::object& c0, const py::list& weights,
+         const py::object& lengths, const py::object& reserve, const py::array& scratch,
+         bool train, const py::object& rec_masks, const py::object& zone_h,
+         const py::object& zone_c, const py::object& drop_masks, double zoneout) {
+        if (x.ndim() != 3)
+          throw py::value_error("x must be 3-D (T, B, I), got ndim " +
+                                std::to_string(x.ndim()));
+        const int64_t H = ln_hidden(weights);
+        RnnDesc d = ln_desc(cell, x.shape(0), x.shape(1), x.shape(2), H, L,
+                            bidirectional, !weights[2].is_none());
+        // the masks are training-only: inference ignores them (zoneout's p stays)
+        const py::object none = py::none();
+        const py::object& rm = train ? rec_masks : none;
+        const py::object& zhm = train ? zone_h : none;
+        const py::object& zcm = train ? zone_c : none;
+        const py::object& dm = train ? drop_masks : none;
+        if (is_f64(x))
+          return ln_forward_impl<double>(d, x, h0, c0, weights, lengths, reserve,
+                                         scratch, train,
+                                         LnMasks<double>(d, rm, zhm, zcm, dm, zoneout));
+        return ln_forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
+                                      train,
+                                      LnMasks<float>(d, rm, zhm, zcm, dm, zoneout));
+      },
+      py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("x"),
+      py::arg("h0"), py::arg("c0"), py::arg("weights"), py::arg("lengths"),
+      py::arg("reserve"), py::arg("scratch"), py::arg("train"),
+      py::arg("rec_masks") = py::none(), py::arg("zone_h") = py::none(),
+      py::arg("zone_c") = py::none(), py::arg("drop_masks") = py::none(),
+      py::arg("zoneout") = 0.0,
+      "Runs the stacked layer-norm LSTM/GRU over x (T, B, I); returns (y, h_n, c_n or "
+      "None). weights: 8 per layer and direction (W_ih, W_hh, b_ih, b_hh, "
+      "ln_weight_ih, ln_weight_hh, ln_weight_c, ln_bias_c). Masks (training only) as "
+      "in the shared mask contract; zoneout's p is used at inference.");
+
+  m.def(
+      "ln_backward",
+      [](const std::string& cell, int64_t L, bool bidirectional, int64_t I,
+         const py::array& dy, const py::object& dhn, const py::object& dcn,
+         const py::list& weights, const py::list& dweights, const py::object& lengths,
+         const py::array& reserve, const py::array& scratch,
+         const py::object& rec_masks, const py::object& zone_h,
+         const py::object& zone_c, const py::object& drop_masks) {
+        if (dy.ndim() != 3)
+          throw py::value_error("dy must be 3-D (T, B, D*H), got ndim " +
+                                std::to_string(dy.ndim()));
+        const int64_t H = ln_hidden(weights);
+        const int64_t D = bidirectional ? 2 : 1;
+        if (dy.shape(2) != D * H)
+          throw py::value_error(
+              "dy must have last axis D*H = " + std::to_string(D * H) + ", got " +
+              std::to_string(dy.shape(2)));
+        RnnDesc d = ln_desc(cell, dy.shape(0), dy.shape(1), I, H, L, bidirectional,
+                            !weights[2].is_none());
+        if (is_f64(dy))
+          return ln_backward_impl<double>(
+              d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
+              LnMasks<double>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
+        return ln_backward_impl<float>(
+            d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
+            LnMasks<float>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
+      },
+      py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"),
+      py::arg("input_size"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+      py::arg("weights"), py::arg("dweights"), py::arg("lengths"), py::arg("reserve"),
+      py::arg("scratch"), py::arg("rec_masks") = py::none(),
+      py::arg("zone_h") = py::none(), py::arg("zone_c") = py::none(),
+      py::arg("drop_masks") = py::none(),
+      "Backpropagation through time for the layer-norm training forward that filled "
+      "reserve (pass it the forward's masks); adds into dweights (ln_* included) and "
+      "returns (dx, dh0, dc0 or "
+      "None).");
 }

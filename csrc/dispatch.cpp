@@ -284,6 +284,54 @@ RNNKIT_INSTANTIATE_BLOCKS(float)
 RNNKIT_INSTANTIATE_BLOCKS(double)
 #undef RNNKIT_INSTANTIATE_BLOCKS
 
+// The layer-norm kernels: one small table per ISA.
+namespace {
+template <class Real>
+struct LnTable {
+  WorkspaceSize (*size)(const RnnDesc&, Mode);
+  void (*fwd)(const RnnDesc&, const LnArgs<Real>&);
+  void (*bwd)(const RnnDesc&, const LnArgs<Real>&);
+};
+#define RNNKIT_LN_TABLE(ns)                                                  \
+  LnTable<Real> {                                                            \
+    ns::ln_workspace_size<Real>, ns::ln_forward<Real>, ns::ln_backward<Real> \
+  }
+template <class Real>
+const LnTable<Real>* ln_table(int isa) {
+  static const LnTable<Real> generic_ln = RNNKIT_LN_TABLE(generic);
+#ifdef RNNKIT_BUILD_AVX2
+  static const LnTable<Real> avx2_ln = RNNKIT_LN_TABLE(avx2);
+  if (isa == kAvx2) return &avx2_ln;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const LnTable<Real> avx512_ln = RNNKIT_LN_TABLE(avx512);
+  if (isa == kAvx512) return &avx512_ln;
+#endif
+  (void)isa;
+  return &generic_ln;
+}
+#undef RNNKIT_LN_TABLE
+}  // namespace
+
+template <class Real>
+WorkspaceSize ln_workspace_size(int isa, const RnnDesc& d, Mode mode) {
+  return ln_table<Real>(isa)->size(d, mode);
+}
+template <class Real>
+void ln_forward(int isa, const RnnDesc& d, const LnArgs<Real>& a) {
+  ln_table<Real>(isa)->fwd(d, a);
+}
+template <class Real>
+void ln_backward(int isa, const RnnDesc& d, const LnArgs<Real>& a) {
+  ln_table<Real>(isa)->bwd(d, a);
+}
+template WorkspaceSize ln_workspace_size<float>(int, const RnnDesc&, Mode);
+template WorkspaceSize ln_workspace_size<double>(int, const RnnDesc&, Mode);
+template void ln_forward<float>(int, const RnnDesc&, const LnArgs<float>&);
+template void ln_forward<double>(int, const RnnDesc&, const LnArgs<double>&);
+template void ln_backward<float>(int, const RnnDesc&, const LnArgs<float>&);
+template void ln_backward<double>(int, const RnnDesc&, const LnArgs<double>&);
+
 template WorkspaceSize workspace_size<float>(int, const RnnDesc&, Mode);
 template WorkspaceSize workspace_size<double>(int, const RnnDesc&, Mode);
 template void forward<float>(int, const RnnDesc&, const RnnArgs<float>&);

@@ -7,6 +7,7 @@
 
 #include "blocks.h"
 #include "common.h"
+#include "layernorm.h"
 #include "lstmp.h"
 
 namespace rnnkit {
@@ -75,5 +76,13 @@ template <class Real>
 void lstmp_forward(int isa, const LstmpDesc& desc, const LstmpArgs<Real>& args);
 template <class Real>
 void lstmp_backward(int isa, const LstmpDesc& desc, const LstmpArgs<Real>& args);
+
+// The layer-normalised LSTM and GRU (layernorm.h); size and call on one isa.
+template <class Real>
+WorkspaceSize ln_workspace_size(int isa, const RnnDesc& desc, Mode mode);
+template <class Real>
+void ln_forward(int isa, const RnnDesc& desc, const LnArgs<Real>& args);
+template <class Real>
+void ln_backward(int isa, const RnnDesc& desc, const LnArgs<Real>& args);
 
 }  // namespace rnnkit

@@ -15,6 +15,7 @@
 // Defined by RNNKIT_DEFINE_CELL (cell_entry.h) at the end of csrc/<cell>.cpp.
 #include "blocks.h"
 #include "common.h"
+#include "layernorm.h"
 #include "lstmp.h"
 
 namespace rnnkit {
@@ -73,6 +74,15 @@ template <class Real>
 void lstmp_forward(const LstmpDesc& desc, const LstmpArgs<Real>& args);
 template <class Real>
 void lstmp_backward(const LstmpDesc& desc, const LstmpArgs<Real>& args);
+
+// The layer-normalised LSTM and GRU (layernorm.cpp; arguments in layernorm.h:
+// weights and dweights hold 8 pointers per layer and direction).
+template <class Real>
+WorkspaceSize ln_workspace_size(const RnnDesc& desc, Mode mode);
+template <class Real>
+void ln_forward(const RnnDesc& desc, const LnArgs<Real>& args);
+template <class Real>
+void ln_backward(const RnnDesc& desc, const LnArgs<Real>& args);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

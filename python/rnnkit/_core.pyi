@@ -208,6 +208,72 @@ def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
     """sum((x * scale)**2) in double, the same for any thread count."""
 
 def scale_(x: np.ndarray, s: float) -> None:
+
+# The layer-normalised LSTM / GRU (csrc/layernorm.cpp; rnnkit._layernorm).
+# weights / dweights: 8 entries per (layer, direction), l*D + d: weight_ih,
+# weight_hh, bias_ih, bias_hh (None without bias), ln_weight_ih, ln_weight_hh,
+# ln_weight_c, ln_bias_c (the last two None for the GRU).
+
+def ln_workspace_size(
+    cell: str,
+    dtype: str,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    num_layers: int,
+    bidirectional: bool,
+    bias: bool,
+    mode: Mode,
+) -> tuple[int, int]:
+    """Bytes of (reserve, scratch) for a layer-norm call of ``mode``."""
+
+def ln_forward(
+    cell: str,
+    num_layers: int,
+    bidirectional: bool,
+    x: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray | None,
+    weights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray | None,
+    scratch: np.ndarray,
+    train: bool,
+    rec_masks: list[np.ndarray | None] | None = None,
+    zone_h: list[np.ndarray | None] | None = None,
+    zone_c: list[np.ndarray | None] | None = None,
+    drop_masks: list[np.ndarray | None] | None = None,
+    zoneout: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Runs the layer-norm LSTM/GRU over x (T, B, I); returns (y, h_n, c_n or None).
+
+    Masks (training only; None entries allowed) as in the shared mask contract:
+    rec_masks L*D (B, H), zone_h / zone_c L*D uint8 (T, B, H), drop_masks L-1
+    (T, B, D*H); zoneout's p is used at inference.
+    """
+
+def ln_backward(
+    cell: str,
+    num_layers: int,
+    bidirectional: bool,
+    input_size: int,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray | None,
+    weights: list[np.ndarray | None],
+    dweights: list[np.ndarray | None],
+    lengths: np.ndarray | None,
+    reserve: np.ndarray,
+    scratch: np.ndarray,
+    rec_masks: list[np.ndarray | None] | None = None,
+    zone_h: list[np.ndarray | None] | None = None,
+    zone_c: list[np.ndarray | None] | None = None,
+    drop_masks: list[np.ndarray | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """BPTT for the layer-norm training forward that filled reserve (given the
+    same masks); adds into dweights (ln_* included). Returns (dx, dh0, dc0 or
+    None)."""
     """x *= s in place over a flat buffer."""
 
 # The projected LSTM (proj_size=P; csrc/lstmp.h): weights are 5 per (layer,
