@@ -147,15 +147,16 @@ struct Tiles {
       for (int64_t g = 0; g < G; ++g) acc[v][g] += odd[v][g];
   }
 
-  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H.
+  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H; dG
+  // rows ldg apart.
   template <int64_t MRt>
-  static RNNKIT_INLINE void backward_product(const Real* w, const Real* dg, int64_t GH,
-                                             int64_t r0, int64_t mr,
+  static RNNKIT_INLINE void backward_product(const Real* w, const Real* dg, int64_t ldg,
+                                             int64_t GH, int64_t r0, int64_t mr,
                                              V (&prod)[MRB][NVB]) {
     const Real* dr[MRt];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MRt; ++i) {
-      dr[i] = dg + (r0 + (i < mr ? i : 0)) * GH;
+      dr[i] = dg + (r0 + (i < mr ? i : 0)) * ldg;
 #pragma GCC unroll 2
       for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
     }
