@@ -67,7 +67,8 @@ struct Workspace {
     Real* yl[2];   // inference: outputs of the lower layers, ping-pong
     Real* dyl[2];  // backward: dL/dY of the lower layers, ping-pong
     int64_t *perm, *lens, *nact;
-    Real* bsum;  // backward: bias gradient sums, G*H (input side) then H (kSplitN)
+    Real* bsum;   // backward: bias gradient sums, G*H (input side) then H (kSplitN)
+    Real* bpart;  // backward: per thread (B, TUB), dG W_hh between depth blocks
   };
 
   static Reserve reserve_layout(const RnnDesc& d, char* base, size_t* size) {
@@ -114,6 +115,7 @@ struct Workspace {
     s.lens = c.take<int64_t>(B);
     s.nact = c.take<int64_t>(d.T + 1);
     s.bsum = c.take<Real>(bwd ? G * H + H : 0);
+    s.bpart = c.take<Real>(bwd ? int64_t(d.threads) * B * TUB : 0);
     if (size) *size = c.used;
     return s;
   }
@@ -510,6 +512,7 @@ struct Recurrent {
     const int64_t smax = c.smax;
     const Part P = partition<Real>(d, G, TUB, MRB, team.tid, team.nth);
     const int64_t ldg = Ws::dg_ld(d);
+    Real* part = S.bpart + int64_t(team.tid) * B * TUB;
     Real* xp = p.xp;
     Real* aux = p.aux;
     const Real* yl = p.y;
@@ -527,18 +530,14 @@ struct Recurrent {
       const int64_t nact = step >= 0 ? S.nact[step] : B;
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
       for (int64_t u = P.u0; u < P.u1 && !P.idle; ++u) {
-        const Real* w = S.wp + u * GH * TUB;
+        product_tile(P, S.wp + u * GH * TUB, dgprev, ldg, GH, nprev, part);
         for (int64_t r0 = 0; r0 < nact; r0 += MRB) {
           if (!P.owns(r0)) continue;
           const int64_t mr = min64(MRB, nact - r0);
           V prod[MRB][NVB];
-          if (r0 < nprev) {
-            const int64_t mp = min64(mr, nprev - r0);
-            if (mp == 1)
-              Tl::template backward_product<1>(w, dgprev, ldg, GH, r0, mp, prod);
-            else
-              Tl::template backward_product<MRB>(w, dgprev, ldg, GH, r0, mp, prod);
-          }
+          for (int64_t i = 0; i < mr && r0 + i < nprev; ++i)
+            for (int64_t v = 0; v < NVB; ++v)
+              prod[i][v] = load(part + (r0 + i) * TUB + v * VL);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r];
             const bool carried = r < nprev;
@@ -593,6 +592,36 @@ struct Recurrent {
       }
     }
     return dgprev;
+  }
+
+  // part[r][0, TUB) = (dG W_hh) of the carried rows r < nprev that this thread
+  // owns, for one tile of TUB units (w: its packed W_hh). In depth blocks of
+  // KBB, so a block of the tile's weights stays in L1 across the row blocks;
+  // the sums wait in part between blocks (fixed order: bitwise the same for
+  // any team).
+  static void product_tile(const Part& P, const Real* w, const Real* dg, int64_t ldg,
+                           int64_t GH, int64_t nprev, Real* part) {
+    constexpr int64_t KBB = Tl::KBB;
+    for (int64_t k0 = 0; k0 < GH; k0 += KBB) {
+      const int64_t kn = min64(KBB, GH - k0);
+      for (int64_t r0 = 0; r0 < nprev; r0 += MRB) {
+        if (!P.owns(r0)) continue;
+        const int64_t mp = min64(MRB, nprev - r0);
+        V prod[MRB][NVB];
+        if (mp == 1)
+          Tl::template backward_product<1>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
+                                           prod);
+        else
+          Tl::template backward_product<MRB>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
+                                             prod);
+        for (int64_t i = 0; i < mp; ++i)
+          for (int64_t v = 0; v < NVB; ++v) {
+            Real* pp = part + (r0 + i) * TUB + v * VL;
+            if (k0 > 0) prod[i][v] += load(pp);
+            store(pp, prod[i][v]);
+          }
+      }
+    }
   }
 
   // After the time loop of one (layer, dir): every large product at once.

@@ -33,6 +33,9 @@ struct Tiles {
   static constexpr int64_t KB = 128;
   static constexpr int64_t NVB = 2;
   static constexpr int64_t TUB = NVB * VL;  // units per backward tile
+  // Depth block of the backward product: KBB x TUB of the packed tile (16 KiB
+  // in float) stays in L1 across the row blocks of a step.
+  static constexpr int64_t KBB = 128;
 
   // Forward: tile u (TU units) as [k][v][g][VL] = W[g*H + u*TU + v*VL + e][k].
   // pack_rows writes rows of W (G*H x K, leading dimension lda) at depth
