@@ -22,6 +22,28 @@ namespace RNNKIT_NS {
 template <class Real>
 int64_t gemm_pack_size(int nth);
 
+// One block of columns of a product that shares its A with other blocks
+// (gemm_panels): B(k, j) = B[(k - k0)*rsb + j*csb] for rows k0 <= k < k1 and
+// zero outside them, j < n; the block's columns of A B go to C (leading
+// dimension ldc).
+template <class Real>
+struct Panel {
+  const Real* B;
+  int64_t rsb, csb, n, k0, k1;
+  Real* C;
+  int64_t ldc;
+};
+
+// C_p (+)= A B_p for every panel p (at most kMaxPanels): one pass over A for
+// products such as dG^T [x | h_prev]. If rowsum is not null it is set to
+// rowsum[i] = sum_k A(i, k), summed in k order (bias gradients). The same
+// contract as gemm otherwise.
+constexpr int kMaxPanels = 4;
+template <class Real>
+void gemm_panels(int64_t M, int64_t K, const Real* A, int64_t rsa, int64_t csa,
+                 const Panel<Real>* panels, int npanels, bool accumulate, Real* rowsum,
+                 Real* pack, TeamBarrier* bar, int tid, int nth);
+
 template <class Real>
 void gemm(int64_t M, int64_t N, int64_t K, const Real* A, int64_t rsa, int64_t csa,
           const Real* B, int64_t rsb, int64_t csb, Real* C, int64_t ldc,

@@ -67,6 +67,8 @@ struct Workspace {
     Real* yl[2];   // inference: outputs of the lower layers, ping-pong
     Real* dyl[2];  // backward: dL/dY of the lower layers, ping-pong
     int64_t *perm, *lens, *nact;
+    Real* bsum;   // backward: bias gradient sums, G*H (input side) then H (kSplitN)
+    Real* bpart;  // backward: per thread (B, TUB), dG W_hh between depth blocks
   };
 
   static Reserve reserve_layout(const RnnDesc& d, char* base, size_t* size) {
@@ -99,7 +101,7 @@ struct Workspace {
     for (int i = 0; i < 2; ++i) s.h[i] = c.take<Real>(B * H);
     for (int i = 0; i < 2; ++i) s.c[i] = c.take<Real>(Cell::kHasC ? B * H : 0);
     const bool bwd = mode == Mode::kBackward;
-    for (int i = 0; i < 2; ++i) s.dg[i] = c.take<Real>(bwd ? B * GH : 0);
+    for (int i = 0; i < 2; ++i) s.dg[i] = c.take<Real>(bwd ? B * dg_ld(d) : 0);
     s.dc = c.take<Real>(bwd ? B * H : 0);
     s.dhd = c.take<Real>(bwd ? B * H : 0);
     const bool inf = mode == Mode::kInference;
@@ -112,8 +114,17 @@ struct Workspace {
     s.perm = c.take<int64_t>(B);
     s.lens = c.take<int64_t>(B);
     s.nact = c.take<int64_t>(d.T + 1);
+    s.bsum = c.take<Real>(bwd ? G * H + H : 0);
+    s.bpart = c.take<Real>(bwd ? int64_t(d.threads) * B * TUB : 0);
     if (size) *size = c.used;
     return s;
+  }
+
+  // Row stride of the compact dG rows of backward: G*H plus a cache line, so
+  // the rows of one tile (read together by the recurrent product) do not all
+  // map to one L1 set when G*H is a multiple of 4 KiB.
+  static int64_t dg_ld(const RnnDesc& d) {
+    return round16(G * d.H) + 64 / int64_t(sizeof(Real));
   }
 
   static WorkspaceSize size(const RnnDesc& d, Mode mode) {
@@ -500,6 +511,8 @@ struct Recurrent {
     const int64_t B = d.B, H = d.H, GH = G * H, DH = d.D * H, dir = p.dir, ld = p.ld;
     const int64_t smax = c.smax;
     const Part P = partition<Real>(d, G, TUB, MRB, team.tid, team.nth);
+    const int64_t ldg = Ws::dg_ld(d);
+    Real* part = S.bpart + int64_t(team.tid) * B * TUB;
     Real* xp = p.xp;
     Real* aux = p.aux;
     const Real* yl = p.y;
@@ -517,18 +530,14 @@ struct Recurrent {
       const int64_t nact = step >= 0 ? S.nact[step] : B;
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
       for (int64_t u = P.u0; u < P.u1 && !P.idle; ++u) {
-        const Real* w = S.wp + u * GH * TUB;
+        product_tile(P, S.wp + u * GH * TUB, dgprev, ldg, GH, nprev, part);
         for (int64_t r0 = 0; r0 < nact; r0 += MRB) {
           if (!P.owns(r0)) continue;
           const int64_t mr = min64(MRB, nact - r0);
           V prod[MRB][NVB];
-          if (r0 < nprev) {
-            const int64_t mp = min64(mr, nprev - r0);
-            if (mp == 1)
-              Tl::template backward_product<1>(w, dgprev, GH, r0, mp, prod);
-            else
-              Tl::template backward_product<MRB>(w, dgprev, GH, r0, mp, prod);
-          }
+          for (int64_t i = 0; i < mr && r0 + i < nprev; ++i)
+            for (int64_t v = 0; v < NVB; ++v)
+              prod[i][v] = load(part + (r0 + i) * TUB + v * VL);
           for (int64_t i = 0; i < mr; ++i) {
             const int64_t r = r0 + i, b = S.perm[r];
             const bool carried = r < nprev;
@@ -539,7 +548,7 @@ struct Recurrent {
               tp = rev ? t + 1 : t - 1;
               const bool first = step == 0;
               row.xp = xp + tb * GH;
-              row.dg = dgcur + r * GH;
+              row.dg = dgcur + r * ldg;
               row.dc = S.dc + r * H;
               row.dhd = S.dhd + r * H;
               if (Cell::kHasC) {
@@ -585,6 +594,36 @@ struct Recurrent {
     return dgprev;
   }
 
+  // part[r][0, TUB) = (dG W_hh) of the carried rows r < nprev that this thread
+  // owns, for one tile of TUB units (w: its packed W_hh). In depth blocks of
+  // KBB, so a block of the tile's weights stays in L1 across the row blocks;
+  // the sums wait in part between blocks (fixed order: bitwise the same for
+  // any team).
+  static void product_tile(const Part& P, const Real* w, const Real* dg, int64_t ldg,
+                           int64_t GH, int64_t nprev, Real* part) {
+    constexpr int64_t KBB = Tl::KBB;
+    for (int64_t k0 = 0; k0 < GH; k0 += KBB) {
+      const int64_t kn = min64(KBB, GH - k0);
+      for (int64_t r0 = 0; r0 < nprev; r0 += MRB) {
+        if (!P.owns(r0)) continue;
+        const int64_t mp = min64(MRB, nprev - r0);
+        V prod[MRB][NVB];
+        if (mp == 1)
+          Tl::template backward_product<1>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
+                                           prod);
+        else
+          Tl::template backward_product<MRB>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
+                                             prod);
+        for (int64_t i = 0; i < mp; ++i)
+          for (int64_t v = 0; v < NVB; ++v) {
+            Real* pp = part + (r0 + i) * TUB + v * VL;
+            if (k0 > 0) prod[i][v] += load(pp);
+            store(pp, prod[i][v]);
+          }
+      }
+    }
+  }
+
   // After the time loop of one (layer, dir): every large product at once.
   // dgx = p.xp holds dG (input side) of all steps, p.aux the hidden-side dG of
   // the kSplitN rows, dg0 the compact dG of step 0.
@@ -604,38 +643,36 @@ struct Recurrent {
     // dx_in (+)= dG W_ih (both directions add into one input gradient)
     gemm<Real>(TB, In, GH, dgx, GH, 1, w[0], In, 1, p.dxin, In, dir > 0, S.pack, bar,
                tid, nth);
-    // dW_ih += dG^T x_in
-    gemm<Real>(GH, In, TB, dgx, 1, GH, p.xin, In, 1, dw[0], In, true, S.pack, bar, tid,
-               nth);
-    // dW_hh += dG_h^T h_prev: h_prev of step t is y_{t-1} (reverse: y_{t+1}),
-    // zero past a row's end; the first step's h0 term comes from the compact
-    // dG of step 0 and the sorted h0.
+    // dW_ih += dG^T x_in and dW_hh += dG_h^T h_prev in one pass over dG:
+    // [x_in | h_prev] as two panels of one product. h_prev of step t is y_{t-1}
+    // (reverse: y_{t+1}), zero past a row's end; the first step's rows read
+    // zero there, its h0 term comes from the compact dG of step 0 and the
+    // sorted h0. The bias gradients are the row sums of the same dG^T.
     const int64_t Mx = Cell::kSplitN ? GH - H : GH;  // rows where dG_h == dG_x
-    const int64_t K = (T - 1) * B;
-    const Real* dgx_t = dir == 0 ? dgx + B * GH : dgx;
-    const Real* y_t = dir == 0 ? yl + dir * H : yl + B * DH + dir * H;
-    gemm<Real>(Mx, H, K, dgx_t, 1, GH, y_t, DH, 1, dw[1], H, true, S.pack, bar, tid,
-               nth);
-    if (Cell::kSplitN) {
-      const Real* hn_t = dir == 0 ? aux + B * H : aux;
-      gemm<Real>(H, H, K, hn_t, 1, H, y_t, DH, 1, dw[1] + Mx * H, H, true, S.pack, bar,
-                 tid, nth);
+    Real* bsum = dw[2] || dw[3] ? S.bsum : nullptr;
+    const Real* hp = dir == 0 ? yl + dir * H : yl + B * DH + dir * H;
+    const int64_t hk0 = dir == 0 ? B : 0, hk1 = dir == 0 ? TB : TB - B;
+    Panel<Real> panels[2] = {{p.xin, In, 1, In, 0, TB, dw[0], In},
+                             {hp, DH, 1, H, hk0, hk1, dw[1], H}};
+    gemm_panels<Real>(Mx, TB, dgx, 1, GH, panels, 2, true, bsum, S.pack, bar, tid, nth);
+    if (Cell::kSplitN) {  // the n rows: dW_ih from dG_x, dW_hh from dG_h (aux)
+      Panel<Real> pn = panels[0];
+      pn.C = dw[0] + Mx * In;
+      gemm_panels<Real>(H, TB, dgx + Mx, 1, GH, &pn, 1, true,
+                        bsum ? bsum + Mx : nullptr, S.pack, bar, tid, nth);
+      pn = panels[1];
+      pn.C = dw[1] + Mx * H;
+      gemm_panels<Real>(H, TB, aux, 1, H, &pn, 1, true, bsum ? bsum + GH : nullptr,
+                        S.pack, bar, tid, nth);
     }
-    gemm<Real>(GH, H, B, dg0, 1, GH, S.h[0], H, 1, dw[1], H, true, S.pack, bar, tid,
-               nth);
-    // biases: column sums over all steps, columns split across threads.
-    if (dw[2] || dw[3]) {
-      const int64_t c0 = GH * tid / nth, c1 = GH * (tid + 1) / nth;
-      const int64_t cx = min64(c1, Mx);  // [c0, cx): dG_h == dG_x
-      for (int64_t r = 0; r < TB; ++r) {
-        const Real* g = dgx + r * GH;
-        for (int64_t k = c0; k < c1; ++k) {
-          if (dw[2]) dw[2][k] += g[k];
-          if (dw[3] && k < cx) dw[3][k] += g[k];
-        }
-        if (dw[3])
-          for (int64_t k = max64(c0, Mx); k < c1; ++k)
-            dw[3][k] += aux[r * H + (k - Mx)];
+    gemm<Real>(GH, H, B, dg0, 1, Ws::dg_ld(d), S.h[0], H, 1, dw[1], H, true, S.pack,
+               bar, tid, nth);
+    // b_ih and b_hh gradients: the sums, columns split across threads.
+    if (bsum) {
+      const int64_t k0 = GH * tid / nth, k1 = GH * (tid + 1) / nth;
+      for (int64_t k = k0; k < k1; ++k) {
+        if (dw[2]) dw[2][k] += bsum[k];
+        if (dw[3]) dw[3][k] += k < Mx ? bsum[k] : bsum[GH + k - Mx];
       }
     }
     team.sync();

@@ -33,6 +33,9 @@ struct Tiles {
   static constexpr int64_t KB = 128;
   static constexpr int64_t NVB = 2;
   static constexpr int64_t TUB = NVB * VL;  // units per backward tile
+  // Depth block of the backward product: KBB x TUB of the packed tile (16 KiB
+  // in float) stays in L1 across the row blocks of a step.
+  static constexpr int64_t KBB = 128;
 
   // Forward: tile u (TU units) as [k][v][g][VL] = W[g*H + u*TU + v*VL + e][k].
   // pack_rows writes rows of W (G*H x K, leading dimension lda) at depth
@@ -147,15 +150,16 @@ struct Tiles {
       for (int64_t g = 0; g < G; ++g) acc[v][g] += odd[v][g];
   }
 
-  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H.
+  // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H; dG
+  // rows ldg apart.
   template <int64_t MRt>
-  static RNNKIT_INLINE void backward_product(const Real* w, const Real* dg, int64_t GH,
-                                             int64_t r0, int64_t mr,
+  static RNNKIT_INLINE void backward_product(const Real* w, const Real* dg, int64_t ldg,
+                                             int64_t GH, int64_t r0, int64_t mr,
                                              V (&prod)[MRB][NVB]) {
     const Real* dr[MRt];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MRt; ++i) {
-      dr[i] = dg + (r0 + (i < mr ? i : 0)) * GH;
+      dr[i] = dg + (r0 + (i < mr ? i : 0)) * ldg;
 #pragma GCC unroll 2
       for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
     }
