@@ -626,9 +626,9 @@ struct LnKernel {
             const int64_t mp = min64(MRB, nprev - r0);
             V prod[MRB][NVB];
             if (mp == 1)
-              Tl::template backward_product<1>(w, dgprev, GH, r0, mp, prod);
+              Tl::template backward_product<1>(w, dgprev, GH, GH, r0, mp, prod);
             else
-              Tl::template backward_product<MRB>(w, dgprev, GH, r0, mp, prod);
+              Tl::template backward_product<MRB>(w, dgprev, GH, GH, r0, mp, prod);
             for (int64_t i = 0; i < mp; ++i)
               for (int64_t v = 0; v < NVB; ++v) {
                 const int64_t j = u * TUB + v * VL, n = min64(VL, H - j);
