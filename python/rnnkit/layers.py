@@ -172,6 +172,7 @@ class _Recurrent(_Params):
         # pickle / deepcopy: the weights and settings; no lock, no pending backward
         state = self.__dict__.copy()
         state.update(_busy=None, _ctx=None, _ctx_thread=0, _snapshot=None)
+        state.update(last_masks=None, _call_masks=None)  # a forward's, not the layer's
         state["_reserve"] = None
         return state
 
@@ -784,6 +785,18 @@ class LSTM(_Recurrent):
     ((5, 3, 32), (2, 3, 16), (5, 3, 8))
     >>> sorted(lstm.state_dict())[:2]
     ['bias_hh_l0', 'bias_hh_l0_reverse']
+
+    With options (masks drawn from ``seed``; ``train=False`` draws none):
+
+    >>> reg = rk.LSTM(8, 16, num_layers=2, dropout=0.2, recurrent_dropout=0.25,
+    ...               zoneout=0.1, seed=0)
+    >>> y, (h_n, c_n) = reg.forward(x)
+    >>> m = reg.last_masks
+    >>> m.cells[0].recurrent.shape, m.cells[1].zoneout_c.shape, m.dropout[0].shape
+    ((3, 16), (5, 3, 16), (5, 3, 16))
+    >>> y2, _ = reg.forward(x, masks=m)        # the same masks again: the same y
+    >>> bool((y2 == y).all())
+    True
     """
 
 
