@@ -12,7 +12,10 @@ stepper, reproducibility, checkpoints and bad input.
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -491,3 +494,61 @@ def test_core_validates_every_mask(rng):
         )
     with pytest.raises(ValueError, match=r"drop_masks must hold 0 arrays"):
         call(drop_masks=[np.ones((T, B, H))])
+
+
+_CHILD = """
+import sys, numpy as np, rnnkit as rk
+assert rk.get_simd() == sys.argv[2], (rk.get_simd(), sys.argv[2])
+out = {}
+for cell, C in (("rnn", rk.RNN), ("lstm", rk.LSTM), ("gru", rk.GRU)):
+    layer = C(4, 19, num_layers=2, bidirectional=True, dtype="float64", seed=3,
+              dropout=0.25, recurrent_dropout=0.3, zoneout=0.2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 4))
+    y, _ = layer.forward(x, lengths=[6, 2, 5, 6, 1], rng=np.random.default_rng(1))
+    dx, _ = layer.backward(np.ones_like(y))
+    yi, _ = layer.forward(x, train=False)
+    out[cell + " y"], out[cell + " dx"], out[cell + " yi"] = y, dx, yi
+    out.update({cell + " grad " + k: g for k, g in layer.grads.items()})
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.parametrize("path", rk.simd_paths())
+def test_each_simd_path_from_the_environment(path, tmp_path):
+    """RNNKIT_SIMD=<path> in a fresh process: the options' kernels of that path
+    agree with the reference (the same masks: the same generator)."""
+    env = dict(os.environ, RNNKIT_SIMD=path)
+    f = tmp_path / "out.npz"
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(f), path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    got = np.load(f)
+    for cell in CELLS:
+        other = REF[cell](
+            4,
+            19,
+            num_layers=2,
+            bidirectional=True,
+            dtype="float64",
+            seed=3,
+            dropout=0.25,
+            recurrent_dropout=0.3,
+            zoneout=0.2,
+        )
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((6, 5, 4))
+        y, _ = other.forward(x, lengths=[6, 2, 5, 6, 1], rng=np.random.default_rng(1))
+        dx, _ = other.backward(np.ones_like(y))
+        yi, _ = other.forward(x, train=False)
+        want = {cell + " y": y, cell + " dx": dx, cell + " yi": yi}
+        want.update({cell + " grad " + k: g for k, g in other.grads.items()})
+        for k, v in want.items():
+            rtol, atol = tol("float64", "grad" if "d" in k.split()[1] else "out")
+            np.testing.assert_allclose(got[k], v, rtol=rtol, atol=atol, err_msg=k)
