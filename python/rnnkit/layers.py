@@ -105,10 +105,10 @@ class _Recurrent(_Params):
         ).validated(self.cell, self.hidden_size)
         if self.options.forget_bias and not self.bias:
             raise ValueError(f"forget_bias={forget_bias!r} needs bias=True")
+        # S, the size of h and of each direction's output (proj_size or H)
         self.state_size = self.options.proj_size or self.hidden_size
-        """S, the size of ``h`` and of each direction's output (``proj_size`` or H)."""
+        # the masks of the last training forward (None: inference or no rate)
         self.last_masks: Masks | None = None
-        """The masks of the last training forward (None: inference or no rate)."""
         self._call_masks: Masks | None = None  # the masks of the forward running
 
         self._allocate(  # PyTorch's names, in its order; option tensors after each
@@ -631,7 +631,14 @@ class RNN(_Recurrent):
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (H, I or D*H), ``weight_hh_l{k}`` (H, H),
-        ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
@@ -758,7 +765,14 @@ class LSTM(_Recurrent):
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (4H, I or D*H), ``weight_hh_l{k}`` (4H, H),
-        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
@@ -857,7 +871,14 @@ class GRU(_Recurrent):
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (3H, I or D*H), ``weight_hh_l{k}`` (3H, H),
-        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
