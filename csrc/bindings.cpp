@@ -198,7 +198,6 @@ template <class Real>
 struct OptionMasks {
   std::vector<const Real*> rec, drop;
   std::vector<const uint8_t*> zh, zc;
-  double zoneout = 0;
 };
 
 template <class T>
@@ -238,7 +237,7 @@ OptionMasks<Real> option_masks(RnnDesc& d, bool train, const py::object& rec,
             " must be None when train=False (inference draws no mask)");
   const int64_t LD = d.L * d.D;
   OptionMasks<Real> m;
-  m.zoneout = zoneout;
+  d.zoneout = zoneout;
   m.rec = mask_list<Real>("rec_masks", rec, LD, {d.B, d.H});
   m.zh = mask_list<uint8_t>("zone_h", zh, LD, {d.T, d.B, d.H});
   if (!has_c && !zc.is_none())
@@ -259,7 +258,6 @@ void set_masks(RnnArgs<Real>& a, const OptionMasks<Real>& m) {
   a.zone_h = m.zh.empty() ? nullptr : m.zh.data();
   a.zone_c = m.zc.empty() ? nullptr : m.zc.data();
   a.drop_mask = m.drop.empty() ? nullptr : m.drop.data();
-  a.zoneout = m.zoneout;
 }
 
 template <class Real>
@@ -358,7 +356,7 @@ template <class Real>
 class Stepper {
  public:
   Stepper(const std::string& cell, const std::string& act, int64_t L, int64_t B,
-          const py::list& weights) {
+          const py::list& weights, double zoneout) {
     if (weights.size() < 2 || !py::isinstance<py::array>(weights[0]) ||
         !py::isinstance<py::array>(weights[1]))
       throw py::value_error("weights must start with " + param_name(0, 0, 0) + ", " +
@@ -369,6 +367,10 @@ class Stepper {
                             " must be 2-D");
     d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
                    weights.size() > 2 && !weights[2].is_none());
+    if (!(zoneout >= 0.0 && zoneout < 1.0))
+      throw py::value_error("zoneout must be in [0, 1), got " +
+                            std::to_string(zoneout));
+    d_.zoneout = zoneout;
     auto w = weight_ptrs<Real, const Real*>(
         d_, weights, "weights",
         [](const char* n, py::handle o, std::vector<int64_t> s) {
@@ -438,9 +440,10 @@ template <class Real>
 void bind_stepper(py::module_& m, const char* name) {
   py::class_<Stepper<Real>>(m, name)
       .def(py::init<const std::string&, const std::string&, int64_t, int64_t,
-                    const py::list&>(),
+                    const py::list&, double>(),
            py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
-           py::arg("batch_size"), py::arg("weights"))
+           py::arg("batch_size"), py::arg("weights"), py::kw_only(),
+           py::arg("zoneout") = 0.0)
       .def("step", &Stepper<Real>::step, py::arg("x"),
            "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
       .def("get_state", &Stepper<Real>::get_state)

@@ -58,6 +58,9 @@ struct RnnDesc {
   // dropout (rec_mask), zoneout masks of a training forward, dropout between
   // layers (drop_mask). Set from the masks a call passes.
   bool rdrop = false, zone = false, drop = false;
+  // Inference zoneout rate p (forward with train false, and the stepper):
+  // h = p h_{t-1} + (1 - p) h~ (and c); 0 = off.
+  double zoneout = 0;
   int64_t G() const { return cell_gates(cell); }
   int64_t in_size(int64_t layer) const { return layer == 0 ? I : D * H; }
 };
@@ -96,7 +99,6 @@ struct RnnArgs {
   const uint8_t* const* zone_h = nullptr;  // L*D of (T, B, H): 1 keeps h_{t-1}
   const uint8_t* const* zone_c = nullptr;  // L*D of (T, B, H): 1 keeps c_{t-1}
   const Real* const* drop_mask = nullptr;  // L-1 of (T, B, D*H): on layer outputs
-  double zoneout = 0;  // inference: h = p h_{t-1} + (1 - p) h~ (and c)
 };
 
 // Carves a buffer into 64-byte aligned pieces. Run over a null base it only

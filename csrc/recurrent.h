@@ -255,7 +255,7 @@ struct Recurrent {
         const bool dropped = train && a.drop_mask && l < d.L - 1;
         p.dm = dropped ? a.drop_mask[l] : nullptr;
         p.ym = dropped ? R.ym + l * R.yms : nullptr;
-        p.zp = train ? Real(0) : Real(a.zoneout);
+        p.zp = train ? Real(0) : Real(d.zoneout);
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;

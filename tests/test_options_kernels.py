@@ -247,12 +247,16 @@ def test_recurrent_mask_applies_at_every_step(cell, rng):
     ones = Masks([CellMasks(recurrent=np.ones((B, H)))], [])
     y1, _ = layer.forward(x, hx, masks=ones)
     y2, _ = plain.forward(x, hx)
-    np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        y1, y2, rtol=tol("float64", "out")[0], atol=tol("float64", "out")[1]
+    )
     zeros = Masks([CellMasks(recurrent=np.zeros((B, H)))], [])
     y3, _ = layer.forward(x, hx, masks=zeros)
     plain.params["weight_hh_l0"][...] = 0
     y4, _ = plain.forward(x, hx)
-    np.testing.assert_allclose(y3, y4, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        y3, y4, rtol=tol("float64", "out")[0], atol=tol("float64", "out")[1]
+    )
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -281,7 +285,7 @@ def test_zoneout_inference_is_the_expectation(cell, rng):
     seq = rng.standard_normal((5, 2, I))
     yk, hk = layer.forward(seq, train=False)
     yr, hr = other.forward(seq, train=False)
-    np.testing.assert_allclose(yk, yr, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(yk, yr, *tol("float64", "out"))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -326,11 +330,16 @@ def test_masks_reproducible_from_seed_and_rng(cell, rng, restore_config):
 @pytest.mark.parametrize("cell", CELLS)
 def test_stepper_honours_zoneout(cell, rng):
     layer = FAST[cell](3, 6, num_layers=2, zoneout=0.4, dropout=0.3, seed=2)
+    with pytest.raises(ValueError, match=r"zoneout must be in \[0, 1\)"):
+        _core.Stepper32(
+            cell, "tanh", 2, 1, layer._weight_list(layer.params), zoneout=1.0
+        )
     x = rng.standard_normal((5, 2, 3)).astype(np.float32)
     y, _ = layer.forward(x, train=False)
     st = layer.stepper(batch_size=2)
+    assert isinstance(st, _core.Stepper32)  # the compiled stepper, zoneout inside
     steps = np.stack([st.step(x[t]) for t in range(5)])
-    np.testing.assert_allclose(steps, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(steps, y, *tol("float32", "step"))
     plain = FAST[cell](3, 6, num_layers=2, seed=2)
     y0, _ = plain.forward(x, train=False)
     assert not np.allclose(y0, y)  # zoneout changes inference
@@ -552,3 +561,18 @@ def test_each_simd_path_from_the_environment(path, tmp_path):
         for k, v in want.items():
             rtol, atol = tol("float64", "grad" if "d" in k.split()[1] else "out")
             np.testing.assert_allclose(got[k], v, rtol=rtol, atol=atol, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stepper_zoneout_on_every_simd_path(cell, rng, restore_config):
+    layer = FAST[cell](5, 21, num_layers=2, zoneout=0.3, dtype="float64", seed=6)
+    other = REF[cell](5, 21, num_layers=2, zoneout=0.3, dtype="float64", seed=6)
+    x = rng.standard_normal((4, 3, 5))
+    want, _ = other.forward(x, train=False)
+    for path in rk.simd_paths():
+        rk.set_simd(path)
+        st = layer.stepper(batch_size=3)
+        got = np.stack([st.step(x[t]) for t in range(4)])
+        np.testing.assert_allclose(
+            got, want, *tol("float64", "out"), err_msg=f"{path} stepper"
+        )

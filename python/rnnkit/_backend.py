@@ -179,6 +179,7 @@ class CoreBackend:
             layer.num_layers,
             batch_size,
             layer._weight_list(layer.params),
+            zoneout=float(layer.options.zoneout),
         )
 
     def backward(

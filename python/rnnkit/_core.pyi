@@ -116,7 +116,10 @@ class Stepper32:
         num_layers: int,
         batch_size: int,
         weights: list[np.ndarray | None],
-    ) -> None: ...
+        *,
+        zoneout: float = 0.0,
+    ) -> None:
+        """``zoneout``: the layer's rate; each step then blends its expectation."""
     def step(self, x: np.ndarray) -> np.ndarray:
         """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
     def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...
@@ -136,7 +139,10 @@ class Stepper64:
         num_layers: int,
         batch_size: int,
         weights: list[np.ndarray | None],
-    ) -> None: ...
+        *,
+        zoneout: float = 0.0,
+    ) -> None:
+        """``zoneout``: the layer's rate; each step then blends its expectation."""
     def step(self, x: np.ndarray) -> np.ndarray:
         """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
     def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...
