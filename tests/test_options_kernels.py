@@ -145,10 +145,21 @@ def test_relu_and_sigmoid_rnn_and_no_bias(cell, rng):
 
 
 # ------------------------------------------------ SIMD paths and threads
+# Big enough for a team of two (csrc/team.h: 2**20 FMAs per thread, 2**18 on
+# the direct path): hidden units split between the threads, batch rows split,
+# and the direct path.
+THREADED = {
+    "units": (8, 9, 20, 130, 2, True, "unsorted", False),
+    "rows": (8, 50, 20, 33, 2, True, "short", False),
+    "direct": (2, 4, 20, 130, 2, True, None, False),
+}
+
+
+@pytest.mark.parametrize("shape", list(THREADED))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_every_simd_path_and_thread_count(cell, dtype, rng, restore_config):
-    shape = (7, 6, 5, 37, 2, True, "unsorted", False)
+def test_every_simd_path_and_thread_count(cell, dtype, shape, rng, restore_config):
+    shape = THREADED[shape]
     kern, other = _pair(cell, shape, dtype, **OPTIONS["all"])
     inp = _inputs(cell, shape, dtype, rng)
     _run(kern, inp)
