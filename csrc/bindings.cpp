@@ -191,15 +191,87 @@ const int64_t* lengths_ptr(const py::object& lengths, int64_t T, int64_t B) {
   return p;
 }
 
+// The masks of the layer options (issue 12), per the mask contract: lists of
+// arrays in real time indexed by the original batch row, or None. They set the
+// option flags of the desc (the workspace depends on them), and forward and
+// its backward must get the same ones.
+template <class Real>
+struct OptionMasks {
+  std::vector<const Real*> rec, drop;
+  std::vector<const uint8_t*> zh, zc;
+};
+
+template <class T>
+std::vector<const T*> mask_list(const char* name, const py::object& obj, int64_t count,
+                                const std::vector<int64_t>& shape) {
+  std::vector<const T*> out;
+  if (obj.is_none()) return out;
+  if (!py::isinstance<py::list>(obj) && !py::isinstance<py::tuple>(obj))
+    throw py::type_error(std::string(name) + " must be a list of arrays or None, got " +
+                         std::string(py::str(obj.get_type().attr("__name__"))));
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (int64_t(seq.size()) != count)
+    throw py::value_error(std::string(name) + " must hold " + std::to_string(count) +
+                          " arrays, got " + std::to_string(seq.size()));
+  for (int64_t i = 0; i < count; ++i) {
+    const std::string item = std::string(name) + "[" + std::to_string(i) + "]";
+    out.push_back(in_ptr<T>(item.c_str(), seq[i], shape));
+  }
+  return out;
+}
+
+template <class Real>
+OptionMasks<Real> option_masks(RnnDesc& d, bool train, const py::object& rec,
+                               const py::object& zh, const py::object& zc,
+                               const py::object& drop, double zoneout) {
+  const bool has_c = rnnkit::cell_has_c(d.cell);
+  if (!(zoneout >= 0.0 && zoneout < 1.0))
+    throw py::value_error("zoneout must be in [0, 1), got " + std::to_string(zoneout));
+  if (!train)
+    for (auto [name, o] : {std::pair<const char*, const py::object*>{"rec_masks", &rec},
+                           {"zone_h", &zh},
+                           {"zone_c", &zc},
+                           {"drop_masks", &drop}})
+      if (!o->is_none())
+        throw py::value_error(
+            std::string(name) +
+            " must be None when train=False (inference draws no mask)");
+  const int64_t LD = d.L * d.D;
+  OptionMasks<Real> m;
+  d.zoneout = zoneout;
+  m.rec = mask_list<Real>("rec_masks", rec, LD, {d.B, d.H});
+  m.zh = mask_list<uint8_t>("zone_h", zh, LD, {d.T, d.B, d.H});
+  if (!has_c && !zc.is_none())
+    throw py::value_error("zone_c must be None for a cell without a cell state");
+  m.zc = mask_list<uint8_t>("zone_c", zc, LD, {d.T, d.B, d.H});
+  if (m.zh.empty() != m.zc.empty() && has_c)
+    throw py::value_error("zone_h and zone_c must be given together (LSTM zoneout)");
+  m.drop = mask_list<Real>("drop_masks", drop, d.L - 1, {d.T, d.B, d.D * d.H});
+  d.rdrop = !m.rec.empty();
+  d.zone = !m.zh.empty();
+  d.drop = !drop.is_none() && d.L > 1;
+  return m;
+}
+
+template <class Real>
+void set_masks(RnnArgs<Real>& a, const OptionMasks<Real>& m) {
+  a.rec_mask = m.rec.empty() ? nullptr : m.rec.data();
+  a.zone_h = m.zh.empty() ? nullptr : m.zh.data();
+  a.zone_c = m.zc.empty() ? nullptr : m.zc.data();
+  a.drop_mask = m.drop.empty() ? nullptr : m.drop.data();
+}
+
 template <class Real>
 py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::list& weights,
                        const py::object& lengths, const py::object& reserve,
-                       const py::array& scratch, bool train) {
+                       const py::array& scratch, bool train,
+                       const OptionMasks<Real>& m) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
   RnnArgs<Real> a;
   a.train = train;
+  set_masks(a, m);
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, state);
   if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
@@ -237,10 +309,12 @@ template <class Real>
 py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
                         const py::object& dcn, const py::list& weights,
                         const py::list& dweights, const py::object& lengths,
-                        const py::array& reserve, const py::array& scratch) {
+                        const py::array& reserve, const py::array& scratch,
+                        const OptionMasks<Real>& m) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
   RnnArgs<Real> a;
+  set_masks(a, m);
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
   a.dhn = in_ptr<Real>("dh_n", dhn, state);
   if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
@@ -283,7 +357,7 @@ template <class Real>
 class Stepper {
  public:
   Stepper(const std::string& cell, const std::string& act, int64_t L, int64_t B,
-          const py::list& weights) {
+          const py::list& weights, double zoneout) {
     if (weights.size() < 2 || !py::isinstance<py::array>(weights[0]) ||
         !py::isinstance<py::array>(weights[1]))
       throw py::value_error("weights must start with " + param_name(0, 0, 0) + ", " +
@@ -294,6 +368,10 @@ class Stepper {
                             " must be 2-D");
     d_ = make_desc(cell, act, 1, B, w0.shape(1), w1.shape(1), L, false,
                    weights.size() > 2 && !weights[2].is_none());
+    if (!(zoneout >= 0.0 && zoneout < 1.0))
+      throw py::value_error("zoneout must be in [0, 1), got " +
+                            std::to_string(zoneout));
+    d_.zoneout = zoneout;
     auto w = weight_ptrs<Real, const Real*>(
         d_, weights, "weights",
         [](const char* n, py::handle o, std::vector<int64_t> s) {
@@ -363,9 +441,10 @@ template <class Real>
 void bind_stepper(py::module_& m, const char* name) {
   py::class_<Stepper<Real>>(m, name)
       .def(py::init<const std::string&, const std::string&, int64_t, int64_t,
-                    const py::list&>(),
+                    const py::list&, double>(),
            py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
-           py::arg("batch_size"), py::arg("weights"))
+           py::arg("batch_size"), py::arg("weights"), py::kw_only(),
+           py::arg("zoneout") = 0.0)
       .def("step", &Stepper<Real>::step, py::arg("x"),
            "x (B, I) -> y (B, H), the top layer's new state; the state advances.")
       .def("get_state", &Stepper<Real>::get_state)
@@ -780,8 +859,11 @@ PYBIND11_MODULE(_core, m) {
       "workspace_size",
       [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
          int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
-         rnnkit::Mode mode) {
+         rnnkit::Mode mode, bool recurrent_dropout, bool zoneout, bool dropout) {
         RnnDesc d = make_desc(cell, "tanh", T, B, I, H, L, bidirectional, bias);
+        d.rdrop = recurrent_dropout;
+        d.zone = zoneout && mode != rnnkit::Mode::kInference;
+        d.drop = dropout && L > 1 && mode != rnnkit::Mode::kInference;
         const int isa = rnnkit::isa_active();
         rnnkit::WorkspaceSize w;
         if (dtype == "float32")
@@ -795,16 +877,20 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
       py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
-      py::arg("mode"),
+      py::arg("mode"), py::kw_only(), py::arg("recurrent_dropout") = false,
+      py::arg("zoneout") = false, py::arg("dropout") = false,
       "Bytes of (reserve, scratch) for a call of the given Mode with the active SIMD "
-      "path and thread count.");
+      "path and thread count; the keywords say which option masks the call passes "
+      "(recurrent_dropout: rec_masks, zoneout: zone_h, dropout: drop_masks).");
 
   m.def(
       "forward",
       [](const std::string& cell, const std::string& act, int64_t L, bool bidirectional,
          const py::array& x, const py::object& h0, const py::object& c0,
          const py::list& weights, const py::object& lengths, const py::object& reserve,
-         const py::array& scratch, bool train) {
+         const py::array& scratch, bool train, const py::object& rec_masks,
+         const py::object& zone_h, const py::object& zone_c,
+         const py::object& drop_masks, double zoneout) {
         if (x.ndim() != 3)
           throw py::value_error("x must be 3-D (T, B, I), got ndim " +
                                 std::to_string(x.ndim()));
@@ -815,24 +901,36 @@ PYBIND11_MODULE(_core, m) {
         const int64_t H = py::reinterpret_borrow<py::array>(weights[1]).shape(1);
         RnnDesc d = make_desc(cell, act, x.shape(0), x.shape(1), x.shape(2), H, L,
                               bidirectional, !weights[2].is_none());
-        if (is_f64(x))
+        if (is_f64(x)) {
+          auto m = option_masks<double>(d, train, rec_masks, zone_h, zone_c, drop_masks,
+                                        zoneout);
           return forward_impl<double>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                      train);
+                                      train, m);
+        }
+        auto m = option_masks<float>(d, train, rec_masks, zone_h, zone_c, drop_masks,
+                                     zoneout);
         return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                   train);
+                                   train, m);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("x"), py::arg("h0"), py::arg("c0"),
       py::arg("weights"), py::arg("lengths"), py::arg("reserve"), py::arg("scratch"),
-      py::arg("train"),
-      "Runs the stacked layer over x (T, B, I); returns (y, h_n, c_n or None).");
+      py::arg("train"), py::kw_only(), py::arg("rec_masks") = py::none(),
+      py::arg("zone_h") = py::none(), py::arg("zone_c") = py::none(),
+      py::arg("drop_masks") = py::none(), py::arg("zoneout") = 0.0,
+      "Runs the stacked layer over x (T, B, I); returns (y, h_n, c_n or None). The "
+      "option masks (training only) follow the mask contract: rec_masks L*D arrays "
+      "(B, H) of x's dtype, zone_h / zone_c L*D uint8 arrays (T, B, H), drop_masks "
+      "L-1 arrays (T, B, D*H) of x's dtype; zoneout is the rate used at inference.");
 
   m.def(
       "backward",
       [](const std::string& cell, const std::string& act, int64_t L, bool bidirectional,
          int64_t I, const py::array& dy, const py::object& dhn, const py::object& dcn,
          const py::list& weights, const py::list& dweights, const py::object& lengths,
-         const py::array& reserve, const py::array& scratch) {
+         const py::array& reserve, const py::array& scratch,
+         const py::object& rec_masks, const py::object& zone_h,
+         const py::object& zone_c, const py::object& drop_masks) {
         if (dy.ndim() != 3)
           throw py::value_error("dy must be 3-D (T, B, D*H), got ndim " +
                                 std::to_string(dy.ndim()));
@@ -843,18 +941,26 @@ PYBIND11_MODULE(_core, m) {
         RnnDesc d =
             make_desc(cell, act, dy.shape(0), dy.shape(1), I, dy.shape(2) / D, L,
                       bidirectional, weights.size() > 2 && !weights[2].is_none());
-        if (is_f64(dy))
+        if (is_f64(dy)) {
+          auto m =
+              option_masks<double>(d, true, rec_masks, zone_h, zone_c, drop_masks, 0.0);
           return backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                       reserve, scratch);
+                                       reserve, scratch, m);
+        }
+        auto m =
+            option_masks<float>(d, true, rec_masks, zone_h, zone_c, drop_masks, 0.0);
         return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                    reserve, scratch);
+                                    reserve, scratch, m);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("input_size"), py::arg("dy"), py::arg("dh_n"),
       py::arg("dc_n"), py::arg("weights"), py::arg("dweights"), py::arg("lengths"),
-      py::arg("reserve"), py::arg("scratch"),
-      "Backpropagation through time for the training forward that filled reserve; adds "
-      "into dweights and returns (dx, dh0, dc0 or None).");
+      py::arg("reserve"), py::arg("scratch"), py::kw_only(),
+      py::arg("rec_masks") = py::none(), py::arg("zone_h") = py::none(),
+      py::arg("zone_c") = py::none(), py::arg("drop_masks") = py::none(),
+      "Backpropagation through time for the training forward that filled reserve, "
+      "with the same option masks; adds into dweights and returns (dx, dh0, dc0 or "
+      "None).");
 
   bind_blocks(m);
   bind_lstmp(m);

@@ -70,6 +70,17 @@ struct FwdRow {
   Real* cstore;       // (H) kHasC: c_t kept for backward (train)
   Real* hnstore;      // (H) kSplitN: W_hn h + b_hn kept for backward (train)
   int64_t H;
+  // Layer options (issue 12); null / 0 when off. Cells apply them through
+  // zone() and put_h() below, the driver sets the pointers per row.
+  const Real* rmask = nullptr;  // (H) recurrent dropout multipliers of the row
+  Real* hin = nullptr;          // (H) rmask * h', read by the next step's product
+  Real* hinstore = nullptr;     // (H) train: rmask * h' at (t, b), for dW_hh
+  const uint8_t* zh = nullptr;  // (H) train: zoneout flags of h at (t, b)
+  const uint8_t* zc = nullptr;  // (H) train: zoneout flags of c at (t, b)
+  Real zp = 0;                  // inference: zoneout rate (the expectation)
+  Real* ctstore = nullptr;      // (H) train, kHasC with zoneout: c~ before zoneout
+  const Real* dmask = nullptr;  // (H) dropout multipliers of the output at (t, b)
+  Real* ym = nullptr;           // (H) dmask * h', what the next layer reads
 };
 
 // One row of a backward step.
@@ -82,8 +93,12 @@ struct BwdRow {
   Real* dc;           // (H) kHasC: dL/dc_t in (carried), dL/dc_{t-1} out
   const Real* hprev;  // (H) kSplitN: h_{t-1} (h0 at the first step)
   Real* hn;           // (H) kSplitN: W_hn h + b_hn in, its gradient out
-  Real* dhd;          // (H) kSplitN: dL/dh_{t-1} through h' = ... + z * h (out)
+  Real* dhd;          // (H) kSplitN: dL/dh_{t-1} through h' = ... + z * h (out);
+                      // with zoneout every cell writes d * dh (+ the GRU's z * dh~)
   int64_t H;
+  const uint8_t* zh = nullptr;  // (H) zoneout flags of h at (t, b), or null
+  const uint8_t* zc = nullptr;  // (H) zoneout flags of c at (t, b), or null
+  const Real* ct = nullptr;     // (H) kHasC with zoneout: c~_t (else null: r.c)
 };
 
 // sigma of the vanilla RNN, chosen at compile time (no test per tile).
@@ -92,6 +107,49 @@ RNNKIT_INLINE V activate(V a) {
   if (kAct == kTanh) return vtanh(a);
   if (kAct == kRelu) return vrelu(a);
   return vsigmoid(a);
+}
+
+// n zoneout flags (uint8, nonzero = keep the previous value) as a lane mask.
+template <class Real>
+RNNKIT_INLINE auto keep_flags(const uint8_t* m, int64_t n) {
+  using V = vec_t<Real>;
+  Real t[Vec<Real>::kLanes] = {};
+  for (int64_t e = 0; e < n; ++e) t[e] = m[e] ? Real(1) : Real(0);
+  return loadn(t, n) != V{};
+}
+
+// Zoneout of one vector (issue 12): in training the flags select the previous
+// value, at inference (zp > 0) the expectation zp * prev + (1 - zp) * now.
+template <class Real, class V>
+RNNKIT_INLINE V zone(const uint8_t* keep, Real zp, const Real* prev, V now, int64_t j,
+                     int64_t n) {
+  if (keep) return keep_flags<Real>(keep + j, n) ? loadn(prev + j, n) : now;
+  if (zp != Real(0)) return zp * loadn(prev + j, n) + (Real(1) - zp) * now;
+  return now;
+}
+
+// The new state h' of units j..j+n: to the next step, the output, and with
+// the options their masked copies (the next step's product, the next layer).
+template <class Real, class V>
+RNNKIT_INLINE void put_h(const FwdRow<Real>& r, int64_t j, int64_t n, V h) {
+  storen(r.hnext + j, h, n);
+  storen(r.y + j, h, n);
+  if (r.hin) {
+    const V hm = h * loadn(r.rmask + j, n);
+    storen(r.hin + j, hm, n);
+    if (r.hinstore) storen(r.hinstore + j, hm, n);
+  }
+  if (r.ym) storen(r.ym + j, h * loadn(r.dmask + j, n), n);
+}
+
+// Backward of zoneout on h: returns dL/dh~ = (1 - d) * dh and sets *direct
+// to d * dh, the part that flows straight to h_{t-1}. Without zoneout: dh.
+template <class Real, class V>
+RNNKIT_INLINE V unzone_h(const BwdRow<Real>& r, V dh, int64_t j, int64_t n, V* direct) {
+  if (!r.zh) return dh;
+  const auto k = keep_flags<Real>(r.zh + j, n);
+  *direct = k ? dh : V{};
+  return k ? V{} : dh;
 }
 
 // An Act as a type, for generic lambdas (cell_entry.h).

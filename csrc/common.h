@@ -54,6 +54,13 @@ struct RnnDesc {
   int64_t T = 0, B = 0, I = 0, H = 0, L = 1, D = 1;
   bool bias = true;
   int threads = 1;
+  // Layer options whose masks change the workspace (issue 12): recurrent
+  // dropout (rec_mask), zoneout masks of a training forward, dropout between
+  // layers (drop_mask). Set from the masks a call passes.
+  bool rdrop = false, zone = false, drop = false;
+  // Inference zoneout rate p (forward with train false, and the stepper):
+  // h = p h_{t-1} + (1 - p) h~ (and c); 0 = off.
+  double zoneout = 0;
   int64_t G() const { return cell_gates(cell); }
   int64_t in_size(int64_t layer) const { return layer == 0 ? I : D * H; }
 };
@@ -86,6 +93,12 @@ struct RnnArgs {
   const Real* dhn = nullptr;         // (L*D, B, H)
   const Real* dcn = nullptr;         // (L*D, B, H), cells with c
   bool train = false;
+  // Layer options (issue 12), masks in real time indexed by the original row b;
+  // forward and its backward get the same ones. Null: the option is off.
+  const Real* const* rec_mask = nullptr;   // L*D of (B, H): 0 or 1/(1-p) on h_{t-1}
+  const uint8_t* const* zone_h = nullptr;  // L*D of (T, B, H): 1 keeps h_{t-1}
+  const uint8_t* const* zone_c = nullptr;  // L*D of (T, B, H): 1 keeps c_{t-1}
+  const Real* const* drop_mask = nullptr;  // L-1 of (T, B, D*H): on layer outputs
 };
 
 // Carves a buffer into 64-byte aligned pieces. Run over a null base it only

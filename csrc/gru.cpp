@@ -34,8 +34,7 @@ struct GruCell {
         vtanh(loadn(r.xp + 2 * H + j, n) + loadn(r.bx + 2 * H + j, n) + rg * hn);
     // h' = (1 - z) * n + z * h
     const V h = (Real(1) - z) * nn + z * loadn(r.hprev + j, n);
-    storen(r.hnext + j, h, n);
-    storen(r.y + j, h, n);
+    put_h(r, j, n, zone(r.zh, r.zp, r.hprev, h, j, n));  // zoneout (off: h)
     if (kTrain) {
       storen(r.xp + j, rg, n);
       storen(r.xp + H + j, z, n);
@@ -50,10 +49,12 @@ struct GruCell {
     const int64_t H = r.H;
     const V rg = loadn(r.xp + j, n), z = loadn(r.xp + H + j, n);
     const V nn = loadn(r.xp + 2 * H + j, n), hn = loadn(r.hn + j, n);
+    V direct{};  // zoneout: d * dh goes straight to h_{t-1}
+    if (r.zh) dh = unzone_h(r, dh, j, n, &direct);
     // h' = (1 - z) * n + z * h
     const V dn = dh * (Real(1) - z);
     const V dz = dh * (loadn(r.hprev + j, n) - nn);
-    storen(r.dhd + j, dh * z, n);
+    storen(r.dhd + j, r.zh ? dh * z + direct : dh * z, n);
     // n = tanh(a_n + r * hn)
     const V dnp = dn * (Real(1) - nn * nn);
     const V dr = dnp * hn, dhn = dnp * rg;

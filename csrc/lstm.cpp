@@ -31,10 +31,11 @@ struct LstmCell {
       gate[g] = loadn(r.xp + g * H + j, n) + loadn(r.bx + g * H + j, n) + acc[g];
     const V i = vsigmoid(gate[0]), f = vsigmoid(gate[1]);
     const V g = vtanh(gate[2]), o = vsigmoid(gate[3]);
-    const V c = f * loadn(r.cprev + j, n) + i * g;  // c' = f * c + i * g
-    const V h = o * vtanh(c);                       // h' = o * tanh(c')
-    storen(r.hnext + j, h, n);
-    storen(r.y + j, h, n);
+    const V ct = f * loadn(r.cprev + j, n) + i * g;  // c' = f * c + i * g
+    const V ht = o * vtanh(ct);                      // h' = o * tanh(c')
+    // zoneout (off: c = ct, h = ht): h~ reads the new c~, as in the paper
+    const V c = zone(r.zc, r.zp, r.cprev, ct, j, n);
+    put_h(r, j, n, zone(r.zh, r.zp, r.hprev, ht, j, n));
     storen(r.cnext + j, c, n);
     if (kTrain) {
       storen(r.xp + j, i, n);
@@ -42,6 +43,7 @@ struct LstmCell {
       storen(r.xp + 2 * H + j, g, n);
       storen(r.xp + 3 * H + j, o, n);
       storen(r.cstore + j, c, n);
+      if (r.ctstore) storen(r.ctstore + j, ct, n);
     }
   }
 
@@ -51,13 +53,24 @@ struct LstmCell {
     const int64_t H = r.H;
     const V i = loadn(r.xp + j, n), f = loadn(r.xp + H + j, n);
     const V g = loadn(r.xp + 2 * H + j, n), o = loadn(r.xp + 3 * H + j, n);
-    const V tc = vtanh(loadn(r.c + j, n));
+    if (r.zh) {  // zoneout of h: d * dh goes straight to h_{t-1}
+      V direct{};
+      dh = unzone_h(r, dh, j, n, &direct);
+      storen(r.dhd + j, direct, n);
+    }
+    const V tc = vtanh(loadn((r.ct ? r.ct : r.c) + j, n));
+    V dcin = loadn(r.dc + j, n), dcd{};
+    if (r.zc) {  // zoneout of c: e * dc goes straight to c_{t-1}
+      const auto k = keep_flags<Real>(r.zc + j, n);
+      dcd = k ? dcin : V{};
+      dcin = k ? V{} : dcin;
+    }
     // h' = o * tanh(c')
     const V dout = dh * tc;
-    const V dc = loadn(r.dc + j, n) + dh * o * (Real(1) - tc * tc);
+    const V dc = dcin + dh * o * (Real(1) - tc * tc);
     // c' = f * c + i * g
     const V di = dc * g, dg = dc * i, df = dc * loadn(r.cprev + j, n);
-    storen(r.dc + j, dc * f, n);
+    storen(r.dc + j, r.zc ? dc * f + dcd : dc * f, n);
     // through the nonlinearities: σ' = s (1 - s), tanh' = 1 - t^2
     const V dpre[4] = {di * i * (Real(1) - i), df * f * (Real(1) - f),
                        dg * (Real(1) - g * g), dout * o * (Real(1) - o)};

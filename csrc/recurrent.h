@@ -54,6 +54,11 @@ struct Workspace {
     Real* xp;   // per (layer, dir) (T, B, G*H), stride xs
     Real* aux;  // per (layer, dir) (T, B, H): LSTM c_t, GRU hn; stride as
     int64_t ys, xs, as;
+    // layer options (issue 12), empty when off:
+    Real* hs;  // recurrent dropout: per (layer, dir) (T, B, H) R * h_t, for dW_hh
+    Real* ct;  // LSTM zoneout: per (layer, dir) (T, B, H) c~_t before zoneout
+    Real* ym;  // dropout: per layer < L-1 (T, B, D*H) the masked output
+    int64_t hss, cts, yms;
   };
   // scratch: free between calls.
   struct Scratch {
@@ -67,8 +72,9 @@ struct Workspace {
     Real* yl[2];   // inference: outputs of the lower layers, ping-pong
     Real* dyl[2];  // backward: dL/dY of the lower layers, ping-pong
     int64_t *perm, *lens, *nact;
-    Real* bsum;   // backward: bias gradient sums, G*H (input side) then H (kSplitN)
-    Real* bpart;  // backward: per thread (B, TUB), dG W_hh between depth blocks
+    Real* bsum;    // backward: bias gradient sums, G*H (input side) then H (kSplitN)
+    Real* bpart;   // backward: per thread (B, TUB), dG W_hh between depth blocks
+    Real* hin[2];  // recurrent dropout, forward: R * h, ping-pong (the product's h)
   };
 
   static Reserve reserve_layout(const RnnDesc& d, char* base, size_t* size) {
@@ -84,6 +90,12 @@ struct Workspace {
     r.xp = c.take<Real>(r.xs * LD);
     r.as = G > 1 ? round16(TB * d.H) : 0;
     r.aux = c.take<Real>(r.as * LD);
+    r.hss = d.rdrop ? round16(TB * d.H) : 0;
+    r.hs = c.take<Real>(r.hss * LD);
+    r.cts = Cell::kHasC && d.zone ? round16(TB * d.H) : 0;
+    r.ct = c.take<Real>(r.cts * LD);
+    r.yms = d.drop ? round16(TB * d.D * d.H) : 0;
+    r.ym = c.take<Real>(r.yms * (d.L - 1));
     if (size) *size = c.used;
     return r;
   }
@@ -116,6 +128,7 @@ struct Workspace {
     s.nact = c.take<int64_t>(d.T + 1);
     s.bsum = c.take<Real>(bwd ? G * H + H : 0);
     s.bpart = c.take<Real>(bwd ? int64_t(d.threads) * B * TUB : 0);
+    for (int i = 0; i < 2; ++i) s.hin[i] = c.take<Real>(d.rdrop && !bwd ? B * H : 0);
     if (size) *size = c.used;
     return s;
   }
@@ -178,6 +191,15 @@ struct LayerPass {
   Real* aux;             // (T, B, H) LSTM c_t, GRU hn (train and backward)
   const Real* dy;        // backward: (T, B, D*H) dL/dy of the layer
   Real* dxin;            // backward: (T, B, I_l) dL/dx_in (direction 1 adds)
+  // layer options (issue 12), null when off; masks in real time, row b
+  const Real* rm;     // (B, H) recurrent dropout multipliers
+  const uint8_t* zh;  // (T, B, H) zoneout flags of h (training)
+  const uint8_t* zc;  // (T, B, H) zoneout flags of c (training, LSTM)
+  const Real* dm;     // (T, B, D*H) dropout multipliers on this layer's output
+  Real* hs;           // reserve: (T, B, H) R * h_t (training)
+  Real* ct;           // reserve: (T, B, H) LSTM c~_t (training with zoneout)
+  Real* ym;           // reserve: (T, B, D*H) dm * y (training, layers < L-1)
+  Real zp;            // inference: the zoneout rate
   bool rev() const { return dir == 1; }
 };
 
@@ -239,14 +261,19 @@ struct Recurrent {
         Pass p{};
         p.l = l;
         p.in = d.in_size(l);
-        p.xin = l == 0 ? x : train ? R.y + (l - 1) * R.ys : S.yl[(l - 1) & 1];
+        p.xin = l == 0 ? x : train ? layer_output(R, l - 1) : S.yl[(l - 1) & 1];
         p.y = train ? R.y + l * R.ys : l == d.L - 1 ? a.y : S.yl[l & 1];
+        const bool dropped = train && a.drop_mask && l < d.L - 1;
+        p.dm = dropped ? a.drop_mask[l] : nullptr;
+        p.ym = dropped ? R.ym + l * R.yms : nullptr;
+        p.zp = train ? Real(0) : Real(d.zoneout);
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
           p.w = a.weights + 4 * p.ld;
           p.xp = train ? R.xp + p.ld * R.xs : S.xp;
           p.aux = train ? R.aux + p.ld * R.as : nullptr;
+          set_options(c, p);
           if (!direct) {
             // XP = x W_ih^T: B(k, j) = W_ih[j*In + k].
             gemm<Real>(T * B, GH, p.in, p.xin, p.in, 1, p.w[0], 1, p.in, p.xp, GH,
@@ -257,11 +284,15 @@ struct Recurrent {
           for (int64_t r = tid; r < B; r += nth) {
             const int64_t b = S.perm[r];
             for (int64_t t = S.lens[r]; t < T; ++t)
-              for (int64_t j = 0; j < H; ++j)
+              for (int64_t j = 0; j < H; ++j) {
                 p.y[(t * B + b) * DH + dir * H + j] = Real(0);
+                if (p.ym) p.ym[(t * B + b) * DH + dir * H + j] = Real(0);
+                if (train && p.rm) p.hs[(t * B + b) * H + j] = Real(0);
+              }
             for (int64_t j = 0; j < H; ++j) {
               S.h[0][r * H + j] = a.h0[(p.ld * B + b) * H + j];
               if (Cell::kHasC) S.c[0][r * H + j] = a.c0[(p.ld * B + b) * H + j];
+              if (p.rm) S.hin[0][r * H + j] = S.h[0][r * H + j] * p.rm[b * H + j];
             }
           }
           team.sync();
@@ -277,6 +308,42 @@ struct Recurrent {
     bar.report(team_n, now_ns() - t_start);
   }
 
+  // Layer l's output as the next layer reads it: masked by dropout or not.
+  static RNNKIT_INLINE Real* layer_output(const Reserve& R, int64_t l) {
+    return R.yms ? R.ym + l * R.yms : R.y + l * R.ys;
+  }
+
+  // The per-(layer, direction) option pointers of p (masks and reserve).
+  static void set_options(const Call& c, Pass& p) {
+    const RnnArgs<Real>& a = c.a;
+    const int64_t ld = p.ld;
+    p.rm = a.rec_mask ? a.rec_mask[ld] : nullptr;
+    p.zh = a.zone_h ? a.zone_h[ld] : nullptr;
+    p.zc = Cell::kHasC && a.zone_c ? a.zone_c[ld] : nullptr;
+    p.hs = c.R.hs && c.R.hss ? c.R.hs + ld * c.R.hss : nullptr;
+    p.ct = c.R.ct && c.R.cts ? c.R.ct + ld * c.R.cts : nullptr;
+  }
+
+  // The options' pointers of one forward row: sorted row r (batch row b) at
+  // time t; hin the compact R * h buffer the step writes.
+  static RNNKIT_INLINE void row_options(const Pass& p, FwdRow<Real>& row, int64_t B,
+                                        int64_t DH, int64_t t, int64_t b, int64_t r,
+                                        Real* hin, bool train) {
+    const int64_t H = row.H, tb = t * B + b;
+    if (p.rm) {
+      row.rmask = p.rm + b * H;
+      row.hin = hin + r * H;
+      row.hinstore = train ? p.hs + tb * H : nullptr;
+    }
+    if (p.zh) row.zh = p.zh + tb * H;
+    if (p.zc) row.zc = p.zc + tb * H;
+    if (p.ct) row.ctstore = p.ct + tb * H;
+    if (p.ym) {
+      row.dmask = p.dm + tb * DH + p.dir * H;
+      row.ym = p.ym + tb * DH + p.dir * H;
+    }
+  }
+
   static void time_loop_forward(const Call& c, const Pass& p, const Team& team) {
     const RnnDesc& d = c.d;
     const RnnArgs<Real>& a = c.a;
@@ -288,11 +355,13 @@ struct Recurrent {
     if (P.idle) return;
     Real* part = S.part + int64_t(tid) * B * G * TU;
     Real *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
+    Real *hincur = S.hin[0], *hinnext = S.hin[1];  // recurrent dropout: R * h
     FwdRow<Real> row;
     row.bx = S.bx;
     row.bhn = S.bhn;
     row.H = H;
     row.cstore = row.hnstore = nullptr;
+    row.zp = p.zp;
     for (int64_t s = 0; s < c.smax; ++s) {
       const int64_t nact = S.nact[s];
       if (s > 0) save_final(c, P, hcur, ccur, nact, S.nact[s - 1], p.ld);
@@ -305,11 +374,12 @@ struct Recurrent {
             if (!P.owns(r0)) continue;
             const int64_t mr = min64(MR, nact - r0);
             V acc[MR][NV][G];
+            const Real* hsrc = p.rm ? hincur : hcur;  // the product's h_{t-1}
             if (mr == 1)
-              Tl::template fused_product<1>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
+              Tl::template fused_product<1>(w + k0 * G * TU, hsrc + k0, H, kn, r0, mr,
                                             acc);
             else
-              Tl::template fused_product<MR>(w + k0 * G * TU, hcur + k0, H, kn, r0, mr,
+              Tl::template fused_product<MR>(w + k0 * G * TU, hsrc + k0, H, kn, r0, mr,
                                              acc);
             if (!first || !last) {  // carry partial sums across depth blocks
               for (int64_t i = 0; i < mr; ++i)
@@ -330,6 +400,7 @@ struct Recurrent {
               row.cnext = cnext + r * H;
               row.y = p.y + (t * B + b) * DH + dir * H;
               if (train) row.cstore = row.hnstore = p.aux + (t * B + b) * H;
+              row_options(p, row, B, DH, t, b, r, hinnext, train);
               for (int64_t v = 0; v < NV; ++v) {
                 const int64_t j = u * TU + v * VL, n = min64(VL, H - j);
                 if (n <= 0) break;
@@ -349,6 +420,9 @@ struct Recurrent {
       tmp = ccur;
       ccur = cnext;
       cnext = tmp;
+      tmp = hincur;
+      hincur = hinnext;
+      hinnext = tmp;
     }
     save_final(c, P, hcur, ccur, 0, S.nact[c.smax - 1], p.ld);
   }
@@ -391,11 +465,13 @@ struct Recurrent {
           storen(p.xp + tb * GH + g * H + j, v, n);
         }
     Real *hcur = S.h[0], *hnext = S.h[1], *ccur = S.c[0], *cnext = S.c[1];
+    Real *hincur = S.hin[0], *hinnext = S.hin[1];  // recurrent dropout: R * h
     FwdRow<Real> row;
     row.bx = S.bx;
     row.bhn = S.bhn;
     row.H = H;
     row.cstore = row.hnstore = nullptr;
+    row.zp = p.zp;
     for (int64_t s = 0; s < c.smax; ++s) {
       const int64_t nact = S.nact[s];
       if (s > 0) save_final(c, P, hcur, ccur, nact, S.nact[s - 1], p.ld);
@@ -408,11 +484,13 @@ struct Recurrent {
         row.cnext = cnext + r * H;
         row.y = p.y + (t * B + b) * DH + dir * H;
         if (train) row.cstore = row.hnstore = p.aux + (t * B + b) * H;
+        row_options(p, row, B, DH, t, b, r, hinnext, train);
+        const Real* hsrc = (p.rm ? hincur : hcur) + r * H;  // the product's h_{t-1}
         for (int64_t j = j0; j < j1; j += VL) {
           const int64_t n = min64(VL, H - j);
           V acc[G];
           for (int64_t g = 0; g < G; ++g)
-            acc[g] = Dt::rows_dot(whh + (g * H + j) * H, H, n, hcur + r * H, H);
+            acc[g] = Dt::rows_dot(whh + (g * H + j) * H, H, n, hsrc, H);
           if (train)
             Cell::template forward<true, kAct>(acc, row, j, n);
           else
@@ -426,6 +504,9 @@ struct Recurrent {
       tmp = ccur;
       ccur = cnext;
       cnext = tmp;
+      tmp = hincur;
+      hincur = hinnext;
+      hinnext = tmp;
     }
     save_final(c, P, hcur, ccur, 0, S.nact[c.smax - 1], p.ld);
   }
@@ -467,8 +548,9 @@ struct Recurrent {
         p.in = d.in_size(l);
         p.dy = l == d.L - 1 ? a.dy : S.dyl[l & 1];
         p.dxin = l == 0 ? a.dx : S.dyl[(l - 1) & 1];
-        p.xin = l == 0 ? R.x : R.y + (l - 1) * R.ys;
+        p.xin = l == 0 ? R.x : layer_output(R, l - 1);
         p.y = R.y + l * R.ys;
+        p.dm = a.drop_mask && l < d.L - 1 ? a.drop_mask[l] : nullptr;
         for (int64_t dir = 0; dir < D; ++dir) {
           p.dir = dir;
           p.ld = l * D + dir;
@@ -476,11 +558,13 @@ struct Recurrent {
           p.dw = a.dweights + 4 * p.ld;
           p.xp = R.xp + p.ld * R.xs;
           p.aux = R.aux + p.ld * R.as;
+          set_options(c, p);
           Tl::pack_backward(d, p.w[1], S.wp, tid, nth);
           for (int64_t r = tid; r < B; r += nth) {  // sorted h0 for the dW_hh term
             const int64_t b = S.perm[r];
-            for (int64_t j = 0; j < H; ++j)
-              S.h[0][r * H + j] = R.h0[(p.ld * B + b) * H + j];
+            for (int64_t j = 0; j < H; ++j)  // (R * h0 with recurrent dropout)
+              S.h[0][r * H + j] = p.rm ? R.h0[(p.ld * B + b) * H + j] * p.rm[b * H + j]
+                                       : R.h0[(p.ld * B + b) * H + j];
           }
           team.sync();
           const Real* dg0 = time_loop_backward(c, p, team);
@@ -551,6 +635,9 @@ struct Recurrent {
               row.dg = dgcur + r * ldg;
               row.dc = S.dc + r * H;
               row.dhd = S.dhd + r * H;
+              row.zh = p.zh ? p.zh + tb * H : nullptr;
+              row.zc = p.zc ? p.zc + tb * H : nullptr;
+              row.ct = p.ct ? p.ct + tb * H : nullptr;
               if (Cell::kHasC) {
                 row.c = aux + tb * H;
                 row.cprev = first ? R.c0 + (ld * B + b) * H : aux + (tp * B + b) * H;
@@ -568,7 +655,8 @@ struct Recurrent {
               V dh;
               if (carried) {
                 dh = prod[i][v];
-                if (Cell::kSplitN) dh += loadn(S.dhd + r * H + j, n);
+                if (p.rm) dh *= loadn(p.rm + b * H + j, n);  // W_hh (R * h_{t-1})
+                if (Cell::kSplitN || p.zh) dh += loadn(S.dhd + r * H + j, n);
               } else {
                 dh = loadn(a.dhn + hidx, n);
                 if (Cell::kHasC) storen(S.dc + r * H + j, loadn(a.dcn + hidx, n), n);
@@ -578,7 +666,11 @@ struct Recurrent {
                 if (Cell::kHasC) storen(a.dc0 + hidx, loadn(S.dc + r * H + j, n), n);
                 continue;
               }
-              dh += loadn(dyl + tb * DH + dir * H + j, n);
+              if (p.dm)  // dropout on this layer's output
+                dh += loadn(dyl + tb * DH + dir * H + j, n) *
+                      loadn(p.dm + tb * DH + dir * H + j, n);
+              else
+                dh += loadn(dyl + tb * DH + dir * H + j, n);
               Cell::template backward<kAct>(dh, row, j, n);
             }
           }
@@ -650,10 +742,13 @@ struct Recurrent {
     // sorted h0. The bias gradients are the row sums of the same dG^T.
     const int64_t Mx = Cell::kSplitN ? GH - H : GH;  // rows where dG_h == dG_x
     Real* bsum = dw[2] || dw[3] ? S.bsum : nullptr;
-    const Real* hp = dir == 0 ? yl + dir * H : yl + B * DH + dir * H;
+    // With recurrent dropout the product read R * h_prev, kept in p.hs.
+    const int64_t hld = p.hs ? H : DH;
+    const Real* hbase = p.hs ? p.hs : yl + dir * H;
+    const Real* hp = dir == 0 ? hbase : hbase + B * hld;
     const int64_t hk0 = dir == 0 ? B : 0, hk1 = dir == 0 ? TB : TB - B;
     Panel<Real> panels[2] = {{p.xin, In, 1, In, 0, TB, dw[0], In},
-                             {hp, DH, 1, H, hk0, hk1, dw[1], H}};
+                             {hp, hld, 1, H, hk0, hk1, dw[1], H}};
     gemm_panels<Real>(Mx, TB, dgx, 1, GH, panels, 2, true, bsum, S.pack, bar, tid, nth);
     if (Cell::kSplitN) {  // the n rows: dW_ih from dG_x, dW_hh from dG_h (aux)
       Panel<Real> pn = panels[0];

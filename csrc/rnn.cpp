@@ -21,15 +21,19 @@ struct RnnCell {
   static RNNKIT_INLINE void forward(const V* acc, const FwdRow<Real>& r, int64_t j,
                                     int64_t n) {
     const V a = loadn(r.xp + j, n) + loadn(r.bx + j, n) + acc[0];
-    const V h = activate<kAct>(a);
-    storen(r.hnext + j, h, n);
-    storen(r.y + j, h, n);
+    const V h = activate<kAct>(a);  // h~; zoneout below (h~ stays in XP)
     if (kTrain) storen(r.xp + j, h, n);
+    put_h(r, j, n, zone(r.zh, r.zp, r.hprev, h, j, n));
   }
 
   template <Act kAct>
   static RNNKIT_INLINE void backward(V dh, const BwdRow<Real>& r, int64_t j,
                                      int64_t n) {
+    if (r.zh) {  // zoneout: d * dh goes straight to h_{t-1}
+      V direct{};
+      dh = unzone_h(r, dh, j, n, &direct);
+      storen(r.dhd + j, direct, n);
+    }
     const V h = loadn(r.xp + j, n);
     const V one = splat<Real>(1), zero = splat<Real>(0);
     V da;

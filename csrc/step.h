@@ -164,6 +164,7 @@ struct Step {
           row.bhn = s.bhn;
           row.H = H;
           row.cstore = row.hnstore = nullptr;
+          row.zp = Real(d.zoneout);  // zoneout at inference: its expectation
           for (int64_t u = P.u0; u < P.u1; ++u) {
             const Real* w = s.w + u * s.K * G * TU;
             for (int64_t r0 = 0; r0 < B; r0 += MR) {

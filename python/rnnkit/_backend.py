@@ -10,7 +10,7 @@ nothing else of the package, so the layers import it at their top.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,39 @@ class _Ctx:
     lengths: np.ndarray | None
     reserve: np.ndarray | None
     weights: list[np.ndarray | None]  # the forward's (a copy, see _forward_params)
+    masks: dict[str, Any] = field(default_factory=dict)  # the forward's, see _masks
+
+
+def _masks(layer: Any, train: bool) -> dict[str, Any]:
+    """The option masks of this call as ``_core`` keywords (the mask contract):
+    ``rec_masks``, ``zone_h``, ``zone_c`` (bool as uint8 views), ``drop_masks``;
+    only those of options that are on, only in training (``layer._call_masks``,
+    drawn or checked by the layer)."""
+    m = layer._call_masks if train else None
+    if m is None:
+        return {}
+    o = layer.options
+    out: dict[str, Any] = {}
+    if o.recurrent_dropout:
+        out["rec_masks"] = [cm.recurrent for cm in m.cells]
+    if o.zoneout:
+        out["zone_h"] = [cm.zoneout_h.view(np.uint8) for cm in m.cells]
+        if layer.spec.has_cell_state:
+            out["zone_c"] = [cm.zoneout_c.view(np.uint8) for cm in m.cells]
+    if o.dropout and layer.num_layers > 1:
+        out["drop_masks"] = list(m.dropout)
+    return out
+
+
+def _sizes(layer: Any, T: int, B: int, mode: Any, masks: dict[str, Any]) -> Any:
+    """``workspace_size`` of a call with these option masks."""
+    return _core.workspace_size(
+        *_desc(layer, T, B),
+        mode,
+        recurrent_dropout="rec_masks" in masks,
+        zoneout="zone_h" in masks,
+        dropout="drop_masks" in masks,
+    )
 
 
 _Desc = tuple[str, str, int, int, int, int, int, bool, bool]
@@ -74,9 +107,12 @@ class CoreBackend:
         lengths: np.ndarray | None,
         train: bool,
     ):
+        if layer.options.layer_norm or layer.options.proj_size:
+            return self.pending_forward(layer, x, h0, c0, lengths, train)
         T, B = x.shape[0], x.shape[1]
         mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
-        reserve_bytes, scratch_bytes = _core.workspace_size(*_desc(layer, T, B), mode)
+        masks = _masks(layer, train)
+        reserve_bytes, scratch_bytes = _sizes(layer, T, B, mode, masks)
         reserve = None
         if train:
             # reused across calls: a new training forward ends the previous one
@@ -99,9 +135,40 @@ class CoreBackend:
             reserve,
             scratch,
             train,
+            zoneout=float(layer.options.zoneout),
+            **masks,
         )
-        ctx = _Ctx(T, B, lengths, reserve, weights) if train else None
+        ctx = _Ctx(T, B, lengths, reserve, weights, masks) if train else None
         return y, hn, cn, ctx
+
+    # ------------------------------------------------------------------ HOOK
+    # layer_norm / proj_size (issue 12): the layers accept them and allocate their
+    # tensors (``ln_*``, ``weight_hr`` in params/grads, storage order); their fused
+    # kernels are separate ``_core`` entry points (LayerNorm: helper i12c,
+    # projection: helper i12b). The coordinator replaces these two methods with
+    # the calls into them (same signature and return values as forward/backward).
+    def pending_forward(
+        self,
+        layer: Any,
+        x: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray | None,
+        lengths: np.ndarray | None,
+        train: bool,
+    ) -> Any:
+        """Forward of a layer with ``layer_norm`` or ``proj_size`` (HOOK)."""
+        raise NotImplementedError(_pending_message(layer))
+
+    def pending_backward(
+        self,
+        layer: Any,
+        ctx: Any,
+        dy: np.ndarray,
+        dhn: np.ndarray,
+        dcn: np.ndarray | None,
+    ) -> Any:
+        """Backward of a layer with ``layer_norm`` or ``proj_size`` (HOOK)."""
+        raise NotImplementedError(_pending_message(layer))
 
     def stepper(self, layer: Any, batch_size: int) -> Any:
         """The compiled single-step generator (see ``_Recurrent.stepper``)."""
@@ -112,6 +179,7 @@ class CoreBackend:
             layer.num_layers,
             batch_size,
             layer._weight_list(layer.params),
+            zoneout=float(layer.options.zoneout),
         )
 
     def backward(
@@ -122,10 +190,10 @@ class CoreBackend:
         dhn: np.ndarray,
         dcn: np.ndarray | None,
     ):
+        if layer.options.layer_norm or layer.options.proj_size:
+            return self.pending_backward(layer, ctx, dy, dhn, dcn)
         assert ctx.reserve is not None, "a training forward always keeps a reserve"
-        _, scratch_bytes = _core.workspace_size(
-            *_desc(layer, ctx.T, ctx.B), _core.Mode.BACKWARD
-        )
+        _, scratch_bytes = _sizes(layer, ctx.T, ctx.B, _core.Mode.BACKWARD, ctx.masks)
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
         return _core.backward(
             layer.cell,
@@ -141,4 +209,14 @@ class CoreBackend:
             ctx.lengths,
             ctx.reserve,
             scratch,
+            **ctx.masks,
         )
+
+
+def _pending_message(layer: Any) -> str:
+    on = [k for k in ("layer_norm", "proj_size") if getattr(layer.options, k)]
+    return (
+        f"{layer.spec.class_name}({', '.join(on)}=...): the fused kernel is pending "
+        "(issue 12: layer_norm / proj_size kernel pending); the NumPy reference "
+        f"rnnkit.reference.{layer.spec.class_name} computes it meanwhile"
+    )

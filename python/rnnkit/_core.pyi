@@ -44,8 +44,14 @@ def workspace_size(
     bidirectional: bool,
     bias: bool,
     mode: Mode,
+    *,
+    recurrent_dropout: bool = False,
+    zoneout: bool = False,
+    dropout: bool = False,
 ) -> tuple[int, int]:
-    """Bytes of (reserve, scratch) for a call of ``mode`` (active SIMD path)."""
+    """Bytes of (reserve, scratch) for a call of ``mode`` (active SIMD path); the
+    keywords say which option masks the call passes (rec_masks, zone_h,
+    drop_masks)."""
 
 def forward(
     cell: str,
@@ -60,8 +66,19 @@ def forward(
     reserve: np.ndarray | None,
     scratch: np.ndarray,
     train: bool,
+    *,
+    rec_masks: list[np.ndarray] | None = None,
+    zone_h: list[np.ndarray] | None = None,
+    zone_c: list[np.ndarray] | None = None,
+    drop_masks: list[np.ndarray] | None = None,
+    zoneout: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Runs the stacked layer over x (T, B, I); returns (y, h_n, c_n or None)."""
+    """Runs the stacked layer over x (T, B, I); returns (y, h_n, c_n or None).
+
+    Option masks (training only, real time, original batch rows): rec_masks L*D
+    (B, H) of x's dtype, zone_h / zone_c L*D uint8 (T, B, H), drop_masks L-1
+    (T, B, D*H) of x's dtype; zoneout: the rate used at inference.
+    """
 
 def backward(
     cell: str,
@@ -77,8 +94,14 @@ def backward(
     lengths: np.ndarray | None,
     reserve: np.ndarray,
     scratch: np.ndarray,
+    *,
+    rec_masks: list[np.ndarray] | None = None,
+    zone_h: list[np.ndarray] | None = None,
+    zone_c: list[np.ndarray] | None = None,
+    drop_masks: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """BPTT for the training forward that filled reserve; adds into dweights.
+    """BPTT for the training forward that filled reserve (with its option masks);
+    adds into dweights.
 
     Returns (dx, dh0, dc0 or None).
     """
@@ -93,7 +116,10 @@ class Stepper32:
         num_layers: int,
         batch_size: int,
         weights: list[np.ndarray | None],
-    ) -> None: ...
+        *,
+        zoneout: float = 0.0,
+    ) -> None:
+        """``zoneout``: the layer's rate; each step then blends its expectation."""
     def step(self, x: np.ndarray) -> np.ndarray:
         """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
     def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...
@@ -113,7 +139,10 @@ class Stepper64:
         num_layers: int,
         batch_size: int,
         weights: list[np.ndarray | None],
-    ) -> None: ...
+        *,
+        zoneout: float = 0.0,
+    ) -> None:
+        """``zoneout``: the layer's rate; each step then blends its expectation."""
     def step(self, x: np.ndarray) -> np.ndarray:
         """x (B, I) -> y (B, H), the top layer's new state; the state advances."""
     def get_state(self) -> tuple[np.ndarray, np.ndarray | None]: ...

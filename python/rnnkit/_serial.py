@@ -102,7 +102,9 @@ def module_config(m: Any) -> dict[str, Any]:
     -------
     dict
         For a recurrent layer also ``"reference": True`` when it computes with the
-        NumPy reference, and ``"nonlinearity"`` when its cell offers a choice.
+        NumPy reference, ``"nonlinearity"`` when its cell offers a choice, and
+        the layer options (``dropout``, ``zoneout``, ``proj_size``, ...) that
+        differ from their defaults.
 
     Examples
     --------
@@ -124,6 +126,7 @@ def module_config(m: Any) -> dict[str, Any]:
         }
         if len(spec.nonlinearities) > 1:
             cfg["nonlinearity"] = m.nonlinearity
+        cfg.update(m.options.as_dict())  # layer options that differ from defaults
         ref = REFERENCE_LAYERS.get(spec.class_name)
         if ref is not None and isinstance(m, ref):
             cfg["reference"] = True
@@ -181,6 +184,8 @@ def module_param_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
             _positive(cfg, "num_layers"),
             bool(cfg.get("bidirectional")),
             bool(cfg.get("bias", True)),
+            proj_size=int(cfg.get("proj_size", 0)),
+            layer_norm=bool(cfg.get("layer_norm", False)),
         )
     if kind in MODULE_TYPES:
         shapes: dict[str, tuple[int, ...]] = MODULE_TYPES[kind].config_param_shapes(cfg)

@@ -15,7 +15,14 @@ parameter names and shapes) comes from the cell registry :mod:`rnnkit._cells`;
 each layer class registers itself there with :func:`rnnkit._cells.register`.
 
 Shapes (PyTorch's): ``x`` is (T, B, I), or (B, T, I) with ``batch_first``;
-``y`` is (T, B, D*H); states are (L*D, B, H) with index ``l*D + d``.
+``y`` is (T, B, D*S); states are (L*D, B, S) with index ``l*D + d``, S = H (or
+``proj_size``), the LSTM's ``c`` (L*D, B, H).
+
+Layer options (issue 12; equations in :mod:`rnnkit.reference.options`), keyword
+only: ``dropout``, ``recurrent_dropout``, ``zoneout`` (all cells), ``layer_norm``
+(LSTM, GRU), ``proj_size`` and ``forget_bias`` (LSTM). Their masks are drawn by
+:func:`rnnkit._options.draw_masks` from the layer's own generator (from its
+``seed``), ``forward(rng=)`` or given as ``forward(masks=)``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from . import _cells
 from ._backend import CoreBackend
 from ._checks import flag
+from ._options import Masks, Options, check_masks, draw_masks, mask_rng
 from ._params import _as_float_array, _check_shape, _Params
 
 __all__ = ["GRU", "LSTM", "RNN"]
@@ -56,6 +64,13 @@ class _Recurrent(_Params):
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
         nonlinearity: str = "tanh",
+        *,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        layer_norm: bool = False,
+        proj_size: int = 0,
+        forget_bias: float = 0.0,
     ) -> None:
         for name, v in (
             ("input_size", input_size),
@@ -85,17 +100,30 @@ class _Recurrent(_Params):
         self.num_directions = 2 if bidirectional else 1
         self.nonlinearity = nonlinearity
         self.gates = self.spec.gates
+        self.options = Options(
+            dropout, recurrent_dropout, zoneout, layer_norm, proj_size, forget_bias
+        ).validated(self.cell, self.hidden_size)
+        if self.options.forget_bias and not self.bias:
+            raise ValueError(f"forget_bias={forget_bias!r} needs bias=True")
+        # S, the size of h and of each direction's output (proj_size or H)
+        self.state_size = self.options.proj_size or self.hidden_size
+        # the masks of the last training forward (None: inference or no rate)
+        self.last_masks: Masks | None = None
+        self._call_masks: Masks | None = None  # the masks of the forward running
 
-        self._allocate(  # PyTorch's names, in its order
+        self._allocate(  # PyTorch's names, in its order; option tensors after each
             self.spec.param_shapes(
                 self.input_size,
                 self.hidden_size,
                 self.num_layers,
                 self.bidirectional,
                 self.bias,
+                proj_size=self.options.proj_size,
+                layer_norm=self.options.layer_norm,
             )
         )
         self.reset_parameters(seed)
+        self._mask_rng = mask_rng(seed)  # after the parameters: their stream is apart
         self._ctx: Any = None  # what backward needs; set by a training forward
         self._ctx_thread = 0  # the thread that ran that forward
         self._reserve: np.ndarray | None = None  # kernel workspace kept for backward
@@ -144,6 +172,7 @@ class _Recurrent(_Params):
         # pickle / deepcopy: the weights and settings; no lock, no pending backward
         state = self.__dict__.copy()
         state.update(_busy=None, _ctx=None, _ctx_thread=0, _snapshot=None)
+        state.update(last_masks=None, _call_masks=None)  # a forward's, not the layer's
         state["_reserve"] = None
         return state
 
@@ -163,6 +192,10 @@ class _Recurrent(_Params):
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """Draws every parameter from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does.
 
+        Every weight and bias (and ``weight_hr``) is drawn in storage order;
+        layer-norm gains are set to 1 and biases to 0; then ``forget_bias`` is
+        added to the forget-gate rows [H:2H] of every ``bias_ih``.
+
         Parameters
         ----------
         seed : int, np.random.Generator or None
@@ -174,9 +207,18 @@ class _Recurrent(_Params):
             if isinstance(seed, np.random.Generator)
             else np.random.default_rng(seed)
         )
-        k = 1.0 / np.sqrt(self.hidden_size)
-        for p in self.params.values():
-            p[...] = rng.uniform(-k, k, size=p.shape)
+        H = self.hidden_size
+        k = 1.0 / np.sqrt(H)
+        fb = self.options.forget_bias
+        for name, p in self.params.items():
+            if name.startswith("ln_weight"):
+                p[...] = 1
+            elif name.startswith("ln_bias"):
+                p[...] = 0
+            else:
+                p[...] = rng.uniform(-k, k, size=p.shape)
+                if fb and name.startswith("bias_ih"):
+                    p[H : 2 * H] += fb
 
     # ---------------------------------------------------------------- compute
     def _check_forward(self, x: Any, hx: Any, lengths: Any) -> tuple[Any, ...]:
@@ -200,11 +242,11 @@ class _Recurrent(_Params):
             raise ValueError(
                 f"x must have T >= 1 and B >= 1, got T={T}, B={B} ({rule}, {layout})"
             )
-        state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        LD = self.num_layers * self.num_directions
         h0, c0 = self._split_state("h0", hx)
-        h0 = self._check_state("h0", h0, state_shape)
+        h0 = self._check_state("h0", h0, (LD, B, self.state_size))
         c0 = (
-            self._check_state("c0", c0, state_shape)
+            self._check_state("c0", c0, (LD, B, self.hidden_size))
             if self.spec.has_cell_state
             else None
         )
@@ -249,7 +291,14 @@ class _Recurrent(_Params):
         return np.ascontiguousarray(arr, dtype=np.int64)
 
     def forward(
-        self, x: Any, hx: Any = None, lengths: Any = None, train: bool = True
+        self,
+        x: Any,
+        hx: Any = None,
+        lengths: Any = None,
+        train: bool = True,
+        *,
+        rng: np.random.Generator | None = None,
+        masks: Masks | None = None,
     ) -> tuple[np.ndarray, Any]:
         """Runs the layer over a sequence.
 
@@ -265,15 +314,24 @@ class _Recurrent(_Params):
             a row's end leave its state unchanged and output zeros; the reverse
             direction starts at each row's own last step.
         train : bool
-            Keep what :meth:`backward` needs (True) or run the inference path.
+            Keep what :meth:`backward` needs (True) or run the inference path
+            (deterministic: no mask; zoneout uses its expectation).
+        rng : np.random.Generator, optional, keyword-only
+            Draw this call's masks (``dropout``, ``recurrent_dropout``,
+            ``zoneout``, training only) from ``rng`` instead of the layer's own
+            generator.
+        masks : rnnkit._options.Masks, optional, keyword-only
+            Use these masks (real time, the layout of
+            :func:`rnnkit._options.draw_masks`, e.g. another layer's
+            :attr:`last_masks`) instead of drawing.
 
         Returns
         -------
-        y : ndarray (T, B, D*H), or (B, T, D*H) with ``batch_first``
+        y : ndarray (T, B, D*S), or (B, T, D*S) with ``batch_first``
             The top layer's output at every step, forward direction in
-            ``[..., :H]``, reverse in ``[..., H:]``.
-        h_n : ndarray (L*D, B, H), for LSTM a tuple ``(h_n, c_n)``
-            The final state of every layer and direction.
+            ``[..., :S]``, reverse in ``[..., S:]`` (S = ``proj_size`` or H).
+        h_n : ndarray (L*D, B, S), for LSTM a tuple ``(h_n, c_n)``
+            The final state of every layer and direction (``c_n`` (L*D, B, H)).
 
         Examples
         --------
@@ -287,20 +345,58 @@ class _Recurrent(_Params):
         if not train:
             if self._ctx_thread == threading.get_ident():
                 self._ctx = None  # this thread's pending backward ends here
+            self.last_masks = None
             y, hn, cn, _ = self._backend.forward(self, x, h0, c0, lengths, False)
         else:
             self._enter("forward")
             try:
                 self._ctx = None
+                self._call_masks = self._masks_for(x.shape[0], x.shape[1], rng, masks)
                 y, hn, cn, ctx = self._backend.forward(self, x, h0, c0, lengths, True)
                 self._ctx, self._ctx_thread = ctx, threading.get_ident()
+                self.last_masks = self._call_masks
             finally:
+                self._call_masks = None
                 self._busy.release()
         if self.batch_first:
             y = y.transpose(1, 0, 2)
         return (y, (hn, cn)) if self.spec.has_cell_state else (y, hn)
 
     __call__ = forward
+
+    def _masks_for(
+        self, T: int, B: int, rng: np.random.Generator | None, masks: Masks | None
+    ) -> Masks | None:
+        """The masks of one training forward: given (checked), or drawn."""
+        o = self.options
+        if not (o.dropout or o.recurrent_dropout or o.zoneout):
+            if masks is not None:
+                check_masks(  # only empty masks fit a layer without rates
+                    masks,
+                    o,
+                    cell=self.cell,
+                    T=T,
+                    B=B,
+                    H=self.hidden_size,
+                    num_layers=self.num_layers,
+                    num_directions=self.num_directions,
+                    dtype=self.dtype,
+                )
+            return None
+        kw = dict(
+            cell=self.cell,
+            T=T,
+            B=B,
+            H=self.hidden_size,
+            num_layers=self.num_layers,
+            num_directions=self.num_directions,
+            dtype=self.dtype,
+        )
+        if masks is not None:
+            return check_masks(masks, o, **kw)  # type: ignore[arg-type]
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
+        return draw_masks(o, rng or self._mask_rng, **kw)  # type: ignore[arg-type]
 
     def backward(self, dy: Any, dhx: Any = None) -> tuple[np.ndarray, Any]:
         """Backpropagation through time for the last training :meth:`forward`.
@@ -312,8 +408,8 @@ class _Recurrent(_Params):
         ----------
         dy : array-like shaped like ``y``, or None
             Gradient of the loss w.r.t. the output; None means zeros.
-        dhx : array-like (L*D, B, H), for LSTM a tuple ``(dh_n, dc_n)``, or None
-            Gradient w.r.t. the final state; None means zeros.
+        dhx : array-like (L*D, B, S), for LSTM a tuple ``(dh_n, dc_n)``, or None
+            Gradient w.r.t. the final state (``dc_n`` (L*D, B, H)); None: zeros.
 
         Returns
         -------
@@ -357,7 +453,7 @@ class _Recurrent(_Params):
                 "thread its own layer"
             )
         T, B = ctx.T, ctx.B
-        DH = self.num_directions * self.hidden_size
+        DH = self.num_directions * self.state_size
         y_shape = (B, T, DH) if self.batch_first else (T, B, DH)
         if dy is None:
             dy = np.zeros((T, B, DH), dtype=self.dtype)
@@ -367,10 +463,12 @@ class _Recurrent(_Params):
             if self.batch_first:
                 dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         lstm = self.spec.has_cell_state
-        state_shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        LD = self.num_layers * self.num_directions
         dhn, dcn = self._split_state("dh_n", dhx)
-        dhn = self._check_state("dh_n", dhn, state_shape)
-        dcn = self._check_state("dc_n", dcn, state_shape) if lstm else None
+        dhn = self._check_state("dh_n", dhn, (LD, B, self.state_size))
+        dcn = (
+            self._check_state("dc_n", dcn, (LD, B, self.hidden_size)) if lstm else None
+        )
         self._ctx = None
         dx, dh0, dc0 = self._backend.backward(self, ctx, dy, dhn, dcn)
         if self.batch_first:
@@ -422,11 +520,14 @@ class _Recurrent(_Params):
                 f"batch_size must be a positive integer, got {batch_size!r}"
             )
         make = getattr(self._backend, "stepper", None)
+        o = self.options
+        if o.layer_norm or o.proj_size:
+            make = None  # kernels pending: steps through forward(T=1)
         st = make(self, int(batch_size)) if make else _PyStepper(self, int(batch_size))
         if hx is not None:
             shape = (self.num_layers, int(batch_size), self.hidden_size)
             h0, c0 = self._split_state("hx", hx)
-            h0 = self._check_state("h0", h0, shape)
+            h0 = self._check_state("h0", h0, (*shape[:2], self.state_size))
             c0 = (
                 self._check_state("c0", c0, shape) if self.spec.has_cell_state else None
             )
@@ -446,6 +547,7 @@ class _Recurrent(_Params):
             s += ", batch_first=True"
         if self.bidirectional:
             s += ", bidirectional=True"
+        s += "".join(f", {k}={v!r}" for k, v in self.options.as_dict().items())
         return s + f", dtype={self.dtype.name}"
 
     def __repr__(self) -> str:
@@ -458,7 +560,7 @@ class _PyStepper:
     def __init__(self, layer: _Recurrent, batch_size: int) -> None:
         self._layer, self.batch_size = layer, batch_size
         shape = (layer.num_layers, batch_size, layer.hidden_size)
-        self._h = np.zeros(shape, layer.dtype)
+        self._h = np.zeros((*shape[:2], layer.state_size), layer.dtype)
         self._c = np.zeros(shape, layer.dtype) if layer.spec.has_cell_state else None
 
     def step(self, x: Any) -> np.ndarray:
@@ -510,14 +612,33 @@ class RNN(_Recurrent):
         Of the parameters, gradients, outputs and states.
     seed : int, np.random.Generator or None
         Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
-        PyTorch's storage order; None draws fresh entropy.
+        PyTorch's storage order, and of the option masks (a stream of its own);
+        None draws fresh entropy.
+    dropout : float in [0, 1), default 0, keyword-only
+        PyTorch's: in training, the output of every layer but the last is
+        multiplied by a fresh Bernoulli(1-p)/(1-p) mask (T, B, D*S).
+    recurrent_dropout : float in [0, 1), default 0, keyword-only
+        Variational dropout (Gal & Ghahramani; Keras's name): one mask (B, S) per
+        training forward, layer and direction on ``h_{t-1}`` where it enters
+        ``W_hh``, the same at every step.
+    zoneout : float in [0, 1), default 0, keyword-only
+        Zoneout (Krueger et al.): in training each unit keeps its previous value
+        with this probability, a fresh mask per step; at inference the
+        expectation ``p h_{t-1} + (1-p) h~_t``.
 
     Attributes
     ----------
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (H, I or D*H), ``weight_hh_l{k}`` (H, H),
-        ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
@@ -555,6 +676,10 @@ class RNN(_Recurrent):
         bidirectional: bool = False,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = None,
+        *,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__(
             input_size,
@@ -566,6 +691,9 @@ class RNN(_Recurrent):
             dtype,
             seed,
             nonlinearity,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
         )
 
 
@@ -604,16 +732,47 @@ class LSTM(_Recurrent):
         Of the parameters, gradients, outputs and states.
     seed : int, np.random.Generator or None
         Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
-        PyTorch's storage order; None draws fresh entropy.
+        PyTorch's storage order, and of the option masks (a stream of its own);
+        None draws fresh entropy.
     nonlinearity : {"tanh"}, default "tanh"
         Accepted for a uniform constructor; the LSTM's activations are fixed.
+    dropout : float in [0, 1), default 0, keyword-only
+        PyTorch's: in training, the output of every layer but the last is
+        multiplied by a fresh Bernoulli(1-p)/(1-p) mask (T, B, D*S).
+    recurrent_dropout : float in [0, 1), default 0, keyword-only
+        Variational dropout (Gal & Ghahramani; Keras's name): one mask (B, S) per
+        training forward, layer and direction on ``h_{t-1}`` where it enters
+        ``W_hh``, the same at every step.
+    zoneout : float in [0, 1), default 0, keyword-only
+        Zoneout (Krueger et al.): in training each unit keeps its previous value
+        with this probability, a fresh mask per step (h and c, each its own); at
+        inference the expectation ``p h_{t-1} + (1-p) h~_t``.
+    layer_norm : bool, default False, keyword-only
+        Layer normalisation (Ba et al.; haste's LayerNormLSTM): ``LN(W_ih x;
+        γ_ih)`` and ``LN(W_hh h; γ_hh)`` before the biases, and ``h_t = o_t *
+        tanh(LN(c_t; γ_c, β_c))``; gains and bias ``ln_*`` in ``params``.
+        Equations: :mod:`rnnkit.reference.options`.
+    proj_size : int, default 0, keyword-only
+        P > 0: PyTorch's LSTMP, ``h_t = W_hr (o_t * tanh c_t)`` with
+        ``weight_hr_l{k}`` (P, H); ``h``, ``y`` and the next layer's input are P
+        (D*P) wide, ``c`` stays H.
+    forget_bias : float, default 0, keyword-only
+        Added to the forget-gate rows [H:2H] of every ``bias_ih`` at
+        initialisation (Jozefowicz et al.); needs ``bias=True``.
 
     Attributes
     ----------
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (4H, I or D*H), ``weight_hh_l{k}`` (4H, H),
-        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
@@ -640,6 +799,18 @@ class LSTM(_Recurrent):
     ((5, 3, 32), (2, 3, 16), (5, 3, 8))
     >>> sorted(lstm.state_dict())[:2]
     ['bias_hh_l0', 'bias_hh_l0_reverse']
+
+    With options (masks drawn from ``seed``; ``train=False`` draws none):
+
+    >>> reg = rk.LSTM(8, 16, num_layers=2, dropout=0.2, recurrent_dropout=0.25,
+    ...               zoneout=0.1, seed=0)
+    >>> y, (h_n, c_n) = reg.forward(x)
+    >>> m = reg.last_masks
+    >>> m.cells[0].recurrent.shape, m.cells[1].zoneout_c.shape, m.dropout[0].shape
+    ((3, 16), (5, 3, 16), (5, 3, 16))
+    >>> y2, _ = reg.forward(x, masks=m)        # the same masks again: the same y
+    >>> bool((y2 == y).all())
+    True
     """
 
 
@@ -675,16 +846,39 @@ class GRU(_Recurrent):
         Of the parameters, gradients, outputs and states.
     seed : int, np.random.Generator or None
         Source of the initial parameters, U(-1/sqrt(H), 1/sqrt(H)) drawn in
-        PyTorch's storage order; None draws fresh entropy.
+        PyTorch's storage order, and of the option masks (a stream of its own);
+        None draws fresh entropy.
     nonlinearity : {"tanh"}, default "tanh"
         Accepted for a uniform constructor; the GRU's activations are fixed.
+    dropout : float in [0, 1), default 0, keyword-only
+        PyTorch's: in training, the output of every layer but the last is
+        multiplied by a fresh Bernoulli(1-p)/(1-p) mask (T, B, D*S).
+    recurrent_dropout : float in [0, 1), default 0, keyword-only
+        Variational dropout (Gal & Ghahramani; Keras's name): one mask (B, S) per
+        training forward, layer and direction on ``h_{t-1}`` where it enters
+        ``W_hh``, the same at every step.
+    zoneout : float in [0, 1), default 0, keyword-only
+        Zoneout (Krueger et al.): in training each unit keeps its previous value
+        with this probability, a fresh mask per step; at inference the
+        expectation ``p h_{t-1} + (1-p) h~_t``.
+    layer_norm : bool, default False, keyword-only
+        Layer normalisation (Ba et al.; haste's LayerNormGRU): ``LN(W_ih x; γ_ih)`` and
+        ``LN(W_hh h; γ_hh)`` before the biases; gains ``ln_weight_*``
+        in ``params``. Equations: :mod:`rnnkit.reference.options`.
 
     Attributes
     ----------
     params, grads : dict of str to ndarray
         Named views into one flat parameter / gradient buffer, PyTorch's names:
         ``weight_ih_l{k}`` (3H, I or D*H), ``weight_hh_l{k}`` (3H, H),
-        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), ``_reverse`` for d = 1.
+        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), ``_reverse`` for d = 1;
+        the options' tensors (``weight_hr_l{k}``, ``ln_*``) after each layer
+        and direction's four.
+    options : rnnkit._options.Options
+        The option values (frozen); ``state_size`` is S = ``proj_size`` or H.
+    last_masks : rnnkit._options.Masks or None
+        The masks of the last training forward (real time, per layer and
+        direction); None after inference or without a rate.
 
     Shapes
     ------
@@ -710,3 +904,36 @@ class GRU(_Recurrent):
     >>> y.shape, h_n.shape, dx.shape
     ((3, 5, 16), (1, 3, 16), (3, 5, 8))
     """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dtype: str | np.dtype = "float32",
+        seed: int | np.random.Generator | None = None,
+        nonlinearity: str = "tanh",
+        *,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            bidirectional,
+            dtype,
+            seed,
+            nonlinearity,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            layer_norm=layer_norm,
+        )

@@ -47,11 +47,10 @@ from typing import Any
 import numpy as np
 
 from .. import _serial, layers
-from .._params import ParamViews, _as_float_array, _check_shape
 from ._stack import StackCache, backward, forward
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
-from .options import CellMasks, Masks, Options, mask_rng
+from .options import CellMasks, Masks, Options
 from .rnn import rnn_backward, rnn_forward
 
 
@@ -60,7 +59,8 @@ class _ReferenceBackend:
 
     ``forward(layer, x, h0, c0, lengths, train) -> (y, h_n, c_n, ctx)`` and
     ``backward(layer, ctx, dy, dh_n, dc_n) -> (dx, dh0, dc0)``, adding into
-    ``layer.grads``. The layer has validated and converted every array already.
+    ``layer.grads``. The layer has validated and converted every array already,
+    and drawn (or checked) the masks of a training forward (``layer._call_masks``).
     """
 
     name = "numpy"
@@ -87,9 +87,8 @@ class _ReferenceBackend:
             train=train,
             options=layer.options,
             masks=layer._call_masks,
-            rng=layer._call_rng or layer._mask_rng,
+            rng=layer._mask_rng,
         )
-        layer.last_masks = None if cache is None else cache.masks
         return y, h_n, c_n, cache  # cache has .T and .B
 
     def backward(
@@ -102,171 +101,27 @@ class _ReferenceBackend:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         return backward(ctx, dy, dh_n, dc_n, layer.grads)
 
-    def stepper(self, layer: Any, batch_size: int) -> Any:
-        return _Stepper(layer, batch_size)
 
+class _Reference:
+    """Mixed in first: makes a fast layer class compute with the NumPy reference.
 
-class _Stepper(layers._PyStepper):
-    """Single inference steps through ``forward``; ``h`` is P wide with a projection."""
-
-    def __init__(self, layer: Any, batch_size: int) -> None:
-        super().__init__(layer, batch_size)
-        S = layer.options.proj_size or layer.hidden_size
-        self._h = np.zeros((layer.num_layers, batch_size, S), layer.dtype)
-
-
-class _WithOptions:
-    """The layer options of :mod:`.options` on a reference layer (mixed in first).
-
-    Keyword-only arguments after the layer's own; see the classes below. The
-    option tensors (``weight_hr_l{k}``, ``ln_*``) join ``params``/``grads`` after
-    each layer and direction's four PyTorch tensors.
+    Everything else (constructor, options, masks, checks) is the fast layer's.
     """
 
-    options: Options
-    last_masks: Masks | None
-    _mask_rng: np.random.Generator
-    _call_rng: np.random.Generator | None = None
-    _call_masks: Masks | None = None
-    # the base class's attributes this mixin reads
-    cell: str
-    hidden_size: int
-    num_layers: int
-    num_directions: int
-    batch_first: bool
-    bias: bool
-    spec: Any
-    dtype: np.dtype
-    params: ParamViews
-    _ctx: Any
-
-    def _set_options(self, options: Options) -> None:
-        """Before the base constructor: the options decide the tensors it allocates."""
-        self.options = options.validated(self.cell)
-        self.last_masks = None
-
-    def _options_ready(self, seed: int | np.random.Generator | None) -> None:
-        """After the base constructor: the checks that need H, and the mask stream."""
-        self.options.validated(self.cell, self.hidden_size)
-        if self.options.forget_bias and not self.bias:
-            raise ValueError(
-                f"forget_bias={self.options.forget_bias!r} needs bias=True"
-            )
-        self._mask_rng = mask_rng(seed)
-
-    def _allocate(self, shapes: Any) -> None:
-        """Allocates the PyTorch tensors plus the option tensors, in storage order."""
-        o = self.options
-        if o.proj_size or o.layer_norm:
-            shapes = self.spec.param_shapes(
-                self.input_size,  # type: ignore[attr-defined]
-                self.hidden_size,
-                self.num_layers,
-                self.num_directions == 2,
-                self.bias,
-                proj_size=o.proj_size,
-                layer_norm=o.layer_norm,
-            )
-        super()._allocate(shapes)  # type: ignore[misc]
-
-    def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias (and
-        ``weight_hr``), drawn in storage order; layer-norm gains 1, biases 0; then
-        ``forget_bias`` added to the forget-gate rows [H:2H] of every ``bias_ih``.
-        """
-        rng = (
-            seed
-            if isinstance(seed, np.random.Generator)
-            else np.random.default_rng(seed)
-        )
-        k = 1.0 / np.sqrt(self.hidden_size)
-        H = self.hidden_size
-        for name, p in self.params.items():
-            if name.startswith("ln_weight"):
-                p[...] = 1
-            elif name.startswith("ln_bias"):
-                p[...] = 0
-            else:
-                p[...] = rng.uniform(-k, k, size=p.shape)
-                if name.startswith("bias_ih") and self.options.forget_bias:
-                    p[H : 2 * H] += self.options.forget_bias
-
-    def _check_state(self, name: str, s: Any, shape: tuple[int, ...]) -> np.ndarray:
-        if self.options.proj_size and name in ("h0", "dh_n", "hx"):
-            shape = (*shape[:-1], self.options.proj_size)
-        return super()._check_state(name, s, shape)  # type: ignore[misc]
-
-    def forward(
-        self,
-        x: Any,
-        hx: Any = None,
-        lengths: Any = None,
-        train: bool = True,
-        *,
-        rng: np.random.Generator | None = None,
-        masks: Masks | None = None,
-    ) -> tuple[np.ndarray, Any]:
-        """The layer's forward (see :meth:`rnnkit.layers._Recurrent.forward`), with
-        the options' masks drawn from the layer's own generator, from ``rng`` for
-        this call, or given as ``masks`` (real time, :class:`~.options.Masks`);
-        the masks used are kept as :attr:`last_masks` (None at inference).
-        """
-        self._call_rng, self._call_masks = rng, masks
-        try:
-            return super().forward(x, hx, lengths, train)  # type: ignore[misc]
-        finally:
-            self._call_rng = self._call_masks = None
-
-    __call__ = forward
-
-    def backward(self, dy: Any, dhx: Any = None) -> tuple[np.ndarray, Any]:
-        """The layer's backward (see :meth:`rnnkit.layers._Recurrent.backward`);
-        with a projection ``dy`` is shaped like ``y`` (D*P wide) and ``dh_n`` is
-        (L*D, B, P)."""
-        P = self.options.proj_size
-        ctx = self._ctx
-        if not P or ctx is None:
-            return super().backward(dy, dhx)  # type: ignore[misc]
-        T, B, D = ctx.T, ctx.B, self.num_directions
-        y_shape = (B, T, D * P) if self.batch_first else (T, B, D * P)
-        if dy is None:
-            dy = np.zeros((T, B, D * P), dtype=self.dtype)
-        else:
-            dy = _as_float_array("dy", dy, self.dtype)
-            _check_shape("dy", dy, y_shape)
-            if self.batch_first:
-                dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
-        c_shape = (self.num_layers * D, B, self.hidden_size)
-        dhn, dcn = self._split_state("dh_n", dhx)  # type: ignore[attr-defined]
-        dhn = self._check_state("dh_n", dhn, c_shape)  # P wide, see _check_state
-        dcn = self._check_state("dc_n", dcn, c_shape)
-        self._ctx = None
-        dx, dh0, dc0 = self._backend.backward(self, ctx, dy, dhn, dcn)  # type: ignore[attr-defined]
-        if self.batch_first:
-            dx = dx.transpose(1, 0, 2)
-        return dx, (dh0, dc0)
-
-    def extra_repr(self) -> str:
-        s: str = super().extra_repr()  # type: ignore[misc]
-        extra = "".join(f", {k}={v!r}" for k, v in self.options.as_dict().items())
-        return s.replace(
-            f", dtype={self.dtype.name}", f"{extra}, dtype={self.dtype.name}"
-        )
+    _backend = _ReferenceBackend()
 
 
 _OPTIONS_DOC = """
-    Options (keyword-only; the equations are in :mod:`rnnkit.reference.options`):
-    ``dropout`` (every layer's output but the last, training only, PyTorch's),
-    ``recurrent_dropout`` (one mask per forward, layer and direction on ``h_{t-1}``
-    before ``W_hh``), ``zoneout`` (units keep their previous value with this
-    probability in training; the expectation at inference), each a float in
-    [0, 1), default 0. ``forward(..., rng=g)`` or ``forward(..., masks=m)``
+    The layer options are the fast layer's (keyword-only; the equations are in
+    :mod:`rnnkit.reference.options`): ``dropout``, ``recurrent_dropout``,
+    ``zoneout`` (all cells), ``layer_norm`` (LSTM, GRU), ``proj_size`` and
+    ``forget_bias`` (LSTM). ``forward(..., rng=g)`` or ``forward(..., masks=m)``
     replaces the layer's own mask generator for one call; ``last_masks`` holds the
     masks of the last training forward.
 """
 
 
-class RNN(_WithOptions, layers.RNN):
+class RNN(_Reference, layers.RNN):
     """:class:`rnnkit.RNN` computed by the NumPy reference, with the layer options.
 
     Examples
@@ -277,41 +132,8 @@ class RNN(_WithOptions, layers.RNN):
     (1, (2, 4))
     """
 
-    _backend = _ReferenceBackend()
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        bidirectional: bool = False,
-        dtype: str | np.dtype = "float32",
-        seed: int | np.random.Generator | None = None,
-        *,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        zoneout: float = 0.0,
-    ) -> None:
-        self._set_options(Options(dropout, recurrent_dropout, zoneout))
-        layers.RNN.__init__(
-            self,
-            input_size,
-            hidden_size,
-            num_layers,
-            nonlinearity,
-            bias,
-            batch_first,
-            bidirectional,
-            dtype,
-            seed,
-        )
-        self._options_ready(seed)
-
-
-class LSTM(_WithOptions, layers.LSTM):
+class LSTM(_Reference, layers.LSTM):
     """:class:`rnnkit.LSTM` computed by the NumPy reference, with the layer options.
 
     Beyond RNN's options: ``layer_norm`` (haste's LayerNormLSTM: the input and
@@ -327,48 +149,8 @@ class LSTM(_WithOptions, layers.LSTM):
     ((5, 2, 4), (2, 2, 2), (2, 2, 8), (2, 8))
     """
 
-    _backend = _ReferenceBackend()
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        bidirectional: bool = False,
-        dtype: str | np.dtype = "float32",
-        seed: int | np.random.Generator | None = None,
-        nonlinearity: str = "tanh",
-        *,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        zoneout: float = 0.0,
-        layer_norm: bool = False,
-        proj_size: int = 0,
-        forget_bias: float = 0.0,
-    ) -> None:
-        self._set_options(
-            Options(
-                dropout, recurrent_dropout, zoneout, layer_norm, proj_size, forget_bias
-            )
-        )
-        layers.LSTM.__init__(
-            self,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            bidirectional,
-            dtype,
-            seed,
-            nonlinearity,
-        )
-        self._options_ready(seed)
-
-
-class GRU(_WithOptions, layers.GRU):
+class GRU(_Reference, layers.GRU):
     """:class:`rnnkit.GRU` computed by the NumPy reference, with the layer options.
 
     Beyond RNN's options: ``layer_norm`` (haste's LayerNormGRU: the input and
@@ -380,40 +162,6 @@ class GRU(_WithOptions, layers.GRU):
     >>> sorted(k for k in gru.params if k.startswith("ln_"))
     ['ln_weight_hh_l0', 'ln_weight_ih_l0']
     """
-
-    _backend = _ReferenceBackend()
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        bidirectional: bool = False,
-        dtype: str | np.dtype = "float32",
-        seed: int | np.random.Generator | None = None,
-        nonlinearity: str = "tanh",
-        *,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        zoneout: float = 0.0,
-        layer_norm: bool = False,
-    ) -> None:
-        self._set_options(Options(dropout, recurrent_dropout, zoneout, layer_norm))
-        layers.GRU.__init__(
-            self,
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            bidirectional,
-            dtype,
-            seed,
-            nonlinearity,
-        )
-        self._options_ready(seed)
 
 
 for _c in (RNN, LSTM, GRU):

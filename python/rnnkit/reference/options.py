@@ -85,8 +85,10 @@ nothing and is deterministic. :func:`draw_masks` draws from one
 ``np.random.Generator`` in a fixed order: for k in 0..L-1, for d in 0..D-1, the
 recurrent mask, then the zoneout mask of h, then of c; after layer k's
 directions, if k < L-1, the dropout mask of its output. Each mask is
-``g.random(shape, dtype)`` compared with p (``u >= p`` keeps a unit for dropout,
-``u < p`` zones it out). The layer's generator is
+``g.random(shape, dtype=np.float32)`` compared with ``np.float32(p)`` (``u >= p``
+keeps a unit for dropout, ``u < p`` zones it out), whatever the layer dtype.
+The drawing code is :mod:`rnnkit._options` (the fast path's), re-exported
+here. The layer's generator is
 ``np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])`` for an int
 seed, a child (``Generator.spawn``) of a generator seed, fresh entropy for None;
 ``forward(..., rng=g)`` uses ``g`` for one call and ``forward(..., masks=m)``
@@ -121,219 +123,42 @@ Contract for the fused kernels (stage 2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _cells
+from .._options import (
+    LN_EPS,
+    RATE_OPTIONS,
+    CellMasks,
+    Masks,
+    Options,
+    check_masks,
+    draw_masks,
+    keep_multiplier,
+    mask_rng,
+    zoneout_flags,
+)
 
-LN_EPS = 1e-5
-"""The layer-norm epsilon (PyTorch's ``nn.LayerNorm`` default)."""
-
-RATE_OPTIONS = ("dropout", "recurrent_dropout", "zoneout")
-
-
-@dataclass(frozen=True)
-class Options:
-    """The option values of one layer, validated for its cell.
-
-    Examples
-    --------
-    >>> Options(zoneout=0.1).validated("gru").steps
-    True
-    >>> Options(proj_size=2).validated("gru")
-    Traceback (most recent call last):
-    ...
-    ValueError: proj_size is an option of LSTM only; gru does not take it (got 2)
-    """
-
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    zoneout: float = 0.0
-    layer_norm: bool = False
-    proj_size: int = 0
-    forget_bias: float = 0.0
-
-    def validated(self, cell: str, hidden_size: int | None = None) -> Options:
-        """Checks every value for ``cell``; returns ``self``.
-
-        Raises
-        ------
-        ValueError
-            A rate outside [0, 1), an option the cell does not take, or
-            ``proj_size`` outside [0, hidden_size).
-        """
-        spec = _cells.get(cell)
-        for name in RATE_OPTIONS:
-            p = getattr(self, name)
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
-                raise TypeError(f"{name} must be a float in [0, 1), got {p!r}")
-            if not 0.0 <= float(p) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p!r}")
-        if not isinstance(self.layer_norm, (bool, np.bool_)):
-            raise TypeError(f"layer_norm must be a bool, got {self.layer_norm!r}")
-        p = self.proj_size
-        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
-            raise ValueError(f"proj_size must be a non-negative integer, got {p!r}")
-        if hidden_size is not None and p >= hidden_size:
-            raise ValueError(
-                f"proj_size must be smaller than hidden_size={hidden_size}, got {p}"
-            )
-        for name, on in (
-            ("layer_norm", bool(self.layer_norm)),
-            ("proj_size", p != 0),
-            ("forget_bias", self.forget_bias != 0),
-        ):
-            if on and name not in spec.options:
-                owners = [
-                    s.class_name for s in _cells.CELLS.values() if name in s.options
-                ]
-                raise ValueError(
-                    f"{name} is an option of {' and '.join(owners)} only; "
-                    f"{spec.name} does not take it (got {getattr(self, name)!r})"
-                )
-        return self
-
-    @property
-    def steps(self) -> bool:
-        """True when some option changes the cell's step (the option-aware path)."""
-        return bool(
-            self.recurrent_dropout or self.zoneout or self.layer_norm or self.proj_size
-        )
-
-    @property
-    def active(self) -> bool:
-        """True when some option changes the forward (anything but ``forget_bias``)."""
-        return self.steps or bool(self.dropout)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The options that differ from the defaults, as constructor keywords."""
-        out: dict[str, Any] = {}
-        for name, default in (
-            ("dropout", 0.0),
-            ("recurrent_dropout", 0.0),
-            ("zoneout", 0.0),
-            ("layer_norm", False),
-            ("proj_size", 0),
-            ("forget_bias", 0.0),
-        ):
-            v = getattr(self, name)
-            if v != default:
-                out[name] = v
-        return out
-
-
-# ------------------------------------------------------------------ masks
-@dataclass
-class CellMasks:
-    """The masks of one layer and direction, in real time.
-
-    Attributes
-    ----------
-    recurrent : (B, S) multipliers 0 or 1/(1-p) on ``h_{t-1}`` before ``W_hh``.
-    zoneout_h : (T, B, S) bool, True where ``h`` keeps its previous value.
-    zoneout_c : (T, B, H) bool, the same for the LSTM's ``c``.
-    """
-
-    recurrent: np.ndarray | None = None
-    zoneout_h: np.ndarray | None = None
-    zoneout_c: np.ndarray | None = None
-
-
-@dataclass
-class Masks:
-    """Every mask of one training forward of a stacked layer.
-
-    Attributes
-    ----------
-    cells : one :class:`CellMasks` per layer and direction, index ``l*D + d``.
-    dropout : per layer k < L-1, the (T, B, D*S) multipliers 0 or 1/(1-p) on its
-        output (None without ``dropout``).
-
-    Shapes
-    ------
-    See :class:`CellMasks`; T and B are the forward's, S = P or H.
-    """
-
-    cells: list[CellMasks] = field(default_factory=list)
-    dropout: list[np.ndarray | None] = field(default_factory=list)
-
-
-def keep_multiplier(
-    rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: np.dtype
-) -> np.ndarray:
-    """Inverted-dropout multipliers: ``1/(1-p)`` where ``u >= p``, else 0."""
-    u = rng.random(shape, dtype=np.float64)
-    return np.where(u >= p, 1.0 / (1.0 - p), 0.0).astype(dtype)
-
-
-def draw_masks(
-    options: Options,
-    rng: np.random.Generator,
-    *,
-    cell: str,
-    T: int,
-    B: int,
-    H: int,
-    num_layers: int,
-    num_directions: int,
-    dtype: np.dtype,
-) -> Masks:
-    """Draws every mask of one training forward, in the documented order.
-
-    Shapes
-    ------
-    See :class:`Masks`; S = ``options.proj_size`` or H.
-
-    Examples
-    --------
-    >>> m = draw_masks(Options(recurrent_dropout=0.5), np.random.default_rng(0),
-    ...                cell="gru", T=3, B=2, H=4, num_layers=1, num_directions=1,
-    ...                dtype=np.float64)
-    >>> m.cells[0].recurrent.shape, np.unique(m.cells[0].recurrent).tolist()
-    ((2, 4), [0.0, 2.0])
-    """
-    S = options.proj_size or H
-    paired = _cells.get(cell).has_cell_state
-    out = Masks()
-    for k in range(num_layers):
-        for _ in range(num_directions):
-            cm = CellMasks()
-            if options.recurrent_dropout:
-                cm.recurrent = keep_multiplier(
-                    rng, (B, S), options.recurrent_dropout, dtype
-                )
-            if options.zoneout:
-                cm.zoneout_h = rng.random((T, B, S)) < options.zoneout
-                if paired:
-                    cm.zoneout_c = rng.random((T, B, H)) < options.zoneout
-            out.cells.append(cm)
-        if k < num_layers - 1:
-            out.dropout.append(
-                keep_multiplier(rng, (T, B, num_directions * S), options.dropout, dtype)
-                if options.dropout
-                else None
-            )
-    return out
-
-
-def mask_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    """The layer's mask generator: a stream of its own, derived from ``seed``.
-
-    An int seeds ``SeedSequence(seed).spawn(1)[0]`` (independent of the stream
-    the parameters are drawn from), a generator gives a child (``spawn``), None
-    fresh entropy.
-
-    Examples
-    --------
-    >>> a, b = mask_rng(3), mask_rng(3)
-    >>> bool(a.random() == b.random())
-    True
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed.spawn(1)[0]
-    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+__all__ = [
+    "EXTRA_NAMES",
+    "LN_EPS",
+    "RATE_OPTIONS",
+    "CellExtras",
+    "CellMasks",
+    "ExtraGrads",
+    "LNCache",
+    "Masks",
+    "Options",
+    "check_masks",
+    "draw_masks",
+    "keep_multiplier",
+    "layer_norm",
+    "layer_norm_backward",
+    "mask_rng",
+    "zoneout_flags",
+    "zoneout_forward",
+]
 
 
 # ------------------------------------------------------------- layer norm
