@@ -351,3 +351,51 @@ def test_other_commands_still_parse(capsys):
     for cmd in ("demo", "config", "bench", "train", "generate"):
         assert cmd in out
     assert cli.main(["config"]) == 0
+
+
+@pytest.mark.parametrize(
+    "cell, flags, expect",
+    [
+        (
+            "lstm",
+            [
+                "--layers",
+                "2",
+                "--dropout",
+                "0.2",
+                "--zoneout",
+                "0.1",
+                "--proj-size",
+                "6",
+            ],
+            {"dropout": 0.2, "zoneout": 0.1, "proj_size": 6},
+        ),
+        (
+            "gru",
+            ["--recurrent-dropout", "0.25", "--layer-norm"],
+            {"recurrent_dropout": 0.25, "layer_norm": True},
+        ),
+        ("lstm", ["--forget-bias", "1"], {"forget_bias": 1.0}),
+    ],
+)
+def test_train_with_layer_options(tmp_path, corpus, capsys, cell, flags, expect):
+    model = tmp_path / "o.rk"
+    argv = ["train", str(corpus), *TINY, "--cell", cell, *flags, "--epochs", "1"]
+    argv += ["--out", str(model), "--sample-length", "0", "--final-length", "20"]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 0, err
+    shown = ", ".join(f"{k}={v}" for k, v in expect.items())
+    assert f"x 16 ({shown})" in err
+    lm = tx.CharLM.load(model)  # the options survive the checkpoint
+    assert lm.recurrent.options.as_dict() == expect
+    assert "--- generated (20 characters" in out
+
+
+def test_train_refuses_bad_layer_options(tmp_path, corpus, capsys):
+    rc, _, err = run(capsys, "train", str(corpus), "--zoneout", "1")
+    assert rc == 2 and "--zoneout" in err
+    rc, _, err = run(
+        capsys, "train", str(corpus), *TINY, "--cell", "gru", "--proj-size", "4"
+    )
+    assert rc == 2 and "proj_size is an option of LSTM only" in err
+    assert not (tmp_path / "model.rk").exists()

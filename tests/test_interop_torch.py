@@ -193,10 +193,13 @@ def test_safetensors_file_loads_into_torch_modules(tmp_path, rng):
 def test_refused_conversions():
     with pytest.raises(ValueError, match="no nonlinearity 'sigmoid'"):
         rk.to_torch(rk.RNN(2, 3, nonlinearity="sigmoid"))
-    with pytest.raises(ValueError, match="dropout=0.5"):
-        rk.from_torch(torch.nn.LSTM(2, 3, num_layers=2, dropout=0.5))
-    with pytest.raises(ValueError, match="proj_size"):
-        rk.from_torch(torch.nn.LSTM(2, 3, proj_size=2))
+    for name, value in (
+        ("recurrent_dropout", 0.2),
+        ("zoneout", 0.1),
+        ("layer_norm", True),
+    ):
+        with pytest.raises(ValueError, match=f"no {name}"):
+            rk.to_torch(rk.GRU(2, 3, **{name: value}))
     with pytest.raises(TypeError, match="layer 1: cannot convert torch module Conv1d"):
         rk.from_torch(
             torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Conv1d(2, 2, 1))
@@ -214,3 +217,25 @@ def test_missing_torch_says_so(monkeypatch):
     finally:
         monkeypatch.undo()
         rk.interop.torch_classes.cache_clear()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_dropout_and_projection_move_both_ways(bidirectional):
+    # torch's dropout between layers and LSTMP are rnnkit options: same weights,
+    # same inference output, the options kept
+    tm = torch.nn.LSTM(
+        3, 6, num_layers=2, dropout=0.25, proj_size=2, bidirectional=bidirectional
+    ).double()
+    m = rk.from_torch(tm)
+    assert (m.options.dropout, m.options.proj_size) == (0.25, 2)
+    x = np.random.default_rng(0).normal(size=(5, 4, 3))
+    y, (h, c) = m.forward(x, train=False)
+    with torch.no_grad():
+        ty, (th, tc) = tm.eval()(torch.from_numpy(x))
+    np.testing.assert_allclose(y, ty.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h, th.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(c, tc.numpy(), rtol=1e-10, atol=1e-12)
+    back = rk.to_torch(m)
+    assert (back.dropout, back.proj_size) == (0.25, 2)
+    for k, v in tm.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k

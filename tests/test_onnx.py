@@ -291,6 +291,27 @@ def test_bad_arguments():
         rk.onnx.to_onnx(rk.GRU(2, 3), dtype="float16")
 
 
+def test_options_that_change_inference_are_refused():
+    for layer, name in (
+        (rk.LSTM(2, 4, proj_size=2), "proj_size"),
+        (rk.GRU(2, 3, layer_norm=True), "layer_norm"),
+        (rk.RNN(2, 3, zoneout=0.1), "zoneout"),
+    ):
+        with pytest.raises(ValueError, match=f"has no {name}"):
+            rk.onnx.to_onnx(layer)
+        with pytest.raises(ValueError, match=f"has no {name}"):
+            rk.onnx.to_onnx(rk.Sequential(layer, rk.Linear(layer.state_size, 2)))
+
+
+def test_training_only_options_export_as_the_plain_cell(rng):
+    # dropout between layers and recurrent dropout act in training only
+    layer = rk.LSTM(3, 5, num_layers=2, dropout=0.3, recurrent_dropout=0.2, seed=1)
+    s = session(rk.onnx.to_onnx(layer))
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    y, _ = layer.forward(x, train=False)
+    close(s.run(None, {"x": x})[0], y, "output")
+
+
 def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
     with pytest.raises(ImportError, match=r"pip install 'rnnkit\[onnx\]'"):

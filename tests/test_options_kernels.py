@@ -388,23 +388,79 @@ def test_options_survive_pickle_deepcopy_and_config(cell, tmp_path, rng):
 
 
 # --------------------------------------------------- layer_norm, proj_size
-def test_layer_norm_and_proj_size_accepted_kernels_pending():
-    lstm = rk.LSTM(3, 8, proj_size=4, layer_norm=True, forget_bias=1.0, seed=0)
+def test_layer_norm_and_proj_size_parameters():
+    lstm = rk.LSTM(3, 8, proj_size=4, forget_bias=1.0, seed=0)
     assert lstm.params["weight_hr_l0"].shape == (4, 8)
-    assert lstm.params["ln_weight_c_l0"].shape == (8,)
-    assert np.all(lstm.params["ln_weight_ih_l0"] == 1)
     b = lstm.params["bias_ih_l0"]
     assert b[8:16].min() > 1.0 - 1 / np.sqrt(8) - 1e-6  # forget_bias added
     assert "proj_size=4" in repr(lstm) and lstm.state_size == 4
-    with pytest.raises(NotImplementedError, match="kernel pending"):
-        lstm.forward(np.ones((2, 1, 3), np.float32))
     gru = rk.GRU(3, 5, layer_norm=True)
-    with pytest.raises(NotImplementedError, match="kernel pending"):
-        gru.forward(np.ones((2, 1, 3), np.float32))
+    assert np.all(gru.params["ln_weight_ih_l0"] == 1)
+    assert gru.params["ln_weight_hh_l0"].shape == (15,)
     with pytest.raises(TypeError):
         rk.GRU(3, 5, proj_size=2)  # not in its signature
     with pytest.raises(TypeError):
         rk.RNN(3, 5, layer_norm=True)
+    both = rk.LSTM(3, 8, proj_size=4, layer_norm=True)  # the reference has it
+    with pytest.raises(NotImplementedError, match="layer_norm with proj_size"):
+        both.forward(np.ones((2, 1, 3), np.float32))
+
+
+# Cell variants with kernels of their own, through the layer API: the layer
+# draws the masks, the reference gets the same ones.
+VARIANTS = {
+    "ln_lstm": ("lstm", dict(layer_norm=True)),
+    "ln_gru_masks": (
+        "gru",
+        dict(layer_norm=True, dropout=0.3, recurrent_dropout=0.3, zoneout=0.2),
+    ),
+    "ln_lstm_masks": ("lstm", dict(layer_norm=True, zoneout=0.25, dropout=0.2)),
+    "lstmp": ("lstm", dict(proj_size=5)),
+    "lstmp_masks": (
+        "lstm",
+        dict(proj_size=4, dropout=0.3, recurrent_dropout=0.3, zoneout=0.2),
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_layers_match_reference(variant, dtype, rng):
+    cell, opts = VARIANTS[variant]
+    T, B, I, H, L = 6, 3, 4, 11, 2
+    kw = dict(num_layers=L, bidirectional=True, dtype=dtype, seed=5)
+    fast, slow = FAST[cell](I, H, **kw, **opts), REF[cell](I, H, **kw, **opts)
+    S, LD = fast.state_size, 2 * L
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((LD, B, S)).astype(dtype)
+    hx = (h0, rng.standard_normal((LD, B, H)).astype(dtype)) if cell == "lstm" else h0
+    lengths = np.array([6, 2, 4])
+    dy = rng.standard_normal((T, B, 2 * S)).astype(dtype)
+    dhn = rng.standard_normal((LD, B, S)).astype(dtype)
+    dhx = (
+        (dhn, rng.standard_normal((LD, B, H)).astype(dtype)) if cell == "lstm" else dhn
+    )
+    inp = dict(x=x, hx=hx, lengths=lengths, dy=dy, dhx=dhx)
+    got = _run(fast, inp)
+    if opts.keys() - {"layer_norm", "proj_size"}:
+        assert fast.last_masks is not None
+    want = _run(slow, inp, masks=fast.last_masks)
+    _assert_close(got, want, dtype, variant)
+    y_inf, _ = fast.forward(x, hx, lengths, train=False)  # zoneout's expectation
+    y_ref, _ = slow.forward(x, hx, lengths, train=False)
+    rtol, atol = tol(dtype, "out")
+    np.testing.assert_allclose(y_inf, y_ref, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("variant", ["ln_lstm_masks", "ln_gru_masks", "lstmp_masks"])
+def test_variant_stepper_follows_forward(variant, rng):
+    cell, opts = VARIANTS[variant]
+    layer = FAST[cell](3, 7, num_layers=2, dtype="float64", seed=2, **opts)
+    xs = rng.standard_normal((5, 2, 3))
+    y, _ = layer.forward(xs, train=False)
+    st = layer.stepper(2)
+    steps = np.stack([st.step(x) for x in xs])
+    np.testing.assert_allclose(steps, y, rtol=1e-12, atol=1e-12)
 
 
 # ------------------------------------------------------------- bad input

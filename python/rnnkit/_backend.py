@@ -3,31 +3,22 @@
 The layers (:mod:`rnnkit.layers`) validate and convert every array, then hand it to
 a *backend*; this one asks the kernels for their workspace sizes, owns the memory
 (a per-layer reserve kept from a training forward for its backward, and a
-per-thread scratch buffer reused across calls) and calls ``_core``. It imports
-nothing else of the package, so the layers import it at their top.
+per-thread scratch buffer reused across calls) and calls ``_core``. Layers with
+``layer_norm`` or ``proj_size`` run on their own kernels, through the adapters
+:mod:`rnnkit._layernorm` and :mod:`rnnkit._lstmp` (the same protocol). It imports
+only those, so the layers import it at their top.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import _core
-
-_tls = threading.local()
-
-
-def _scratch(nbytes: int, dtype: np.dtype) -> np.ndarray:
-    """Per-thread scratch buffer, grown on demand and reused across calls."""
-    buf = getattr(_tls, "scratch", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(max(nbytes, 1 << 16) // 8 + 1, dtype=np.float64)
-        _tls.scratch = buf
-    n = nbytes // dtype.itemsize
-    return buf.view(dtype)[:n]
+from . import _core, _layernorm, _lstmp
+from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import scratch as _scratch
 
 
 @dataclass
@@ -77,10 +68,6 @@ def _sizes(layer: Any, T: int, B: int, mode: Any, masks: dict[str, Any]) -> Any:
 _Desc = tuple[str, str, int, int, int, int, int, bool, bool]
 
 
-# dtype.name is a Python-level property, slow next to a one-step kernel
-_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
-
-
 def _desc(layer: Any, T: int, B: int) -> _Desc:
     return (
         layer.cell,
@@ -107,8 +94,10 @@ class CoreBackend:
         lengths: np.ndarray | None,
         train: bool,
     ):
-        if layer.options.layer_norm or layer.options.proj_size:
-            return self.pending_forward(layer, x, h0, c0, lengths, train)
+        own = _own_kernel(layer)
+        if own is not None:
+            masks = layer._call_masks if train else None
+            return own.forward(layer, x, h0, c0, lengths, train, masks)
         T, B = x.shape[0], x.shape[1]
         mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
         masks = _masks(layer, train)
@@ -141,35 +130,6 @@ class CoreBackend:
         ctx = _Ctx(T, B, lengths, reserve, weights, masks) if train else None
         return y, hn, cn, ctx
 
-    # ------------------------------------------------------------------ HOOK
-    # layer_norm / proj_size (issue 12): the layers accept them and allocate their
-    # tensors (``ln_*``, ``weight_hr`` in params/grads, storage order); their fused
-    # kernels are separate ``_core`` entry points (LayerNorm: helper i12c,
-    # projection: helper i12b). The coordinator replaces these two methods with
-    # the calls into them (same signature and return values as forward/backward).
-    def pending_forward(
-        self,
-        layer: Any,
-        x: np.ndarray,
-        h0: np.ndarray,
-        c0: np.ndarray | None,
-        lengths: np.ndarray | None,
-        train: bool,
-    ) -> Any:
-        """Forward of a layer with ``layer_norm`` or ``proj_size`` (HOOK)."""
-        raise NotImplementedError(_pending_message(layer))
-
-    def pending_backward(
-        self,
-        layer: Any,
-        ctx: Any,
-        dy: np.ndarray,
-        dhn: np.ndarray,
-        dcn: np.ndarray | None,
-    ) -> Any:
-        """Backward of a layer with ``layer_norm`` or ``proj_size`` (HOOK)."""
-        raise NotImplementedError(_pending_message(layer))
-
     def stepper(self, layer: Any, batch_size: int) -> Any:
         """The compiled single-step generator (see ``_Recurrent.stepper``)."""
         cls = _core.Stepper32 if layer.dtype == np.float32 else _core.Stepper64
@@ -190,8 +150,9 @@ class CoreBackend:
         dhn: np.ndarray,
         dcn: np.ndarray | None,
     ):
-        if layer.options.layer_norm or layer.options.proj_size:
-            return self.pending_backward(layer, ctx, dy, dhn, dcn)
+        own = _own_kernel(layer)
+        if own is not None:
+            return own.backward(layer, ctx, dy, dhn, dcn)
         assert ctx.reserve is not None, "a training forward always keeps a reserve"
         _, scratch_bytes = _sizes(layer, ctx.T, ctx.B, _core.Mode.BACKWARD, ctx.masks)
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
@@ -213,10 +174,13 @@ class CoreBackend:
         )
 
 
-def _pending_message(layer: Any) -> str:
-    on = [k for k in ("layer_norm", "proj_size") if getattr(layer.options, k)]
-    return (
-        f"{layer.spec.class_name}({', '.join(on)}=...): the fused kernel is pending "
-        "(issue 12: layer_norm / proj_size kernel pending); the NumPy reference "
-        f"rnnkit.reference.{layer.spec.class_name} computes it meanwhile"
-    )
+def _own_kernel(layer: Any) -> Any:
+    """The adapter module of a layer whose cell variant has its own kernel
+    (``layer_norm``: :mod:`._layernorm`, ``proj_size``: :mod:`._lstmp`), or None
+    for the fused cell kernels of ``_core.forward``."""
+    o = layer.options
+    if o.layer_norm:
+        return _layernorm
+    if o.proj_size:
+        return _lstmp
+    return None

@@ -237,6 +237,7 @@ def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
     """sum((x * scale)**2) in double, the same for any thread count."""
 
 def scale_(x: np.ndarray, s: float) -> None:
+    """x *= s in place over a flat buffer."""
 
 # The layer-normalised LSTM / GRU (csrc/layernorm.cpp; rnnkit._layernorm).
 # weights / dweights: 8 entries per (layer, direction), l*D + d: weight_ih,
@@ -303,7 +304,6 @@ def ln_backward(
     """BPTT for the layer-norm training forward that filled reserve (given the
     same masks); adds into dweights (ln_* included). Returns (dx, dh0, dc0 or
     None)."""
-    """x *= s in place over a flat buffer."""
 
 # The projected LSTM (proj_size=P; csrc/lstmp.h): weights are 5 per (layer,
 # direction): weight_ih, weight_hh (4H, P), bias_ih, bias_hh, weight_hr (P, H).

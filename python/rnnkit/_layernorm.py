@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from . import _cells, _core
-from ._backend import _DTYPE_NAMES, _scratch
+from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import scratch as _scratch
 
 KINDS = (
     "weight_ih",

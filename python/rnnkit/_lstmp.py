@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from . import _cells, _core
-from ._backend import _scratch
+from ._workspace import scratch as _scratch
 
 _DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")

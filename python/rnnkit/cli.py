@@ -116,6 +116,10 @@ _TRAIN_ARGS: list[_Spec] = [
     ("temperature", "--temperature", "real", 0, False, None, False),
     ("sample_length", "--sample-length", "int", 0, False, None, False),
     ("final_length", "--final-length", "int", 0, False, None, False),
+    ("dropout", "--dropout", "real", 0, False, 1, True),
+    ("recurrent_dropout", "--recurrent-dropout", "real", 0, False, 1, True),
+    ("zoneout", "--zoneout", "real", 0, False, 1, True),
+    ("proj_size", "--proj-size", "int", 0, False, None, False),
 ]
 _GENERATE_ARGS: list[_Spec] = [
     ("length", "--length", "int", 0, False, None, False),
@@ -218,6 +222,25 @@ class _Interrupt:
         return self.count > 0
 
 
+def _layer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The recurrent layer's options given on the command line (defaults left out,
+    so a cell that does not take one only hears of it when it is asked for)."""
+    given = {
+        "dropout": args.dropout,
+        "recurrent_dropout": args.recurrent_dropout,
+        "zoneout": args.zoneout,
+        "layer_norm": args.layer_norm or None,
+        "proj_size": args.proj_size,
+        "forget_bias": args.forget_bias,
+    }
+    return {k: v for k, v in given.items() if v not in (None, 0)}
+
+
+def _options_text(options: Any) -> str:
+    d = options.as_dict()
+    return f" ({', '.join(f'{k}={v}' for k, v in d.items())})" if d else ""
+
+
 def train(args: argparse.Namespace) -> int:
     """``rnnkit train``: a character-level language model on a text file."""
     bad = _bad_args(args, _TRAIN_ARGS)
@@ -243,6 +266,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
 
     import rnnkit as rk
     from rnnkit import text as tx
+    from rnnkit._options import Options
 
     world = rk.distributed.init()  # under mpiexec: data-parallel, rank 0 speaks
     if not world.is_root:
@@ -286,6 +310,8 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
             print(f"rnnkit train: {name} is empty", file=sys.stderr)
             return 2
         try:
+            options = _layer_options(args)
+            Options(**options).validated(args.cell, args.hidden)
             lm = tx.CharLM(
                 vocab,
                 cell=args.cell,
@@ -293,6 +319,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
                 num_layers=args.layers,
                 embedding_dim=args.embedding,
                 seed=args.seed,
+                **options,
             )
         except ValueError as e:
             print(f"rnnkit train: {e}", file=sys.stderr)
@@ -343,7 +370,7 @@ def _train(args: argparse.Namespace, interrupted: _Interrupt) -> int:
         f"corpus: {name}: {len(text):,} characters ({enc}), {len(set(text))} distinct; "
         f"training on {len(train_ids):,}, validating on the last {len(val_ids):,}\n"
         f"model: vocabulary {c['vocab_size']}, {c['cell'].upper()} {c['num_layers']} x "
-        f"{c['hidden_size']}, embedding "
+        f"{c['hidden_size']}{_options_text(lm.recurrent.options)}, embedding "
         f"{c['embedding_dim']}, {c['parameters']:,} parameters; "
         f"seq-len {cfg['seq_len']}, "
         f"batch {cfg['batch']}, Adam lr {cfg['lr']:g}, clip {cfg['clip']:g}; "
@@ -540,6 +567,31 @@ def _add_train_parser(sub: Any) -> None:
     p.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
     p.add_argument("--layers", type=int, default=1, help="stacked layers (1)")
     p.add_argument("--embedding", type=int, default=64, help="embedding size (64)")
+    o = p.add_argument_group("regularisers and cell variants (default: off)")
+    o.add_argument(
+        "--dropout", type=float, default=None, help="between stacked layers (0)"
+    )
+    o.add_argument(
+        "--recurrent-dropout",
+        type=float,
+        default=None,
+        help="variational dropout on h entering the recurrent product (0)",
+    )
+    o.add_argument(
+        "--zoneout", type=float, default=None, help="zoneout rate of h (and c) (0)"
+    )
+    o.add_argument(
+        "--layer-norm", action="store_true", help="LayerNorm LSTM/GRU (haste's)"
+    )
+    o.add_argument(
+        "--proj-size", type=int, default=None, help="LSTM projection size P (off)"
+    )
+    o.add_argument(
+        "--forget-bias",
+        type=float,
+        default=None,
+        help="added to the LSTM forget-gate bias at initialisation (0)",
+    )
     p.add_argument(
         "--seq-len", type=int, default=None, help="truncated-BPTT chunk length (100)"
     )

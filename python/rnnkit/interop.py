@@ -31,8 +31,9 @@ rnnkit                      torch
 ==========================  ==================================================
 
 :func:`from_torch` also takes a plain ``torch.nn.Sequential`` of those blocks (as
-``rk.Sequential`` with the default modes). Torch recurrent layers with
-``dropout > 0`` or ``proj_size > 0`` have no rnnkit equivalent and are refused.
+``rk.Sequential`` with the default modes). ``dropout`` between stacked layers and
+``proj_size`` (LSTMP) move both ways; rnnkit's ``recurrent_dropout``, ``zoneout``
+and ``layer_norm`` have no torch equivalent and are refused by :func:`to_torch`.
 Weights are copied both ways, exactly (``float32`` or ``float64``).
 
 (``TorchSequential`` and friends exist once torch is imported:
@@ -209,6 +210,18 @@ def _module_to_torch(torch: Any, m: Any) -> Any:
                     "(tanh or relu only)"
                 )
             kw["nonlinearity"] = m.nonlinearity
+        opts = m.options
+        for name in ("recurrent_dropout", "zoneout", "layer_norm"):
+            if getattr(opts, name):
+                raise ValueError(
+                    f"torch.nn.{m.spec.class_name} has no {name} (this layer has "
+                    f"{name}={getattr(opts, name)!r}); PyTorch has dropout and "
+                    "proj_size only"
+                )
+        if opts.dropout:
+            kw["dropout"] = opts.dropout
+        if opts.proj_size:
+            kw["proj_size"] = opts.proj_size
         tm = getattr(nn, m.spec.class_name)(m.input_size, m.hidden_size, **kw)
     elif isinstance(m, Linear):
         tm = C["TorchLinear"](
@@ -303,15 +316,6 @@ def _module_from_torch(torch: Any, tm: Any, where: str) -> Any:
     if isinstance(tm, (nn.RNN, nn.LSTM, nn.GRU)):
         kind = next(k for k in ("LSTM", "GRU", "RNN") if isinstance(tm, getattr(nn, k)))
         spec = _cells.BY_CLASS_NAME[kind]
-        if getattr(tm, "proj_size", 0):
-            raise ValueError(
-                f"{where}: proj_size={tm.proj_size} has no rnnkit equivalent"
-            )
-        if tm.dropout:
-            raise ValueError(
-                f"{where}: dropout={tm.dropout} between stacked layers has no rnnkit "
-                "equivalent (set it to 0, or use rk.Dropout between layers)"
-            )
         kw: dict[str, Any] = {
             "num_layers": tm.num_layers,
             "bias": tm.bias,
@@ -321,6 +325,10 @@ def _module_from_torch(torch: Any, tm: Any, where: str) -> Any:
         }
         if spec.name == "rnn":
             kw["nonlinearity"] = tm.nonlinearity
+        if tm.dropout:
+            kw["dropout"] = float(tm.dropout)
+        if getattr(tm, "proj_size", 0):
+            kw["proj_size"] = int(tm.proj_size)
         m: Any = spec.layer_class(tm.input_size, tm.hidden_size, **kw)
     elif isinstance(tm, nn.Linear):
         m = Linear(
@@ -368,8 +376,7 @@ def from_torch(module: Any) -> Any:
     TypeError
         A module of another kind (named with its position).
     ValueError
-        Options rnnkit does not have (``dropout`` or ``proj_size`` on a
-        recurrent layer, ``max_norm`` on an embedding).
+        Options rnnkit does not have (``max_norm`` on an embedding).
 
     Examples
     --------

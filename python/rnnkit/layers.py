@@ -522,7 +522,7 @@ class _Recurrent(_Params):
         make = getattr(self._backend, "stepper", None)
         o = self.options
         if o.layer_norm or o.proj_size:
-            make = None  # kernels pending: steps through forward(T=1)
+            make = None  # no compiled stepper: steps through forward(T=1)
         st = make(self, int(batch_size)) if make else _PyStepper(self, int(batch_size))
         if hx is not None:
             shape = (self.num_layers, int(batch_size), self.hidden_size)

@@ -571,7 +571,7 @@ class Sequential(Model):
 
     def _dstate_from_top(self, m: Any, d: np.ndarray, dhx: Any) -> Any:
         """Gradient w.r.t. the layer's final state from that of its top state."""
-        L, D, H = m.num_layers, m.num_directions, m.hidden_size
+        L, D, H = m.num_layers, m.num_directions, m.state_size
         B = d.shape[0]
         lstm = m.spec.has_cell_state
         given = (dhx[0] if lstm else dhx) if dhx is not None else None
@@ -720,7 +720,7 @@ class Sequential(Model):
             elif isinstance(m, Linear):
                 feat = m.out_features
             elif isinstance(m, Recurrent):
-                feat = m.hidden_size * m.num_directions
+                feat = m.state_size * m.num_directions
                 seq = not (i == self._rec[-1] and self.output == "last")
             shape = f"(B, T, {feat})" if seq else f"(B, {feat})"
             n = sum(int(v.size) for v in getattr(m, "params", {}).values())
@@ -798,12 +798,23 @@ class EncoderDecoder(Model):
                 "the decoder must have input='sequence', output='sequence'"
             )
         e, d = encoder.layers[encoder._rec[-1]], decoder.layers[decoder._rec[0]]
-        es = (e.spec.has_cell_state, e.num_layers * e.num_directions, e.hidden_size)
-        ds = (d.spec.has_cell_state, d.num_layers * d.num_directions, d.hidden_size)
+        es = (
+            e.spec.has_cell_state,
+            e.num_layers * e.num_directions,
+            e.hidden_size,
+            e.state_size,
+        )
+        ds = (
+            d.spec.has_cell_state,
+            d.num_layers * d.num_directions,
+            d.hidden_size,
+            d.state_size,
+        )
         if es != ds:
             raise ValueError(
                 f"the encoder's final state ({e!r}) must fit the decoder's initial "
-                f"state ({d!r}): same LSTM-ness, layers x directions and hidden size"
+                f"state ({d!r}): same LSTM-ness, layers x directions, hidden size "
+                "and projection size"
             )
         self.encoder, self.decoder = encoder, decoder
         self._init_common()

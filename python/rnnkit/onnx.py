@@ -195,6 +195,19 @@ def _stack(layer: _Recurrent, l: int, kind: str) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
+def _check_exportable(layer: _Recurrent) -> None:
+    """ONNX's LSTM/GRU/RNN operators have no projection, layer norm or zoneout
+    (whose inference output differs from the plain cell's); dropout and recurrent
+    dropout act in training only and export as the plain cell."""
+    o = layer.options
+    for name in ("proj_size", "layer_norm", "zoneout"):
+        if getattr(o, name):
+            raise ValueError(
+                f"cannot export {layer!r} to ONNX: the {layer.spec.class_name} "
+                f"operator has no {name} (got {name}={getattr(o, name)!r})"
+            )
+
+
 def _recurrent(
     g: _Graph,
     layer: _Recurrent,
@@ -206,6 +219,7 @@ def _recurrent(
 ) -> tuple[str, str, str | None]:
     """Adds ``layer`` run on time-major ``x`` (T, B, F); returns y (T, B, D*H),
     h_n and c_n (L*D, B, H; c_n None without a cell state)."""
+    _check_exportable(layer)
     spec = layer.spec
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
     lstm = spec.has_cell_state

@@ -61,7 +61,12 @@ class CharLM:
     embedding_dim : E. An embedding is a one-hot input times a learned matrix,
         stored as a lookup table; E < V makes it a cheaper factorisation.
     dtype : float32 (default) or float64.
-    seed : int or ``np.random.Generator`` for the initial weights.
+    seed : int or ``np.random.Generator`` for the initial weights (and the
+        recurrent layer's dropout/zoneout masks).
+    **options : the recurrent layer's options (keyword-only): ``dropout``,
+        ``recurrent_dropout``, ``zoneout``, ``layer_norm`` (LSTM, GRU),
+        ``proj_size`` and ``forget_bias`` (LSTM); see :class:`rnnkit.LSTM`.
+        With ``proj_size=P`` the output layer reads P features.
 
     Attributes
     ----------
@@ -91,6 +96,7 @@ class CharLM:
         embedding_dim: int = 64,
         dtype: str | np.dtype = "float32",
         seed: int | np.random.Generator | None = 0,
+        **options: Any,
     ) -> None:
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
@@ -103,12 +109,17 @@ class CharLM:
         )
         V = len(vocab)
         rec = _cells.get(cell).layer_class(
-            embedding_dim, hidden_size, num_layers=num_layers, dtype=dtype, seed=rng
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            dtype=dtype,
+            seed=rng,
+            **options,
         )
         model = Sequential(
             Embedding(V, embedding_dim, dtype=dtype, seed=rng),
             rec,
-            Linear(hidden_size, V, dtype=dtype, seed=rng),
+            Linear(rec.state_size, V, dtype=dtype, seed=rng),
         )
         self._attach(model, vocab)
 
@@ -187,6 +198,7 @@ class CharLM:
             "cell": rec.cell,
             "hidden_size": rec.hidden_size,
             "num_layers": rec.num_layers,
+            **rec.options.as_dict(),
             "embedding_dim": self.model.layers[0].embedding_dim,
             "vocab_size": len(self.vocab),
             "parameters": self.model.num_parameters,
