@@ -144,13 +144,9 @@ struct LnKernel {
     return w;
   }
 
-  // Rows sorted by decreasing length (recurrent.h's sort, on our buffers).
+  // Rows sorted by decreasing length (team.h); returns the longest length.
   static int64_t sort_rows(const RnnDesc& d, const int64_t* lengths, Scratch& s) {
-    typename Workspace<Real, Tr>::Scratch t{};
-    t.perm = s.perm;
-    t.lens = s.lens;
-    t.nact = s.nact;
-    return Workspace<Real, Tr>::sort_rows(d, lengths, t);
+    return rnnkit::RNNKIT_NS::sort_rows(d.T, d.B, lengths, s.perm, s.lens, s.nact);
   }
 
   // One (layer, direction).

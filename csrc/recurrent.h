@@ -147,32 +147,9 @@ struct Workspace {
     return w;
   }
 
-  // Rows sorted by decreasing length (stable); nact[s] = rows with len > s.
-  // Returns the longest length.
+  // Rows sorted by decreasing length (team.h); returns the longest length.
   static int64_t sort_rows(const RnnDesc& d, const int64_t* lengths, Scratch& s) {
-    const int64_t B = d.B, T = d.T;
-    for (int64_t t = 0; t <= T; ++t) s.nact[t] = 0;
-    for (int64_t b = 0; b < B; ++b) ++s.nact[lengths ? lengths[b] - 1 : T - 1];
-    // nact[t] := number of rows with len > t, via a suffix sum of counts.
-    int64_t running = 0;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      int64_t count = s.nact[t];
-      s.nact[t] = running;  // first sorted slot of rows with len == t+1
-      running += count;
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t len = lengths ? lengths[b] : T;
-      int64_t slot = s.nact[len - 1]++;
-      s.perm[slot] = b;
-      s.lens[slot] = len;
-    }
-    int64_t n = B;  // rows are sorted: shrink the prefix as lengths run out
-    for (int64_t t = 0; t < T; ++t) {
-      while (n > 0 && s.lens[n - 1] <= t) --n;
-      s.nact[t] = n;
-    }
-    s.nact[T] = 0;
-    return s.lens[0];
+    return rnnkit::RNNKIT_NS::sort_rows(d.T, d.B, lengths, s.perm, s.lens, s.nact);
   }
 };
 

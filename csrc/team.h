@@ -173,6 +173,36 @@ Part partition(const RnnDesc& d, int64_t G, int64_t tu, int64_t rows, int tid,
   return p;
 }
 
+// Variable lengths: the B rows sorted by decreasing length (a stable counting
+// sort), so the rows still running at step s are a prefix 0..nact[s]. perm[r]
+// is the original row of sorted row r, lens[r] its length (T when lengths is
+// null); nact has T + 1 entries, nact[T] = 0. Returns the longest length.
+inline int64_t sort_rows(int64_t T, int64_t B, const int64_t* lengths, int64_t* perm,
+                         int64_t* lens, int64_t* nact) {
+  for (int64_t t = 0; t <= T; ++t) nact[t] = 0;
+  for (int64_t b = 0; b < B; ++b) ++nact[lengths ? lengths[b] - 1 : T - 1];
+  // nact[t] := first sorted slot of rows with len == t+1, via a suffix sum
+  int64_t running = 0;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t count = nact[t];
+    nact[t] = running;
+    running += count;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = lengths ? lengths[b] : T;
+    const int64_t slot = nact[len - 1]++;
+    perm[slot] = b;
+    lens[slot] = len;
+  }
+  int64_t n = B;  // rows are sorted: shrink the prefix as lengths run out
+  for (int64_t t = 0; t < T; ++t) {
+    while (n > 0 && lens[n - 1] <= t) --n;
+    nact[t] = n;
+  }
+  nact[T] = 0;
+  return lens[0];
+}
+
 // dst[i] = src[i] for this thread's share of [0, n).
 template <class Real>
 void copy_part(Real* dst, const Real* src, int64_t n, int tid, int nth) {

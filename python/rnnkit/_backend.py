@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _core, _layernorm, _lstmp
 from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
 
 
@@ -102,13 +103,7 @@ class CoreBackend:
         mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
         masks = _masks(layer, train)
         reserve_bytes, scratch_bytes = _sizes(layer, T, B, mode, masks)
-        reserve = None
-        if train:
-            # reused across calls: a new training forward ends the previous one
-            reserve = layer._reserve
-            if reserve is None or reserve.nbytes < reserve_bytes:
-                reserve = np.empty(reserve_bytes, dtype=np.uint8)
-                layer._reserve = reserve
+        reserve = _reserve(layer, reserve_bytes) if train else None
         scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
         weights = layer._weight_list(layer._forward_params() if train else layer.params)
         y, hn, cn = _core.forward(

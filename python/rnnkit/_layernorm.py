@@ -55,6 +55,7 @@ import numpy as np
 
 from . import _cells, _core
 from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
 
 KINDS = (
@@ -199,12 +200,7 @@ def forward(
     T, B = x.shape[0], x.shape[1]
     mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
     reserve_bytes, scratch_bytes = _sizes(layer, T, B, mode)
-    reserve = None
-    if train:
-        reserve = layer._reserve
-        if reserve is None or reserve.nbytes < reserve_bytes:
-            reserve = np.empty(reserve_bytes, dtype=np.uint8)
-            layer._reserve = reserve
+    reserve = _reserve(layer, reserve_bytes) if train else None
     scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
     weights = weight_list(layer, layer._forward_params() if train else layer.params)
     lists = mask_lists(layer, masks if train else None)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from . import _cells, _core
+from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
 
 _DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
@@ -160,13 +161,7 @@ def forward(
     given = _masks(masks) if train else {}
     flags = {k: k in given for k in ("rec_masks", "zone_h", "zone_c", "drop_masks")}
     reserve_bytes, scratch_bytes = _workspace(layer, T, B, mode, flags)
-    reserve = None
-    if train:
-        # reused across calls: a new training forward ends the previous one
-        reserve = layer._reserve
-        if reserve is None or reserve.nbytes < reserve_bytes:
-            reserve = np.empty(reserve_bytes, dtype=np.uint8)
-            layer._reserve = reserve
+    reserve = _reserve(layer, reserve_bytes) if train else None
     scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
     weights = weight_list(layer, layer._forward_params() if train else layer.params)
     zoneout = float(getattr(layer.options, "zoneout", 0.0) or 0.0)

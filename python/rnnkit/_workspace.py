@@ -8,6 +8,7 @@ training forward keeps for its backward) lives on the layer, the *scratch*
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -31,3 +32,13 @@ def scratch(nbytes: int, dtype: np.dtype) -> np.ndarray:
         _tls.scratch = buf
     n = nbytes // dtype.itemsize
     return buf.view(dtype)[:n]
+
+
+def reserve(layer: Any, nbytes: int) -> np.ndarray:
+    """The layer's reserve of at least ``nbytes``: reused across calls (a new
+    training forward ends the previous one), grown on demand."""
+    buf: np.ndarray | None = layer._reserve
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(nbytes, dtype=np.uint8)
+        layer._reserve = buf
+    return buf
