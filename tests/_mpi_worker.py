@@ -42,8 +42,14 @@ def _data(seed: int = 0, n: int = 2 * B) -> tuple[np.ndarray, np.ndarray, np.nda
     return x, y, lengths
 
 
-def _model(dropout: bool = False) -> Any:
-    layers: list[Any] = [rk.LSTM(F, H, dtype="float64", seed=1)]
+# the layer options that draw masks (issue 12): dropout between the two layers,
+# recurrent dropout, zoneout
+OPTIONS = dict(num_layers=2, dropout=0.3, recurrent_dropout=0.3, zoneout=0.2)
+
+
+def _model(dropout: bool = False, options: bool = False) -> Any:
+    kw: dict[str, Any] = OPTIONS if options else {}
+    layers: list[Any] = [rk.LSTM(F, H, dtype="float64", seed=1, **kw)]
     if dropout:
         layers.append(rk.Dropout(0.3, seed=5))
     layers.append(rk.Linear(H, C, dtype="float64", seed=2))
@@ -104,8 +110,10 @@ def _gradient_sync(bucket_bytes: int, overlap: bool) -> np.ndarray:
     return model._flat_grads.copy()
 
 
-def _fit(opt: str, distributed: Any, dropout: bool = False) -> dict[str, Any]:
-    model = _model(dropout)
+def _fit(
+    opt: str, distributed: Any, dropout: bool = False, options: bool = False
+) -> dict[str, Any]:
+    model = _model(dropout, options)
     optimizer: Any = rk.Adam(model, lr=1e-2)
     if opt == "sgd":
         optimizer = rk.SGD(model, lr=0.5, momentum=0.9)
@@ -170,6 +178,8 @@ def run_all(distributed: Any) -> dict[str, np.ndarray]:
         out["grad_blocking"] = _gradient_sync(0, False)
         for k, v in _fit("adam", distributed, dropout=True).items():
             out[f"dropout_{k}"] = v
+        for k, v in _fit("adam", distributed, options=True).items():
+            out[f"options_{k}"] = v
     for k, v in _charlm(distributed).items():
         out[f"charlm_{k}"] = v
     return out

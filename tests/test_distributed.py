@@ -220,6 +220,22 @@ def test_dropout_does_not_depend_on_rank_count(
         _close(got[f"dropout_{k}"], ref[f"dropout_{k}"])
 
 
+@pytest.mark.parametrize("n", RANKS)
+def test_layer_option_masks_do_not_depend_on_rank_count(
+    runs: Any, one_process: Any, n: int
+) -> None:
+    """Recurrent dropout, zoneout and dropout between layers: every rank draws the
+    global batch's masks from one stream and keeps its rows, so the trajectory is
+    the one-rank trajectory."""
+    got, ref = runs[n][0], one_process["world"]
+    import _mpi_worker
+
+    initial = _mpi_worker._model(options=True)._flat_params
+    assert np.abs(ref["options_params"] - initial).max() > 1e-3  # it trained
+    for k in ("params", "loss", "val_loss"):
+        _close(got[f"options_{k}"], ref[f"options_{k}"])
+
+
 def test_failing_rank_ends_the_job() -> None:
     proc = _launch(2, sys.executable, str(WORKER), "--fail", timeout=60)
     assert proc.returncode != 0

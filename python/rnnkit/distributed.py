@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from . import losses as _losses
+from .layers import _Recurrent
 from .modules import Dropout
 from .optim import clip_grad_norm, clip_grad_value
 
@@ -572,6 +573,7 @@ class ShardedSource:
     ----------
     row0, rows, global_rows : this rank's first global row, its row count and the
         global batch size of the batch last yielded.
+    global_steps : that batch's longest row (0 without lengths).
     """
 
     def __init__(self, source: Any, world: World | None = None) -> None:
@@ -579,6 +581,7 @@ class ShardedSource:
         self.world = _world(world)
         self.unit = getattr(source, "unit", "examples")
         self.row0, self.rows, self.global_rows = 0, 0, 0
+        self.global_steps = 0
 
     def __len__(self) -> int:
         return len(self.source)
@@ -598,6 +601,9 @@ class ShardedSource:
             if not isinstance(carry, bool):
                 carry = np.asarray(carry, dtype=bool)[lo:hi]
             self.row0, self.rows, self.global_rows = lo, hi - lo, B
+            # the global batch's longest row (a Sequential trims each share to
+            # its own): the steps the layers' masks are drawn for
+            self.global_steps = 0 if b.lengths is None else int(np.max(b.lengths))
             yield replace(
                 b,
                 xs=tuple(x[lo:hi] for x in b.xs),
@@ -656,6 +662,19 @@ class DistributedFit:
         self._keyed = [_KeyedRNG(k) for k in keys]
         for m, rng in zip(self._dropouts, self._keyed):
             m.rng = rng  # type: ignore[assignment]  # stands in: random() only
+        # recurrent layers with dropout / recurrent_dropout / zoneout: one mask
+        # stream on every rank (rank 0's), masks drawn for the global batch, each
+        # rank keeping its rows (the one-process masks, whatever the rank count)
+        self._masked = [
+            r
+            for r in leaves
+            if isinstance(r, _Recurrent)
+            and (r.options.dropout or r.options.recurrent_dropout or r.options.zoneout)
+        ]
+        self._saved_mask_rngs = [r._mask_rng for r in self._masked]
+        seeds = w.bcast_object([int(r._mask_rng.integers(2**63)) for r in self._masked])
+        for r, seed in zip(self._masked, seeds):
+            r._mask_rng = np.random.default_rng(seed)
 
     @property
     def rank(self) -> int:
@@ -666,9 +685,12 @@ class DistributedFit:
         return self.halt
 
     def close(self) -> None:
-        """Puts back the dropout layers' own generators."""
+        """Puts back the dropout layers' own generators (and the recurrent
+        layers' mask generators)."""
         for m, rng in zip(self._dropouts, self._saved_rngs):
             m.rng = rng
+        for r, mrng in zip(self._masked, self._saved_mask_rngs):
+            r._mask_rng, r._mask_rows = mrng, None
 
     def step(
         self,
@@ -694,6 +716,8 @@ class DistributedFit:
         src = self.source
         for rng in self._keyed:
             rng.at(step, src.row0, src.rows)
+        for r in self._masked:
+            r._mask_rows = (src.row0, src.rows, src.global_rows, src.global_steps)
         model.zero_grad()
         kw: dict[str, Any] = {"train": True}
         if lengths is not None:

@@ -36,7 +36,7 @@ import numpy as np
 from . import _cells
 from ._backend import CoreBackend
 from ._checks import flag
-from ._options import Masks, Options, check_masks, draw_masks, mask_rng
+from ._options import CellMasks, Masks, Options, check_masks, draw_masks, mask_rng
 from ._params import _as_float_array, _check_shape, _Params
 
 __all__ = ["GRU", "LSTM", "RNN"]
@@ -110,6 +110,10 @@ class _Recurrent(_Params):
         # the masks of the last training forward (None: inference or no rate)
         self.last_masks: Masks | None = None
         self._call_masks: Masks | None = None  # the masks of the forward running
+        # (row0, rows, global rows, global steps) in data-parallel training
+        # (rnnkit.distributed): masks are drawn for the global batch and this rank
+        # keeps its rows
+        self._mask_rows: tuple[int, int, int, int] | None = None
 
         self._allocate(  # PyTorch's names, in its order; option tensors after each
             self.spec.param_shapes(
@@ -173,10 +177,11 @@ class _Recurrent(_Params):
         state = self.__dict__.copy()
         state.update(_busy=None, _ctx=None, _ctx_thread=0, _snapshot=None)
         state.update(last_masks=None, _call_masks=None)  # a forward's, not the layer's
-        state["_reserve"] = None
+        state.update(_reserve=None, _mask_rows=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_mask_rows", None)
         super().__setstate__(state)
         self._busy = threading.Lock()
 
@@ -396,7 +401,20 @@ class _Recurrent(_Params):
             return check_masks(masks, o, **kw)  # type: ignore[arg-type]
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
-        return draw_masks(o, rng or self._mask_rng, **kw)  # type: ignore[arg-type]
+        window = self._mask_rows
+        if window is None:
+            return draw_masks(o, rng or self._mask_rng, **kw)  # type: ignore[arg-type]
+        # data-parallel training: this rank's rows (and steps) of the masks of the
+        # global batch, which may be longer than this rank's trimmed share
+        row0, rows, global_rows, global_steps = window
+        if rows != B:
+            raise ValueError(
+                f"distributed masks are drawn for {rows} rows of {global_rows}, "
+                f"got a batch of {B}"
+            )
+        kw.update(B=global_rows, T=max(T, global_steps))
+        full = draw_masks(o, rng or self._mask_rng, **kw)  # type: ignore[arg-type]
+        return _mask_rows_of(full, row0, rows, T)
 
     def backward(self, dy: Any, dhx: Any = None) -> tuple[np.ndarray, Any]:
         """Backpropagation through time for the last training :meth:`forward`.
@@ -552,6 +570,27 @@ class _Recurrent(_Params):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _mask_rows_of(m: Masks, row0: int, rows: int, T: int) -> Masks:
+    """Rows ``[row0, row0 + rows)`` of every mask (batch axis 0 of the recurrent
+    masks, 1 of the per-step ones) and the first T steps, contiguous."""
+    sl = slice(row0, row0 + rows)
+
+    def rows_of(a: np.ndarray | None, per_step: bool) -> np.ndarray | None:
+        if a is None:
+            return None
+        return np.ascontiguousarray(a[:T, sl] if per_step else a[sl])
+
+    cells = [
+        CellMasks(
+            recurrent=rows_of(c.recurrent, False),
+            zoneout_h=rows_of(c.zoneout_h, True),
+            zoneout_c=rows_of(c.zoneout_c, True),
+        )
+        for c in m.cells
+    ]
+    return Masks(cells=cells, dropout=[rows_of(d, True) for d in m.dropout])
 
 
 class _PyStepper:
