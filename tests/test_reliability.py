@@ -775,3 +775,40 @@ def test_a_copied_layer_trains_the_weights_it_computes_with(copy_with):
     layer.backward(np.ones_like(y))
     rk.SGD(layer, lr=0.1).step()
     assert not np.array_equal(layer.params["weight_hh_l0"], src.params["weight_hh_l0"])
+
+
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+def test_a_copied_model_trains_the_weights_its_layers_compute_with(copy_with):
+    """A copied Sequential's layers kept their own copies of the views while the
+    optimizer updated the model's flat buffer (silently no training), and pickle
+    failed on the layers' weak link to their model."""
+    import copy
+    import pickle
+
+    src = rk.Sequential(
+        rk.Embedding(7, 3, seed=0), rk.LSTM(3, 4, seed=1), rk.Linear(4, 7, seed=2)
+    )
+    model = (
+        pickle.loads(pickle.dumps(src)) if copy_with == "pickle" else copy.deepcopy(src)
+    )
+    for name, v in model.params.items():
+        assert np.shares_memory(v, model._flat_params), name
+        np.testing.assert_array_equal(v, src.params[name])
+    ids = np.array([[1, 2, 3, 4]])
+    np.testing.assert_array_equal(
+        model.forward(ids, train=False), src.forward(ids, train=False)
+    )
+    before = src.forward(ids, train=False)
+    rk.fit(
+        model,
+        "cross_entropy",
+        rk.Adam(model, lr=0.05),
+        (ids, ids),
+        epochs=3,
+        batch_size=1,
+        progress=False,
+    )
+    assert not np.allclose(model.forward(ids, train=False), before)  # it trained
+    np.testing.assert_array_equal(src.forward(ids, train=False), before)  # not src
+    with pytest.raises(ValueError, match="already belongs"):
+        rk.Sequential(model.layers[1])  # the copy owns its layers

@@ -167,6 +167,13 @@ class _Params:
             )
         return views
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle / deepcopy: not the weak link to the model that owns the module
+        # (a copy is owned by the model copied with it, or by none)
+        state = self.__dict__.copy()
+        state.pop("_rk_owner", None)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # pickle / deepcopy copy every view on its own: point them back into the
         # flat buffers, or the optimizer would train arrays forward never reads

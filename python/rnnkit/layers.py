@@ -174,7 +174,7 @@ class _Recurrent(_Params):
 
     def __getstate__(self) -> dict[str, Any]:
         # pickle / deepcopy: the weights and settings; no lock, no pending backward
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.update(_busy=None, _ctx=None, _ctx_thread=0, _snapshot=None)
         state.update(last_masks=None, _call_masks=None)  # a forward's, not the layer's
         state.update(_reserve=None, _mask_rows=None)

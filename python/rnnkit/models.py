@@ -189,12 +189,25 @@ class Model(_Params):
         self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
         self._bind()
 
-    def _bind(self) -> None:
-        """One flat parameter buffer and one gradient buffer for every leaf."""
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pickle / deepcopy copy the model's flat buffers and each layer's views
+        # apart: point the layers back into the model's buffers (the ones an
+        # optimizer copied with the model holds), and own them again
+        super().__setstate__(state)
+        P, G = self.__dict__.get("_flat_params"), self.__dict__.get("_flat_grads")
+        if P is not None and G is not None:
+            self._bind(P, G)
+            for c in self._children():
+                c._rk_owner = weakref.ref(self)
+
+    def _bind(self, P: np.ndarray | None = None, G: np.ndarray | None = None) -> None:
+        """One flat parameter buffer and one gradient buffer for every leaf (new
+        ones, or ``P`` / ``G`` of the right size, which take the leaves' values)."""
         owners = [m for m in self._leaves() if getattr(m, "params", None)]
         total = sum(m._flat_params.size for m in owners)
-        P = np.empty(total, dtype=self.dtype)
-        G = np.empty(total, dtype=self.dtype)
+        if P is None or G is None or P.size != total or G.size != total:
+            P = np.empty(total, dtype=self.dtype)
+            G = np.empty(total, dtype=self.dtype)
         off = 0
         spans: dict[int, tuple[int, int]] = {}
         for m in owners:
