@@ -284,6 +284,36 @@ RNNKIT_INSTANTIATE_BLOCKS(float)
 RNNKIT_INSTANTIATE_BLOCKS(double)
 #undef RNNKIT_INSTANTIATE_BLOCKS
 
+// The mask kernels (masks.cpp): one small table per ISA, one slot per output type.
+namespace {
+template <class Out>
+struct MaskTable {
+  void (*bernoulli)(const BernoulliArgs<Out>&);
+};
+template <class Out>
+const MaskTable<Out>* mask_table(int isa) {
+  static const MaskTable<Out> generic_masks = {generic::bernoulli<Out>};
+#ifdef RNNKIT_BUILD_AVX2
+  static const MaskTable<Out> avx2_masks = {avx2::bernoulli<Out>};
+  if (isa == kAvx2) return &avx2_masks;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const MaskTable<Out> avx512_masks = {avx512::bernoulli<Out>};
+  if (isa == kAvx512) return &avx512_masks;
+#endif
+  (void)isa;
+  return &generic_masks;
+}
+}  // namespace
+
+template <class Out>
+void bernoulli(int isa, const BernoulliArgs<Out>& a) {
+  mask_table<Out>(isa)->bernoulli(a);
+}
+template void bernoulli<uint8_t>(int, const BernoulliArgs<uint8_t>&);
+template void bernoulli<float>(int, const BernoulliArgs<float>&);
+template void bernoulli<double>(int, const BernoulliArgs<double>&);
+
 // The layer-norm kernels: one small table per ISA.
 namespace {
 template <class Real>
