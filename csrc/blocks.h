@@ -138,10 +138,10 @@ struct OptimArgs {
 };
 
 // The random masks of the dropout family (masks.cpp), drawn in place by a
-// counter-based generator: element i gets u_i, the top 32 bits of the
-// SplitMix64 finaliser of key + (i + 1) * 0x9E3779B97F4A7C15, a function of
-// (key, i) only (masks.cpp spells it out), so any thread count, SIMD path or
-// array size gives the same element i.
+// counter-based generator: elements 2j and 2j+1 get u, the low and the high
+// 32 bits of the SplitMix64 finaliser of key + (j + 1) * 0x9E3779B97F4A7C15, a
+// function of (key, i) only (masks.cpp spells it out), so any thread count,
+// SIMD path or array size gives the same element i.
 //
 //   n              elements (>= 0)
 //   out (n)        written: Out = uint8_t: out[i] = 1 where u_i < thr, else 0

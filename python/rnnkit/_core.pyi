@@ -240,8 +240,9 @@ def scale_(x: np.ndarray, s: float) -> None:
     """x *= s in place over a flat buffer."""
 
 # The dropout family's random masks (csrc/masks.cpp): element i of out from a
-# counter-based generator of (key, i) only, u_i = top 32 bits of SplitMix64's
-# finaliser of key + (i + 1) * 0x9E3779B97F4A7C15, against thr = round(p 2**32).
+# counter-based generator of (key, i) only: u_{2j}, u_{2j+1} = the low and high
+# 32 bits of SplitMix64's finaliser of key + (j + 1) * 0x9E3779B97F4A7C15, against
+# thr = round(p 2**32).
 
 def bernoulli_(out: np.ndarray, p: float, key: int, value: float = 1.0) -> None:
     """Fills a C-contiguous writeable ``out`` in place: uint8/bool out gets 1 where

@@ -86,13 +86,14 @@ nothing and is deterministic. :func:`draw_masks` draws from one
 recurrent mask, then the zoneout mask of h, then of c; after layer k's
 directions, if k < L-1, the dropout mask of its output. Each mask takes one
 key ``key = int(g.integers(0, 2**64, dtype=np.uint64))``, and its element i (C
-order over the mask's shape) one 32-bit uniform of a counter-based generator of
-(key, i) alone::
+order over the mask's shape) one 32-bit uniform ``u_i`` of a counter-based
+generator of (key, i) alone, two per 64-bit hash (``j = i // 2``)::
 
-    z   = key + (i + 1) * 0x9E3779B97F4A7C15                    (mod 2**64)
+    z   = key + (j + 1) * 0x9E3779B97F4A7C15                    (mod 2**64)
     z   = (z ^ z >> 30) * 0xBF58476D1CE4E5B9                     (mod 2**64)
     z   = (z ^ z >> 27) * 0x94D049BB133111EB                     (mod 2**64)
-    u_i = (z ^ z >> 31) >> 32                                    (SplitMix64)
+    x_j = z ^ z >> 31                                            (SplitMix64)
+    u_i = x_j mod 2**32 for even i,  x_j >> 32 for odd i
 
 compared with ``thr = round(p * 2**32)``: ``u_i >= thr`` keeps a unit for
 dropout (multiplier ``1/(1-p)``), ``u_i < thr`` zones it out, whatever the layer
