@@ -84,8 +84,14 @@ void fill(const BernoulliArgs<Out>& a, int64_t i0, int64_t i1) {
 
 template <class Out>
 void bernoulli(const BernoulliArgs<Out>& a) {
-  // ~10 integer operations per element: a second thread pays from ~64k on
-  const int nth = block_team(a.n, a.threads, int64_t(1) << 16);
+  // ~10 integer operations per element: a second thread pays from ~64k on, but
+  // not while the recurrent kernels are backing off from contention (a thread
+  // that starts late costs a time slice; the call is a fraction of a
+  // millisecond). Only read: the back-off counts the recurrent kernels' calls.
+  Contention& c = contention();
+  const bool backing_off = __atomic_load_n(&c.enabled, __ATOMIC_RELAXED) &&
+                           __atomic_load_n(&c.left, __ATOMIC_RELAXED) > 0;
+  const int nth = backing_off ? 1 : block_team(a.n, a.threads, int64_t(1) << 16);
 #pragma omp parallel num_threads(nth)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
