@@ -26,6 +26,12 @@ Contention& contention() {
   return c;
 }
 
+// The mask kernels' own (masks.cpp declares it).
+Contention& mask_contention() {
+  static Contention c;
+  return c;
+}
+
 namespace {
 
 // The entry points of one ISA build, one slot per cell (indexed by Cell).

@@ -24,6 +24,11 @@
 #include "team.h"
 
 namespace rnnkit {
+
+// The masks' contention tracker (dispatch.cpp): one per process, apart from the
+// recurrent kernels' contention(), so a mask call never shortens their back-off.
+Contention& mask_contention();
+
 namespace RNNKIT_NS {
 
 namespace {
@@ -84,21 +89,27 @@ void fill(const BernoulliArgs<Out>& a, int64_t i0, int64_t i1) {
 
 template <class Out>
 void bernoulli(const BernoulliArgs<Out>& a) {
-  // ~10 integer operations per element: a second thread pays from ~64k on, but
-  // not while the recurrent kernels are backing off from contention (a thread
-  // that starts late costs a time slice; the call is a fraction of a
-  // millisecond). Only read: the back-off counts the recurrent kernels' calls.
-  Contention& c = contention();
-  const bool backing_off = __atomic_load_n(&c.enabled, __ATOMIC_RELAXED) &&
-                           __atomic_load_n(&c.left, __ATOMIC_RELAXED) > 0;
-  const int nth = backing_off ? 1 : block_team(a.n, a.threads, int64_t(1) << 16);
+  // ~10 integer operations per element: a second thread pays from ~64k on. The
+  // call lasts a fraction of a millisecond, so a second thread that starts a
+  // time slice late (another process on its core) costs more than it saves:
+  // such calls are reported to the masks' own contention tracker (its back-off
+  // runs the next calls on one thread; the recurrent kernels keep theirs), which
+  // set_adaptive_threads turns off with the kernels' one.
+  Contention& c = mask_contention();
+  const bool adaptive = __atomic_load_n(&contention().enabled, __ATOMIC_RELAXED);
+  int nth = block_team(a.n, a.threads, int64_t(1) << 16);
+  if (adaptive) nth = c.threads(nth);
+  const int64_t t0 = now_ns();
+  int64_t late_ns = 0;
 #pragma omp parallel num_threads(nth)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (tid != 0) __atomic_add_fetch(&late_ns, now_ns() - t0, __ATOMIC_RELAXED);
     const int64_t nc = (a.n + kChunk - 1) / kChunk;
     const int64_t c0 = nc * tid / nt, c1 = nc * (tid + 1) / nt;
     if (c1 > c0) fill(a, c0 * kChunk, min64(a.n, c1 * kChunk));
   }
+  if (adaptive && nth > 1) c.observe(late_ns, nth, now_ns() - t0);
 }
 
 template void bernoulli<uint8_t>(const BernoulliArgs<uint8_t>&);
