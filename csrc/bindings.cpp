@@ -724,6 +724,50 @@ void scale_impl(const py::array& x, double s) {
   rnnkit::scale_buffer<Real>(isa, p, n, Real(s), threads);
 }
 
+// The 64-bit key of a mask: a Python int (or NumPy integer) in [0, 2^64).
+uint64_t mask_key(const py::object& key) {
+  if (py::isinstance<py::bool_>(key) || !PyIndex_Check(key.ptr()))
+    throw py::type_error("key must be an int in [0, 2**64), got " +
+                         std::string(py::str(py::type::of(key).attr("__name__"))));
+  const py::int_ k = py::reinterpret_steal<py::int_>(PyNumber_Index(key.ptr()));
+  if (!k) throw py::error_already_set();
+  if (k < py::int_(0) || k.attr("bit_length")().cast<int>() > 64)
+    throw py::value_error("key must be in [0, 2**64), got " + std::string(py::str(k)));
+  return PyLong_AsUnsignedLongLong(k.ptr());
+}
+
+// A real-valued scalar argument (not a bool), as a double.
+double real_arg(const char* name, const py::object& obj) {
+  if (!py::isinstance<py::bool_>(obj) && PyNumber_Check(obj.ptr()) &&
+      !PyComplex_Check(obj.ptr())) {
+    const double v = PyFloat_AsDouble(obj.ptr());
+    if (!(v == -1.0 && PyErr_Occurred())) return v;
+    PyErr_Clear();
+  }
+  throw py::type_error(std::string(name) + " must be a real number, got " +
+                       std::string(py::str(py::type::of(obj).attr("__name__"))));
+}
+
+template <class Out>
+void bernoulli_impl(const py::array& out, double p, uint64_t key, double value) {
+  if (!(out.flags() & py::array::c_style))
+    throw py::value_error("out must be C-contiguous");
+  if (!out.writeable()) throw py::value_error("out must be writeable");
+  rnnkit::BernoulliArgs<Out> a;
+  a.n = int64_t(out.size());
+  a.out = static_cast<Out*>(const_cast<void*>(out.data()));
+  a.key = key;
+  // round(p 2^32): p 2^32 is exact in double, +0.5 and truncation round half up
+  a.thr = uint64_t(p * 4294967296.0 + 0.5);
+  a.value = Out(value);
+  a.threads = num_threads();
+  const int isa = rnnkit::isa_active();
+  if (a.n > 0) {
+    py::gil_scoped_release release;
+    rnnkit::bernoulli<Out>(isa, a);
+  }
+}
+
 // float32 or float64, from the array that decides the call's dtype.
 bool float_dtype(const char* name, const py::array& a) {
   if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8))
@@ -837,6 +881,46 @@ void bind_blocks(py::module_& m) {
         return scale_impl<float>(x, s);
       },
       py::arg("x"), py::arg("s"), "x *= s in place over a flat buffer.");
+  m.def(
+      "bernoulli_",
+      [](const py::object& out, const py::object& p, const py::object& key,
+         const py::object& value_obj) {
+        if (!py::isinstance<py::array>(out))
+          throw py::type_error(
+              "out must be a numpy array, got " +
+              std::string(py::str(py::type::of(out).attr("__name__"))));
+        const py::array a = py::reinterpret_borrow<py::array>(out);
+        const bool flags = py::isinstance<py::array_t<uint8_t>>(a) ||
+                           py::isinstance<py::array_t<bool>>(a);
+        const bool f64 = py::isinstance<py::array_t<double>>(a);
+        if (!flags && !f64 && !py::isinstance<py::array_t<float>>(a))
+          throw py::type_error(
+              "out must have dtype uint8, bool, float32 or float64, got " +
+              std::string(py::str(a.dtype())));
+        const double pv = real_arg("p", p);
+        if (!(pv >= 0.0 && pv <= 1.0))
+          throw py::value_error("p must be in [0, 1], got " + std::string(py::repr(p)));
+        const uint64_t k = mask_key(key);
+        const double value = real_arg("value", value_obj);
+        if (flags) {
+          if (value != 1.0)
+            throw py::value_error("value must be 1 for flags (out of dtype " +
+                                  std::string(py::str(a.dtype())) + "), got " +
+                                  std::string(py::repr(value_obj)));
+          return bernoulli_impl<uint8_t>(a, pv, k, value);
+        }
+        const double vr = f64 ? value : double(float(value));
+        if (!(vr - vr == 0.0))
+          throw py::value_error("value must be finite in out's dtype, got " +
+                                std::string(py::repr(value_obj)));
+        if (f64) return bernoulli_impl<double>(a, pv, k, value);
+        return bernoulli_impl<float>(a, pv, k, value);
+      },
+      py::arg("out"), py::arg("p"), py::arg("key"), py::arg("value") = py::float_(1.0),
+      "Fills out in place from a counter-based generator of (key, i): uint8/bool out "
+      "gets 1 with probability p (zoneout flags), float32/float64 out gets value "
+      "with probability 1 - p, else 0 (inverted-dropout multipliers). The same bits "
+      "for any thread count, SIMD path or array size (blocks.h, masks.cpp).");
 }
 
 }  // namespace

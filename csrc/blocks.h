@@ -6,6 +6,7 @@
 // element on one thread in a fixed order, so results are bitwise identical for
 // any thread count on one SIMD path. Kernels never allocate, never throw: the
 // bindings validate every pointer and size (and the ids and targets) first.
+// Also the dropout family's random masks (masks.cpp).
 #pragma once
 
 #include <stdint.h>
@@ -133,6 +134,31 @@ struct OptimArgs {
   double momentum = 0, dampening = 0, alpha = 0, beta1 = 0, beta2 = 0, bc1 = 1, bc2 = 1;
   bool nesterov = false, first = false, centered = false, amsgrad = false,
        decoupled = false;
+  int threads = 1;
+};
+
+// The random masks of the dropout family (masks.cpp), drawn in place by a
+// counter-based generator: elements 2j and 2j+1 get u, the low and the high
+// 32 bits of the SplitMix64 finaliser of key + (j + 1) * 0x9E3779B97F4A7C15, a
+// function of (key, i) only (masks.cpp spells it out), so any thread count,
+// SIMD path or array size gives the same element i.
+//
+//   n              elements (>= 0)
+//   out (n)        written: Out = uint8_t: out[i] = 1 where u_i < thr, else 0
+//                  (zoneout flags: 1 keeps the previous value, probability p);
+//                  Out = float/double: out[i] = value where u_i >= thr, else 0
+//                  (inverted-dropout multipliers, value = 1/(1-p))
+//   key            the mask's 64-bit key (the layer's generator draws one per
+//                  mask)
+//   thr            round(p 2^32), in [0, 2^32] (2^32: p = 1, every u_i < thr)
+//   value          the kept multiplier (float outputs only)
+template <class Out>
+struct BernoulliArgs {
+  int64_t n = 0;
+  Out* out = nullptr;
+  uint64_t key = 0;
+  uint64_t thr = 0;
+  Out value = 1;
   int threads = 1;
 };
 

@@ -26,6 +26,12 @@ Contention& contention() {
   return c;
 }
 
+// The mask kernels' own (masks.cpp declares it).
+Contention& mask_contention() {
+  static Contention c;
+  return c;
+}
+
 namespace {
 
 // The entry points of one ISA build, one slot per cell (indexed by Cell).
@@ -283,6 +289,36 @@ void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads) {
 RNNKIT_INSTANTIATE_BLOCKS(float)
 RNNKIT_INSTANTIATE_BLOCKS(double)
 #undef RNNKIT_INSTANTIATE_BLOCKS
+
+// The mask kernels (masks.cpp): one small table per ISA, one slot per output type.
+namespace {
+template <class Out>
+struct MaskTable {
+  void (*bernoulli)(const BernoulliArgs<Out>&);
+};
+template <class Out>
+const MaskTable<Out>* mask_table(int isa) {
+  static const MaskTable<Out> generic_masks = {generic::bernoulli<Out>};
+#ifdef RNNKIT_BUILD_AVX2
+  static const MaskTable<Out> avx2_masks = {avx2::bernoulli<Out>};
+  if (isa == kAvx2) return &avx2_masks;
+#endif
+#ifdef RNNKIT_BUILD_AVX512
+  static const MaskTable<Out> avx512_masks = {avx512::bernoulli<Out>};
+  if (isa == kAvx512) return &avx512_masks;
+#endif
+  (void)isa;
+  return &generic_masks;
+}
+}  // namespace
+
+template <class Out>
+void bernoulli(int isa, const BernoulliArgs<Out>& a) {
+  mask_table<Out>(isa)->bernoulli(a);
+}
+template void bernoulli<uint8_t>(int, const BernoulliArgs<uint8_t>&);
+template void bernoulli<float>(int, const BernoulliArgs<float>&);
+template void bernoulli<double>(int, const BernoulliArgs<double>&);
 
 // The layer-norm kernels: one small table per ISA.
 namespace {

@@ -63,6 +63,9 @@ double sum_squares(int isa, const Real* x, int64_t n, double scale, double* part
                    int threads);
 template <class Real>
 void scale_buffer(int isa, Real* x, int64_t n, Real s, int threads);
+// Out = uint8_t, float, double (BernoulliArgs in blocks.h).
+template <class Out>
+void bernoulli(int isa, const BernoulliArgs<Out>& a);
 
 double fma_peak_gflops(double seconds, int threads);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,

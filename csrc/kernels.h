@@ -41,7 +41,7 @@ RNNKIT_CELLS(RNNKIT_DECLARE_CELL)
 #undef RNNKIT_DECLARE_CELL
 
 // The kernels around the recurrent layers (blocks.h): linear.cpp, xent.cpp,
-// embedding.cpp, optim.cpp.
+// embedding.cpp, optim.cpp, masks.cpp.
 template <class Real>
 void linear_forward(const LinearArgs<Real>& a);
 template <class Real>
@@ -61,6 +61,9 @@ template <class Real>
 void scale_buffer(Real* x, int64_t n, Real s, int threads);
 template <class Real>
 int64_t gemm_pack_size(int nth);
+// masks.cpp: Out = uint8_t (flags), float, double (multipliers).
+template <class Out>
+void bernoulli(const BernoulliArgs<Out>& a);
 
 double fma_peak_gflops(double seconds, int nth);
 double gemm_gflops(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int reps,

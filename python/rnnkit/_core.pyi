@@ -239,6 +239,18 @@ def sum_squares(x: np.ndarray, scale: float = 1.0) -> float:
 def scale_(x: np.ndarray, s: float) -> None:
     """x *= s in place over a flat buffer."""
 
+# The dropout family's random masks (csrc/masks.cpp): element i of out from a
+# counter-based generator of (key, i) only: u_{2j}, u_{2j+1} = the low and high
+# 32 bits of SplitMix64's finaliser of key + (j + 1) * 0x9E3779B97F4A7C15, against
+# thr = round(p 2**32).
+
+def bernoulli_(out: np.ndarray, p: float, key: int, value: float = 1.0) -> None:
+    """Fills a C-contiguous writeable ``out`` in place: uint8/bool out gets 1 where
+    u_i < thr (zoneout flags, probability p; value must be 1), float32/float64 out
+    gets ``value`` where u_i >= thr, else 0 (inverted-dropout multipliers, value =
+    1/(1-p)). The same bits for any thread count, SIMD path or array size; p in
+    [0, 1], key in [0, 2**64)."""
+
 # The layer-normalised LSTM / GRU (csrc/layernorm.cpp; rnnkit._layernorm).
 # weights / dweights: 8 entries per (layer, direction), l*D + d: weight_ih,
 # weight_hh, bias_ih, bias_hh (None without bias), ln_weight_ih, ln_weight_hh,

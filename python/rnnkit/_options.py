@@ -7,8 +7,11 @@ drawn (:func:`draw_masks`) and laid out (:class:`Masks`), shared by the compiled
 kernels and the NumPy reference. The equations of every option are specified in
 :mod:`rnnkit.reference.options`, which re-exports these names.
 
-Masks are drawn in NumPy from one ``np.random.Generator`` (so they are the same
-for any thread count and any SIMD path), in real time, indexed by the original
+Each mask takes one 64-bit key from one ``np.random.Generator`` (the layer's),
+in the documented order, and its elements come from a counter-based generator
+of (key, element index) in the compiled kernel :func:`rnnkit._core.bernoulli_`
+(so they are the same for any thread count and any SIMD path, and cost a
+fraction of a NumPy draw); masks are held in real time, indexed by the original
 batch row: a mask means the same thing to every implementation.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cells
+from . import _cells, _core
 
 __all__ = [
     "LN_EPS",
@@ -30,6 +33,7 @@ __all__ = [
     "check_masks",
     "draw_masks",
     "keep_multiplier",
+    "mask_key",
     "mask_rng",
     "zoneout_flags",
 ]
@@ -166,14 +170,30 @@ class Masks:
     dropout: list[np.ndarray | None] = field(default_factory=list)
 
 
+def mask_key(rng: np.random.Generator) -> int:
+    """One mask's 64-bit key: ``int(rng.integers(0, 2**64, dtype=np.uint64))``.
+
+    Examples
+    --------
+    >>> mask_key(np.random.default_rng(0)) == mask_key(np.random.default_rng(0))
+    True
+    """
+    return int(rng.integers(0, 2**64, dtype=np.uint64))
+
+
 def keep_multiplier(
     rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: Any
 ) -> np.ndarray:
     """Inverted-dropout multipliers: ``1/(1-p)`` where ``u >= p``, else 0.
 
-    ``u`` is ``rng.random(shape, dtype=np.float32)`` compared with
-    ``np.float32(p)`` (float32 uniforms: half the cost of float64 ones, and the
-    same draws for either layer dtype).
+    One key is drawn from ``rng`` (:func:`mask_key`); element i (C order) keeps
+    its unit where ``u_i >= round(p 2**32)``, ``u_i`` the 32-bit uniform of the
+    counter-based generator of (key, i) (:func:`rnnkit._core.bernoulli_`). The
+    same draws for either layer dtype, any thread count and any SIMD path.
+
+    Shapes
+    ------
+    out : ``shape``, of ``dtype`` (float32 or float64).
 
     Examples
     --------
@@ -181,16 +201,29 @@ def keep_multiplier(
     >>> sorted(set(m.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
     True
     """
-    out = (rng.random(shape, dtype=np.float32) >= np.float32(p)).astype(dtype)
-    out *= out.dtype.type(1.0 / (1.0 - p))
+    out = np.empty(shape, dtype=dtype)
+    _core.bernoulli_(out, p, mask_key(rng), 1.0 / (1.0 - p))
     return out
 
 
 def zoneout_flags(
     rng: np.random.Generator, shape: tuple[int, ...], p: float
 ) -> np.ndarray:
-    """Zoneout flags: True (keep the previous value) where ``u < p``, float32 ``u``."""
-    flags: np.ndarray = rng.random(shape, dtype=np.float32) < np.float32(p)
+    """Zoneout flags: True (keep the previous value) where ``u_i < round(p 2**32)``.
+
+    One key from ``rng`` (:func:`mask_key`), ``u_i`` as in :func:`keep_multiplier`.
+
+    Shapes
+    ------
+    out : ``shape``, bool.
+
+    Examples
+    --------
+    >>> zoneout_flags(np.random.default_rng(0), (2, 3), 0.0).any()
+    np.False_
+    """
+    flags = np.empty(shape, dtype=bool)
+    _core.bernoulli_(flags, p, mask_key(rng))
     return flags
 
 

@@ -84,10 +84,21 @@ Masks are drawn only by a training forward with some p > 0; ``train=False`` draw
 nothing and is deterministic. :func:`draw_masks` draws from one
 ``np.random.Generator`` in a fixed order: for k in 0..L-1, for d in 0..D-1, the
 recurrent mask, then the zoneout mask of h, then of c; after layer k's
-directions, if k < L-1, the dropout mask of its output. Each mask is
-``g.random(shape, dtype=np.float32)`` compared with ``np.float32(p)`` (``u >= p``
-keeps a unit for dropout, ``u < p`` zones it out), whatever the layer dtype.
-The drawing code is :mod:`rnnkit._options` (the fast path's), re-exported
+directions, if k < L-1, the dropout mask of its output. Each mask takes one
+key ``key = int(g.integers(0, 2**64, dtype=np.uint64))``, and its element i (C
+order over the mask's shape) one 32-bit uniform ``u_i`` of a counter-based
+generator of (key, i) alone, two per 64-bit hash (``j = i // 2``)::
+
+    z   = key + (j + 1) * 0x9E3779B97F4A7C15                    (mod 2**64)
+    z   = (z ^ z >> 30) * 0xBF58476D1CE4E5B9                     (mod 2**64)
+    z   = (z ^ z >> 27) * 0x94D049BB133111EB                     (mod 2**64)
+    x_j = z ^ z >> 31                                            (SplitMix64)
+    u_i = x_j mod 2**32 for even i,  x_j >> 32 for odd i
+
+compared with ``thr = round(p * 2**32)``: ``u_i >= thr`` keeps a unit for
+dropout (multiplier ``1/(1-p)``), ``u_i < thr`` zones it out, whatever the layer
+dtype, thread count or SIMD path. The drawing code is :mod:`rnnkit._options`
+(the fast path's, on the kernel :func:`rnnkit._core.bernoulli_`), re-exported
 here. The layer's generator is
 ``np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])`` for an int
 seed, a child (``Generator.spawn``) of a generator seed, fresh entropy for None;
@@ -99,9 +110,9 @@ that one set of masks means the same thing to every implementation.
 Contract for the fused kernels (stage 2)
 ----------------------------------------
 * Masks are inputs, not kernel state: the layer draws them (the same
-  :func:`draw_masks`, moved to a fast-path module, or a counter-based generator
-  keyed by (seed, call, layer, direction, t, b, unit) — either way independent
-  of the thread count) and passes them in; the layer keeps them as
+  :func:`draw_masks`, in the fast-path module :mod:`rnnkit._options`, one key per
+  mask from the layer's generator and the counter-based generator above —
+  independent of the thread count) and passes them in; the layer keeps them as
   ``layer.last_masks`` so a test can hand the very same masks to the reference.
   Dropout and recurrent dropout masks are passed as the multipliers ``0`` or
   ``1/(1-p)`` in the compute dtype; zoneout masks as booleans (uint8).
@@ -136,6 +147,7 @@ from .._options import (
     check_masks,
     draw_masks,
     keep_multiplier,
+    mask_key,
     mask_rng,
     zoneout_flags,
 )
@@ -155,6 +167,7 @@ __all__ = [
     "keep_multiplier",
     "layer_norm",
     "layer_norm_backward",
+    "mask_key",
     "mask_rng",
     "zoneout_flags",
     "zoneout_forward",
