@@ -13,8 +13,15 @@ namespace {
 constexpr int64_t MR = RNNKIT_GEMM_MR;
 template <class Real>
 constexpr int64_t NR = 2 * Vec<Real>::kLanes;
-constexpr int64_t KC = 512;
-constexpr int64_t MC = MR * 12;
+// Cache blocking: a KC x NR strip of packed B (32 KiB) stays in L1 while the
+// micro-kernel walks the MC x KC block of packed A (L2); the KC x NC panel of
+// B is shared by the team (L3). (A fixed KC = 512 made the AVX-512 strip
+// 64 KiB, more than a 48 KiB L1: it ran from L2.)
+template <class Real>
+constexpr int64_t KC = (32 * 1024) / (NR<Real> * int64_t(sizeof(Real))) < 512
+                           ? (32 * 1024) / (NR<Real> * int64_t(sizeof(Real)))
+                           : 512;
+constexpr int64_t MC = MR * 24;
 constexpr int64_t NC = 2048;
 
 // Ap[k*MR + i] = A(i, k) for an mr x kc block, rows past mr zero. With sum,
@@ -22,7 +29,23 @@ constexpr int64_t NC = 2048;
 template <class Real>
 void pack_a(int64_t mr, int64_t kc, const Real* A, int64_t rsa, int64_t csa, Real* Ap,
             Real* sum) {
-  if (csa == 1) {
+  if (mr == MR && !sum) {  // full blocks: no branches, Ap written in order
+    if (csa == 1) {
+      const Real* a[MR];
+      for (int64_t i = 0; i < MR; ++i) a[i] = A + i * rsa;
+      for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int64_t i = 0; i < MR; ++i) Ap[k * MR + i] = a[i][k];
+    } else if (rsa == 1) {  // A^T: MR consecutive elements per k
+      for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int64_t i = 0; i < MR; ++i) Ap[k * MR + i] = A[k * csa + i];
+    } else {
+      for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int64_t i = 0; i < MR; ++i) Ap[k * MR + i] = A[k * csa + i * rsa];
+    }
+  } else if (csa == 1) {
     for (int64_t i = 0; i < MR; ++i) {
       const Real* a = A + i * rsa;
       for (int64_t k = 0; k < kc; ++k) Ap[k * MR + i] = i < mr ? a[k] : Real(0);
@@ -62,7 +85,19 @@ void pack_b(int64_t nr, int64_t kc, const Real* B, int64_t rsb, int64_t csb,
   kz1 = min64(kz1, kc);
   for (int64_t k = 0; k < kz0; ++k)
     for (int64_t j = 0; j < R; ++j) Bp[k * R + j] = Real(0);
-  if (csb == 1) {
+  if (csb == 1 && nr == R) {
+    using V = vec_t<Real>;
+    constexpr int64_t VL = Vec<Real>::kLanes;
+    for (int64_t k = kz0; k < kz1; ++k) {
+      const Real* b = B + (k - kz0) * rsb;
+      // rows rsb apart each start a new stream: fetch a few rows ahead
+      __builtin_prefetch(b + 8 * rsb);
+      __builtin_prefetch(b + 8 * rsb + R - 1);
+      const V b0 = load(b), b1 = load(b + VL);
+      store(Bp + k * R, b0);
+      store(Bp + k * R + VL, b1);
+    }
+  } else if (csb == 1) {
     for (int64_t k = kz0; k < kz1; ++k) {
       const Real* b = B + (k - kz0) * rsb;
       for (int64_t j = 0; j < R; ++j) Bp[k * R + j] = j < nr ? b[j] : Real(0);
@@ -84,6 +119,11 @@ void micro(int64_t kc, const Real* __restrict Ap, const Real* __restrict Bp, Rea
            int64_t ldc, int64_t mr, int64_t nr, bool accumulate) {
   using V = vec_t<Real>;
   constexpr int64_t VL = Vec<Real>::kLanes;
+  // C is read (or written) once, after kc steps: fetch its lines meanwhile
+  for (int64_t i = 0; i < mr; ++i) {
+    __builtin_prefetch(C + i * ldc, 1);
+    __builtin_prefetch(C + i * ldc + 2 * VL - 1, 1);
+  }
   V c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int64_t i = 0; i < MR; ++i) c0[i] = c1[i] = V{};
@@ -123,7 +163,8 @@ void micro(int64_t kc, const Real* __restrict Ap, const Real* __restrict Bp, Rea
 
 template <class Real>
 int64_t gemm_pack_size(int nth) {
-  return KC * NC + int64_t(nth) * (MC * KC) + 64;
+  constexpr int64_t kc = KC<Real>;
+  return kc * NC + int64_t(nth) * (MC * kc) + 64;
 }
 
 template <class Real>
@@ -148,8 +189,11 @@ void gemm_panels(int64_t M, int64_t K, const Real* A, int64_t rsa, int64_t csa,
     return;
   }
   if (nstrips_all == 0 && !rowsum) return;
+  // 64-byte aligned (the size has room): a vector load never splits a line
+  pack = reinterpret_cast<Real*>((reinterpret_cast<uintptr_t>(pack) + 63) &
+                                 ~uintptr_t(63));
   Real* Bp = pack;
-  Real* Ap = pack + KC * NC + int64_t(tid) * (MC * KC);
+  Real* Ap = pack + KC<Real> * NC + int64_t(tid) * (MC * KC<Real>);
   // M blocks of about equal size (a multiple of MR, at most MC), so the team's
   // shares differ by one block at most, not by a ragged last one.
   const int64_t nmb = (M + MC - 1) / MC;
@@ -165,8 +209,8 @@ void gemm_panels(int64_t M, int64_t K, const Real* A, int64_t rsa, int64_t csa,
         min64(max64(nstrips, 1), max64(1, (4 * nth + nmb - 1) / nmb));
     const int64_t units = nmb * ngroups;
     const int64_t u0 = units * tid / nth, u1 = units * (tid + 1) / nth;
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = min64(KC, K - pc);
+    for (int64_t pc = 0; pc < K; pc += KC<Real>) {
+      const int64_t kc = min64(KC<Real>, K - pc);
       for (int64_t s = tid; s < nstrips; s += nth) {
         const int64_t gs = s_lo + s;
         int p = 0;

@@ -104,16 +104,41 @@ struct Tiles {
 #pragma GCC unroll 4
         for (int64_t g = 0; g < G; ++g) acc[i][v][g] = V{};
     }
-    for (int64_t k = 0; k < K; ++k) {
-      const Real* wk = w + k * G * TU;
+    // Live registers per k step: the accumulators plus either the NV*G weight
+    // vectors (rows outer, one broadcast at a time) or the MRt broadcasts
+    // (weights outer); the smaller set is kept, so nothing spills (GCC keeps
+    // every value the source order leaves live: 12 broadcasts beside 24
+    // accumulators overflowed the 32 AVX-512 registers). Each accumulator
+    // still sums over k in order: the result does not depend on the choice.
+    if constexpr (MRt > NV * G) {
+      for (int64_t k = 0; k < K; ++k) {
+        const Real* wk = w + k * G * TU;
+        V wv[NV][G];
 #pragma GCC unroll 4
-      for (int64_t v = 0; v < NV; ++v)
+        for (int64_t v = 0; v < NV; ++v)
 #pragma GCC unroll 4
-        for (int64_t g = 0; g < G; ++g) {
-          const V wv = load(wk + (v * G + g) * VL);
+          for (int64_t g = 0; g < G; ++g) wv[v][g] = load(wk + (v * G + g) * VL);
 #pragma GCC unroll 16
-          for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
+        for (int64_t i = 0; i < MRt; ++i) {
+          const Real hk = hr[i][k];
+#pragma GCC unroll 4
+          for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+            for (int64_t g = 0; g < G; ++g) acc[i][v][g] += hk * wv[v][g];
         }
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        const Real* wk = w + k * G * TU;
+#pragma GCC unroll 4
+        for (int64_t v = 0; v < NV; ++v)
+#pragma GCC unroll 4
+          for (int64_t g = 0; g < G; ++g) {
+            const V wv = load(wk + (v * G + g) * VL);
+#pragma GCC unroll 16
+            for (int64_t i = 0; i < MRt; ++i) acc[i][v][g] += hr[i][k] * wv;
+          }
+      }
     }
   }
 
@@ -163,12 +188,16 @@ struct Tiles {
 #pragma GCC unroll 2
       for (int64_t v = 0; v < NVB; ++v) prod[i][v] = V{};
     }
+    // rows outer, the NVB weight vectors in registers (see fused_product)
     for (int64_t k = 0; k < GH; ++k) {
+      V wv[NVB];
 #pragma GCC unroll 2
-      for (int64_t v = 0; v < NVB; ++v) {
-        const V wv = load(w + k * TUB + v * VL);
+      for (int64_t v = 0; v < NVB; ++v) wv[v] = load(w + k * TUB + v * VL);
 #pragma GCC unroll 16
-        for (int64_t i = 0; i < MRt; ++i) prod[i][v] += dr[i][k] * wv;
+      for (int64_t i = 0; i < MRt; ++i) {
+        const Real dk = dr[i][k];
+#pragma GCC unroll 2
+        for (int64_t v = 0; v < NVB; ++v) prod[i][v] += dk * wv[v];
       }
     }
   }
