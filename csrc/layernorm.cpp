@@ -369,12 +369,7 @@ struct LnKernel {
             if (!P.owns(r0)) continue;
             const int64_t mr = min64(MR, nact - r0);
             V acc[MR][NV][G];
-            if (mr == 1)
-              Tl::template fused_product<1>(w + k0 * G * TU, hprod + k0, H, kn, r0, mr,
-                                            acc);
-            else
-              Tl::template fused_product<MR>(w + k0 * G * TU, hprod + k0, H, kn, r0, mr,
-                                             acc);
+            Tl::fused_product_rows(w + k0 * G * TU, hprod + k0, H, kn, r0, mr, acc);
             if (!first || !last) {  // carry partial sums across depth blocks
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t v = 0; v < NV; ++v)
@@ -621,10 +616,7 @@ struct LnKernel {
             if (!P.owns(r0)) continue;
             const int64_t mp = min64(MRB, nprev - r0);
             V prod[MRB][NVB];
-            if (mp == 1)
-              Tl::template backward_product<1>(w, dgprev, GH, GH, r0, mp, prod);
-            else
-              Tl::template backward_product<MRB>(w, dgprev, GH, GH, r0, mp, prod);
+            Tl::backward_product_rows(w, dgprev, GH, GH, r0, mp, prod);
             for (int64_t i = 0; i < mp; ++i)
               for (int64_t v = 0; v < NVB; ++v) {
                 const int64_t j = u * TUB + v * VL, n = min64(VL, H - j);

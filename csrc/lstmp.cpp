@@ -236,12 +236,7 @@ struct Lstmp {
         for (int64_t r0 = q0; r0 < qe; r0 += MR) {
           const int64_t mr = min64(MR, qe - r0);
           V acc[MR][NV][G];
-          if (mr == 1)
-            Tl::template fused_product<1>(wt + k0 * G * TU, X + k0, ldx, kn, r0, mr,
-                                          acc);
-          else
-            Tl::template fused_product<MR>(wt + k0 * G * TU, X + k0, ldx, kn, r0, mr,
-                                           acc);
+          Tl::fused_product_rows(wt + k0 * G * TU, X + k0, ldx, kn, r0, mr, acc);
           if (!first || !last) {
             for (int64_t i = 0; i < mr; ++i)
               for (int64_t v = 0; v < NV; ++v)

@@ -321,6 +321,31 @@ struct Recurrent {
     }
   }
 
+  // Fetch the line of p into L2 (not L1: the tile's weights live there).
+  static RNNKIT_INLINE void prefetch_l2(const Real* p) { __builtin_prefetch(p, 0, 2); }
+
+  // The lines the cell step of rows [r0, r0 + mr) reads and writes in tile u
+  // at step s (their XP gates, the reserve's aux, y): a step's rows are T x B
+  // apart in arrays far larger than the caches, and the hardware prefetcher
+  // does not follow them; fetched before the tile's product, they arrive
+  // while it runs (it lasts ~1000 cycles).
+  static RNNKIT_INLINE void prefetch_rows_forward(const Pass& p, const Scratch& S,
+                                                  int64_t B, int64_t H, int64_t DH,
+                                                  int64_t u, int64_t r0, int64_t mr,
+                                                  int64_t s, bool rev, bool train) {
+    const int64_t GH = G * H;
+    for (int64_t i = 0; i < mr; ++i) {
+      const int64_t r = r0 + i, tb = time_of(S, r, s, rev) * B + S.perm[r];
+      for (int64_t v = 0; v < NV; ++v) {
+        const int64_t j = u * TU + v * VL;
+        if (j >= H) break;
+        for (int64_t g = 0; g < G; ++g) prefetch_l2(p.xp + tb * GH + g * H + j);
+        if (train) prefetch_l2(p.aux + tb * H + j);
+        prefetch_l2(p.y + tb * DH + p.dir * H + j);
+      }
+    }
+  }
+
   static void time_loop_forward(const Call& c, const Pass& p, const Team& team) {
     const RnnDesc& d = c.d;
     const RnnArgs<Real>& a = c.a;
@@ -352,12 +377,8 @@ struct Recurrent {
             const int64_t mr = min64(MR, nact - r0);
             V acc[MR][NV][G];
             const Real* hsrc = p.rm ? hincur : hcur;  // the product's h_{t-1}
-            if (mr == 1)
-              Tl::template fused_product<1>(w + k0 * G * TU, hsrc + k0, H, kn, r0, mr,
-                                            acc);
-            else
-              Tl::template fused_product<MR>(w + k0 * G * TU, hsrc + k0, H, kn, r0, mr,
-                                             acc);
+            if (last) prefetch_rows_forward(p, S, B, H, DH, u, r0, mr, s, rev, train);
+            Tl::fused_product_rows(w + k0 * G * TU, hsrc + k0, H, kn, r0, mr, acc);
             if (!first || !last) {  // carry partial sums across depth blocks
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t v = 0; v < NV; ++v)
@@ -591,7 +612,26 @@ struct Recurrent {
       const int64_t nact = step >= 0 ? S.nact[step] : B;
       const int64_t nprev = step + 1 < smax ? S.nact[step + 1] : 0;
       for (int64_t u = P.u0; u < P.u1 && !P.idle; ++u) {
-        product_tile(P, S.wp + u * GH * TUB, dgprev, ldg, GH, nprev, part);
+        // the lines of the cell steps below, fetched while the product runs:
+        // rows of row block r0, spread over the product's depth blocks
+        auto fetch = [&](int64_t r0, int64_t i0, int64_t i1) {
+          if (step < 0) return;
+          for (int64_t r = r0 + i0; r < r0 + i1; ++r) {
+            const int64_t b = S.perm[r], t = time_of(S, r, step, rev);
+            const int64_t tb = t * B + b, tp = rev ? t + 1 : t - 1;
+            for (int64_t v = 0; v < NVB; ++v) {
+              const int64_t j = u * TUB + v * VL;
+              if (j >= H) break;
+              for (int64_t g = 0; g < G; ++g) prefetch_l2(xp + tb * GH + g * H + j);
+              prefetch_l2(dyl + tb * DH + dir * H + j);
+              if (Cell::kHasC || Cell::kSplitN) prefetch_l2(aux + tb * H + j);
+              if (step > 0 && Cell::kHasC) prefetch_l2(aux + (tp * B + b) * H + j);
+              if (step > 0 && Cell::kSplitN)
+                prefetch_l2(yl + (tp * B + b) * DH + dir * H + j);
+            }
+          }
+        };
+        product_tile(P, S.wp + u * GH * TUB, dgprev, ldg, GH, nprev, part, fetch);
         for (int64_t r0 = 0; r0 < nact; r0 += MRB) {
           if (!P.owns(r0)) continue;
           const int64_t mr = min64(MRB, nact - r0);
@@ -668,21 +708,21 @@ struct Recurrent {
   // KBB, so a block of the tile's weights stays in L1 across the row blocks;
   // the sums wait in part between blocks (fixed order: bitwise the same for
   // any team).
+  // fetch(r0, i0, i1) is called for rows r0 + [i0, i1) of each row block,
+  // every row once, spread over the depth blocks.
+  template <class Fetch>
   static void product_tile(const Part& P, const Real* w, const Real* dg, int64_t ldg,
-                           int64_t GH, int64_t nprev, Real* part) {
+                           int64_t GH, int64_t nprev, Real* part, Fetch&& fetch) {
     constexpr int64_t KBB = Tl::KBB;
-    for (int64_t k0 = 0; k0 < GH; k0 += KBB) {
+    const int64_t nkb = (GH + KBB - 1) / KBB;
+    for (int64_t k0 = 0, kb = 0; k0 < GH; k0 += KBB, ++kb) {
       const int64_t kn = min64(KBB, GH - k0);
       for (int64_t r0 = 0; r0 < nprev; r0 += MRB) {
         if (!P.owns(r0)) continue;
         const int64_t mp = min64(MRB, nprev - r0);
+        fetch(r0, mp * kb / nkb, mp * (kb + 1) / nkb);
         V prod[MRB][NVB];
-        if (mp == 1)
-          Tl::template backward_product<1>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
-                                           prod);
-        else
-          Tl::template backward_product<MRB>(w + k0 * TUB, dg + k0, ldg, kn, r0, mp,
-                                             prod);
+        Tl::backward_product_rows(w + k0 * TUB, dg + k0, ldg, kn, r0, mp, prod);
         for (int64_t i = 0; i < mp; ++i)
           for (int64_t v = 0; v < NVB; ++v) {
             Real* pp = part + (r0 + i) * TUB + v * VL;

@@ -112,10 +112,7 @@ struct Step {
                                     int64_t H, int64_t u, int64_t r0, int64_t mr,
                                     V (&acc)[MR][NV][G]) {
     if (Cell::kSplitN) {  // x W_ih^T first, kept in xp
-      if (mr == 1)
-        Tl::template fused_product<1>(w, s.cat, s.K, In, r0, mr, acc);
-      else
-        Tl::template fused_product<MR>(w, s.cat, s.K, In, r0, mr, acc);
+      Tl::fused_product_rows(w, s.cat, s.K, In, r0, mr, acc);
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < NV; ++v) {
           const int64_t j = u * TU + v * VL, n = min64(VL, H - j);
@@ -123,15 +120,9 @@ struct Step {
             storen(s.xp + (r0 + i) * G * H + g * H + j, acc[i][v][g], n);
         }
       const Real* wh = w + In * G * TU;
-      if (mr == 1)
-        Tl::template fused_product<1>(wh, s.cat + In, s.K, H, r0, mr, acc);
-      else
-        Tl::template fused_product<MR>(wh, s.cat + In, s.K, H, r0, mr, acc);
+      Tl::fused_product_rows(wh, s.cat + In, s.K, H, r0, mr, acc);
     } else {
-      if (mr == 1)
-        Tl::template fused_product<1>(w, s.cat, s.K, s.K, r0, mr, acc);
-      else
-        Tl::template fused_product<MR>(w, s.cat, s.K, s.K, r0, mr, acc);
+      Tl::fused_product_rows(w, s.cat, s.K, s.K, r0, mr, acc);
     }
   }
 

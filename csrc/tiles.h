@@ -142,6 +142,23 @@ struct Tiles {
     }
   }
 
+  // The ragged last row block of a step: mr rows on the smallest tile that
+  // holds them (1, about 2/3 of MR, or MR), so B = 32 on 6-row tiles computes
+  // 34 rows, not 36. Each row sums over k in the same order on every tile: the
+  // results do not depend on the choice.
+  static constexpr int64_t MR2 = MR > 2 ? (2 * MR + 2) / 3 : MR;
+  static constexpr int64_t MRB2 = MRB > 2 ? (2 * MRB + 2) / 3 : MRB;
+  static RNNKIT_INLINE void fused_product_rows(const Real* w, const Real* h,
+                                               int64_t ldh, int64_t K, int64_t r0,
+                                               int64_t mr, V (&acc)[MR][NV][G]) {
+    if (mr == 1)
+      fused_product<1>(w, h, ldh, K, r0, mr, acc);
+    else if (mr <= MR2)
+      fused_product<MR2>(w, h, ldh, K, r0, mr, acc);
+    else
+      fused_product<MR>(w, h, ldh, K, r0, mr, acc);
+  }
+
   // One row (batch 1, generation): too few accumulators to hide the FMA
   // latency, so even and odd k run in separate chains, added at the end.
   static RNNKIT_INLINE void fused_product_row(const Real* w, const Real* h, int64_t K,
@@ -173,6 +190,19 @@ struct Tiles {
     for (int64_t v = 0; v < NV; ++v)
 #pragma GCC unroll 4
       for (int64_t g = 0; g < G; ++g) acc[v][g] += odd[v][g];
+  }
+
+  // backward_product on the smallest tile that holds mr rows (see
+  // fused_product_rows).
+  static RNNKIT_INLINE void backward_product_rows(const Real* w, const Real* dg,
+                                                  int64_t ldg, int64_t GH, int64_t r0,
+                                                  int64_t mr, V (&prod)[MRB][NVB]) {
+    if (mr == 1)
+      backward_product<1>(w, dg, ldg, GH, r0, mr, prod);
+    else if (mr <= MRB2)
+      backward_product<MRB2>(w, dg, ldg, GH, r0, mr, prod);
+    else
+      backward_product<MRB>(w, dg, ldg, GH, r0, mr, prod);
   }
 
   // prod[i][v] = sum_k dG[r0+i][k] W_hh[k][tile unit v*VL..] over k < G*H; dG
