@@ -162,22 +162,56 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    by = {(r["config"], r["side"]): r for r in results}
+    """One row per configuration: medians over the repeats, and the median of
+    the paired ratios (rnnkit run i / torch run i, run back to back)."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        runs.setdefault((r["config"], r["side"]), []).append(r)
     rows = [
-        "| config | rnnkit chars/s | torch chars/s | ratio "
+        "| config | rnnkit chars/s | torch chars/s | ratio | ratio range "
         "| loss rnnkit | loss torch |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["config"] for r in results):
-        a, b = by.get((name, "rnnkit")), by.get((name, "torch"))
-        ra = f"{a['chars_per_s']:.0f}" if a else "-"
-        rb = f"{b['chars_per_s']:.0f}" if b else "-"
-        ratio = f"{a['chars_per_s'] / b['chars_per_s']:.2f}x" if a and b else "-"
-        la = f"{a['loss_last10']:.4f}" if a else "-"
-        lb = f"{b['loss_last10']:.4f}" if b else "-"
-        rows.append(f"| {name} | {ra} | {rb} | {ratio} | {la} | {lb} |")
+        a, b = runs.get((name, "rnnkit"), []), runs.get((name, "torch"), [])
+        ra = f"{_median([r['chars_per_s'] for r in a]):.0f}" if a else "-"
+        rb = f"{_median([r['chars_per_s'] for r in b]):.0f}" if b else "-"
+        pairs = [x["chars_per_s"] / y["chars_per_s"] for x, y in zip(a, b)]
+        ratio = f"{_median(pairs):.2f}x" if pairs else "-"
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}x" if len(pairs) > 1 else "-"
+        la = f"{a[-1]['loss_last10']:.4f}" if a else "-"
+        lb = f"{b[-1]['loss_last10']:.4f}" if b else "-"
+        rows.append(f"| {name} | {ra} | {rb} | {ratio} | {spread} | {la} | {lb} |")
     return "\n".join(rows)
+
+
+def _run_side(
+    name: str, side: str, args: argparse.Namespace, results: list[dict[str, Any]]
+) -> None:
+    """One side of one configuration in a fresh process; appends its result."""
+    cmd = [sys.executable, __file__, "--side", side, "--config", name]
+    for flag in ("steps", "warmup", "batch", "seq_len", "threads"):
+        cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    out = subprocess.run(
+        cmd, env=_child_env(args.threads), capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        print(f"{name} {side}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+        return
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    results.append(r)
+    print(
+        f"{name:12s} {side:7s} {r['chars_per_s']:10.0f} chars/s  "
+        f"loss {r['loss_last10']:.4f}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each side per configuration, alternating which side goes "
+        "first; the table gives medians and the median paired ratio",
+    )
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--side", help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -208,33 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.configs.split(","):
         if name not in CONFIGS:
             p.error(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
-        for side in args.sides.split(","):
-            cmd = [sys.executable, __file__, "--side", side, "--config", name]
-            for flag in ("steps", "warmup", "batch", "seq_len", "threads"):
-                cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-            out = subprocess.run(
-                cmd, env=_child_env(args.threads), capture_output=True, text=True
-            )
-            if out.returncode != 0:
-                print(f"{name} {side}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(
-                f"{name:12s} {side:7s} {r['chars_per_s']:10.0f} chars/s  "
-                f"loss {r['loss_last10']:.4f}",
-                flush=True,
-            )
+        sides = args.sides.split(",")
+        for rep in range(max(1, args.repeat)):
+            for side in sides if rep % 2 == 0 else sides[::-1]:
+                _run_side(name, side, args, results)
     info = _sysinfo.machine_info()
     cmdline = " ".join(sys.argv[1:] if argv is None else argv)
     md = (
         f"# End-to-end char-LM training (B={args.batch}, T={args.seq_len}, "
-        f"{args.steps} timed steps after {args.warmup}, {args.threads} threads)\n\n"
+        f"{args.steps} timed steps after {args.warmup}, {args.threads} threads, "
+        f"{max(1, args.repeat)} run(s) of each side)\n\n"
         f"Machine: {_sysinfo.summary_line(args.threads)}\n\n"
         f"Command: `python benchmarks/bench_e2e.py {cmdline}`\n\n"
         + table(results)
-        + "\n\nLoss: mean of the last 10 steps (nats/char); both sides start from the "
-        "same weights and see the same batches.\n"
+        + "\n\nchars/s: median over the runs; ratio: median of rnnkit/torch over "
+        "back-to-back pairs of runs (range: lowest and highest pair). Loss: mean of "
+        "the last 10 steps (nats/char); both sides start from the same weights and "
+        "see the same batches.\n"
     )
     out_dir = Path(args.out)
     _write(out_dir / "e2e.md", md)

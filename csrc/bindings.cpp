@@ -261,29 +261,57 @@ void set_masks(RnnArgs<Real>& a, const OptionMasks<Real>& m) {
   a.drop_mask = m.drop.empty() ? nullptr : m.drop.data();
 }
 
+// The fused cells' kernels as forward_impl / backward_impl call them; the
+// layer-normalised cells (LnKernel, further down) supply the same members.
+template <class R>
+struct FusedKernel {
+  using Real = R;
+  using Args = RnnArgs<R>;
+  template <class Ptr, class Get>
+  static std::vector<Ptr> weights(const RnnDesc& d, const py::list& w, bool grads,
+                                  Get get) {
+    return weight_ptrs<R, Ptr>(d, w, grads ? "dweights" : "weights", get);
+  }
+  static rnnkit::WorkspaceSize size(int isa, const RnnDesc& d, rnnkit::Mode mode) {
+    return rnnkit::workspace_size<R>(isa, d, mode);
+  }
+  static void forward(int isa, const RnnDesc& d, const Args& a) {
+    rnnkit::forward<R>(isa, d, a);
+  }
+  static void backward(int isa, const RnnDesc& d, const Args& a) {
+    rnnkit::backward<R>(isa, d, a);
+  }
+};
+
 template <class Real>
-py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
-                       const py::object& c0, const py::list& weights,
-                       const py::object& lengths, const py::object& reserve,
-                       const py::array& scratch, bool train,
-                       const OptionMasks<Real>& m) {
+const Real* in_arg(const char* n, py::handle o, std::vector<int64_t> s) {
+  return in_ptr<Real>(n, o, s);
+}
+template <class Real>
+Real* out_arg(const char* n, py::handle o, std::vector<int64_t> s) {
+  return out_ptr<Real>(n, o, s);
+}
+
+// A forward of kernel K: checks every array against d, allocates the outputs,
+// runs without the GIL. a comes with its option masks set.
+template <class K, class Real = typename K::Real>
+py::tuple forward_impl(const RnnDesc& d, typename K::Args a, const py::array& x,
+                       const py::object& h0, const py::object& c0,
+                       const py::list& weights, const py::object& lengths,
+                       const py::object& reserve, const py::array& scratch,
+                       bool train) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<Real> a;
   a.train = train;
-  set_masks(a, m);
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, state);
   if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
-  auto w = weight_ptrs<Real, const Real*>(
-      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
+  auto w = K::template weights<const Real*>(d, weights, false, in_arg<Real>);
   a.weights = w.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<Real>(
-      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
+  auto need =
+      K::size(isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
   if (train) {
     if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
@@ -300,37 +328,30 @@ py::tuple forward_impl(const RnnDesc& d, const py::array& x, const py::object& h
   }
   {
     py::gil_scoped_release release;
-    rnnkit::forward<Real>(isa, d, a);
+    K::forward(isa, d, a);
   }
   return py::make_tuple(y, hn, cn);
 }
 
-template <class Real>
-py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
-                        const py::object& dcn, const py::list& weights,
-                        const py::list& dweights, const py::object& lengths,
-                        const py::array& reserve, const py::array& scratch,
-                        const OptionMasks<Real>& m) {
+// The backward of kernel K (see forward_impl).
+template <class K, class Real = typename K::Real>
+py::tuple backward_impl(const RnnDesc& d, typename K::Args a, const py::array& dy,
+                        const py::object& dhn, const py::object& dcn,
+                        const py::list& weights, const py::list& dweights,
+                        const py::object& lengths, const py::array& reserve,
+                        const py::array& scratch) {
   const bool has_c = rnnkit::cell_has_c(d.cell);
   const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  RnnArgs<Real> a;
-  set_masks(a, m);
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
   a.dhn = in_ptr<Real>("dh_n", dhn, state);
   if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
-  auto w = weight_ptrs<Real, const Real*>(
-      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
-  auto dw = weight_ptrs<Real, Real*>(
-      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return out_ptr<Real>(n, o, s);
-      });
+  auto w = K::template weights<const Real*>(d, weights, false, in_arg<Real>);
+  auto dw = K::template weights<Real*>(d, dweights, true, out_arg<Real>);
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
-  auto need = rnnkit::workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
+  auto need = K::size(isa, d, rnnkit::Mode::kBackward);
   a.reserve = workspace_ptr("reserve", reserve, need.reserve);
   a.scratch = workspace_ptr("scratch", scratch, need.scratch);
   py::array_t<Real> dx({d.T, d.B, d.I}), dh0(state);
@@ -344,9 +365,18 @@ py::tuple backward_impl(const RnnDesc& d, const py::array& dy, const py::object&
   }
   {
     py::gil_scoped_release release;
-    rnnkit::backward<Real>(isa, d, a);
+    K::backward(isa, d, a);
   }
   return py::make_tuple(dx, dh0, dc0);
+}
+
+// The fused kernels' arguments with the option masks m set (m must outlive
+// the call).
+template <class Real>
+RnnArgs<Real> fused_args(const OptionMasks<Real>& m) {
+  RnnArgs<Real> a;
+  set_masks(a, m);
+  return a;
 }
 
 bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 8; }
@@ -372,11 +402,7 @@ class Stepper {
       throw py::value_error("zoneout must be in [0, 1), got " +
                             std::to_string(zoneout));
     d_.zoneout = zoneout;
-    auto w = weight_ptrs<Real, const Real*>(
-        d_, weights, "weights",
-        [](const char* n, py::handle o, std::vector<int64_t> s) {
-          return in_ptr<Real>(n, o, s);
-        });
+    auto w = weight_ptrs<Real, const Real*>(d_, weights, "weights", in_arg<Real>);
     isa_ = rnnkit::isa_active();
     ws_.assign(rnnkit::step_size<Real>(isa_, d_) + 64, 0);
     rnnkit::step_init<Real>(isa_, d_, base(), w.data());
@@ -988,13 +1014,13 @@ PYBIND11_MODULE(_core, m) {
         if (is_f64(x)) {
           auto m = option_masks<double>(d, train, rec_masks, zone_h, zone_c, drop_masks,
                                         zoneout);
-          return forward_impl<double>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                      train, m);
+          return forward_impl<FusedKernel<double>>(d, fused_args(m), x, h0, c0, weights,
+                                                   lengths, reserve, scratch, train);
         }
         auto m = option_masks<float>(d, train, rec_masks, zone_h, zone_c, drop_masks,
                                      zoneout);
-        return forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                   train, m);
+        return forward_impl<FusedKernel<float>>(d, fused_args(m), x, h0, c0, weights,
+                                                lengths, reserve, scratch, train);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("x"), py::arg("h0"), py::arg("c0"),
@@ -1028,13 +1054,15 @@ PYBIND11_MODULE(_core, m) {
         if (is_f64(dy)) {
           auto m =
               option_masks<double>(d, true, rec_masks, zone_h, zone_c, drop_masks, 0.0);
-          return backward_impl<double>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                       reserve, scratch, m);
+          return backward_impl<FusedKernel<double>>(d, fused_args(m), dy, dhn, dcn,
+                                                    weights, dweights, lengths, reserve,
+                                                    scratch);
         }
         auto m =
             option_masks<float>(d, true, rec_masks, zone_h, zone_c, drop_masks, 0.0);
-        return backward_impl<float>(d, dy, dhn, dcn, weights, dweights, lengths,
-                                    reserve, scratch, m);
+        return backward_impl<FusedKernel<float>>(d, fused_args(m), dy, dhn, dcn,
+                                                 weights, dweights, lengths, reserve,
+                                                 scratch);
       },
       py::arg("cell"), py::arg("nonlinearity"), py::arg("num_layers"),
       py::arg("bidirectional"), py::arg("input_size"), py::arg("dy"), py::arg("dh_n"),
@@ -1276,10 +1304,7 @@ py::tuple lstmp_forward_impl(LstmpDesc d, const py::array& x, const py::object& 
   a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
   a.h0 = in_ptr<Real>("h0", h0, {LD, d.B, d.P});
   a.c0 = in_ptr<Real>("c0", c0, {LD, d.B, d.H});
-  auto w = lstmp_weight_ptrs<Real, const Real*>(
-      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
+  auto w = lstmp_weight_ptrs<Real, const Real*>(d, weights, "weights", in_arg<Real>);
   a.weights = w.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
   const int isa = rnnkit::isa_active();
@@ -1312,14 +1337,8 @@ py::tuple lstmp_backward_impl(LstmpDesc d, const py::array& dy, const py::object
   a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.P});
   a.dhn = in_ptr<Real>("dh_n", dhn, {LD, d.B, d.P});
   a.dcn = in_ptr<Real>("dc_n", dcn, {LD, d.B, d.H});
-  auto w = lstmp_weight_ptrs<Real, const Real*>(
-      d, weights, "weights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
-  auto dw = lstmp_weight_ptrs<Real, Real*>(
-      d, dweights, "dweights", [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return out_ptr<Real>(n, o, s);
-      });
+  auto w = lstmp_weight_ptrs<Real, const Real*>(d, weights, "weights", in_arg<Real>);
+  auto dw = lstmp_weight_ptrs<Real, Real*>(d, dweights, "dweights", out_arg<Real>);
   a.weights = w.data();
   a.dweights = dw.data();
   a.lengths = lengths_ptr(lengths, d.T, d.B);
@@ -1572,92 +1591,34 @@ struct LnMasks {
   }
 };
 
-template <class Real>
-py::tuple ln_forward_impl(const RnnDesc& d, const py::array& x, const py::object& h0,
-                          const py::object& c0, const py::list& weights,
-                          const py::object& lengths, const py::object& reserve,
-                          const py::array& scratch, bool train,
-                          const LnMasks<Real>& m) {
-  const bool has_c = rnnkit::cell_has_c(d.cell);
-  const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
-  rnnkit::LnArgs<Real> a;
-  m.fill(a);
-  a.train = train;
-  a.x = in_ptr<Real>("x", x, {d.T, d.B, d.I});
-  a.h0 = in_ptr<Real>("h0", h0, state);
-  if (has_c) a.c0 = in_ptr<Real>("c0", c0, state);
-  auto w = ln_weight_ptrs<Real, const Real*>(
-      d, weights, false, [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
-  a.weights = w.data();
-  a.lengths = lengths_ptr(lengths, d.T, d.B);
-  const int isa = rnnkit::isa_active();
-  auto need = rnnkit::ln_workspace_size<Real>(
-      isa, d, train ? rnnkit::Mode::kTrainForward : rnnkit::Mode::kInference);
-  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
-  if (train) {
-    if (reserve.is_none()) throw py::value_error("reserve is required when train=True");
-    a.reserve = workspace_ptr("reserve", reserve.cast<py::array>(), need.reserve);
+// The layer-normalised kernels for forward_impl / backward_impl.
+template <class R>
+struct LnKernel {
+  using Real = R;
+  using Args = rnnkit::LnArgs<R>;
+  template <class Ptr, class Get>
+  static std::vector<Ptr> weights(const RnnDesc& d, const py::list& w, bool grads,
+                                  Get get) {
+    return ln_weight_ptrs<R, Ptr>(d, w, grads, get);
   }
-  py::array_t<Real> y({d.T, d.B, d.D * d.H}), hn(state);
-  py::object cn = py::none();
-  a.y = y.mutable_data();
-  a.hn = hn.mutable_data();
-  if (has_c) {
-    py::array_t<Real> c(state);
-    a.cn = c.mutable_data();
-    cn = c;
+  static rnnkit::WorkspaceSize size(int isa, const RnnDesc& d, rnnkit::Mode mode) {
+    return rnnkit::ln_workspace_size<R>(isa, d, mode);
   }
-  {
-    py::gil_scoped_release release;
-    rnnkit::ln_forward<Real>(isa, d, a);
+  static void forward(int isa, const RnnDesc& d, const Args& a) {
+    rnnkit::ln_forward<R>(isa, d, a);
   }
-  return py::make_tuple(y, hn, cn);
-}
+  static void backward(int isa, const RnnDesc& d, const Args& a) {
+    rnnkit::ln_backward<R>(isa, d, a);
+  }
+};
 
+// The layer-normalised kernels' arguments with the masks m set (m must
+// outlive the call).
 template <class Real>
-py::tuple ln_backward_impl(const RnnDesc& d, const py::array& dy, const py::object& dhn,
-                           const py::object& dcn, const py::list& weights,
-                           const py::list& dweights, const py::object& lengths,
-                           const py::array& reserve, const py::array& scratch,
-                           const LnMasks<Real>& m) {
-  const bool has_c = rnnkit::cell_has_c(d.cell);
-  const std::vector<int64_t> state = {d.L * d.D, d.B, d.H};
+rnnkit::LnArgs<Real> ln_args(const LnMasks<Real>& m) {
   rnnkit::LnArgs<Real> a;
   m.fill(a);
-  a.dy = in_ptr<Real>("dy", dy, {d.T, d.B, d.D * d.H});
-  a.dhn = in_ptr<Real>("dh_n", dhn, state);
-  if (has_c) a.dcn = in_ptr<Real>("dc_n", dcn, state);
-  auto w = ln_weight_ptrs<Real, const Real*>(
-      d, weights, false, [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return in_ptr<Real>(n, o, s);
-      });
-  auto dw = ln_weight_ptrs<Real, Real*>(
-      d, dweights, true, [](const char* n, py::handle o, std::vector<int64_t> s) {
-        return out_ptr<Real>(n, o, s);
-      });
-  a.weights = w.data();
-  a.dweights = dw.data();
-  a.lengths = lengths_ptr(lengths, d.T, d.B);
-  const int isa = rnnkit::isa_active();
-  auto need = rnnkit::ln_workspace_size<Real>(isa, d, rnnkit::Mode::kBackward);
-  a.reserve = workspace_ptr("reserve", reserve, need.reserve);
-  a.scratch = workspace_ptr("scratch", scratch, need.scratch);
-  py::array_t<Real> dx({d.T, d.B, d.I}), dh0(state);
-  py::object dc0 = py::none();
-  a.dx = dx.mutable_data();
-  a.dh0 = dh0.mutable_data();
-  if (has_c) {
-    py::array_t<Real> c(state);
-    a.dc0 = c.mutable_data();
-    dc0 = c;
-  }
-  {
-    py::gil_scoped_release release;
-    rnnkit::ln_backward<Real>(isa, d, a);
-  }
-  return py::make_tuple(dx, dh0, dc0);
+  return a;
 }
 
 // H from weights[1] (W_hh, (G*H, H)), with a clear message when it is not there.
@@ -1714,13 +1675,14 @@ void bind_layernorm(py::module_& m) {
         const py::object& zhm = train ? zone_h : none;
         const py::object& zcm = train ? zone_c : none;
         const py::object& dm = train ? drop_masks : none;
-        if (is_f64(x))
-          return ln_forward_impl<double>(d, x, h0, c0, weights, lengths, reserve,
-                                         scratch, train,
-                                         LnMasks<double>(d, rm, zhm, zcm, dm, zoneout));
-        return ln_forward_impl<float>(d, x, h0, c0, weights, lengths, reserve, scratch,
-                                      train,
-                                      LnMasks<float>(d, rm, zhm, zcm, dm, zoneout));
+        if (is_f64(x)) {
+          const LnMasks<double> m(d, rm, zhm, zcm, dm, zoneout);
+          return forward_impl<LnKernel<double>>(d, ln_args(m), x, h0, c0, weights,
+                                                lengths, reserve, scratch, train);
+        }
+        const LnMasks<float> m(d, rm, zhm, zcm, dm, zoneout);
+        return forward_impl<LnKernel<float>>(d, ln_args(m), x, h0, c0, weights, lengths,
+                                             reserve, scratch, train);
       },
       py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("x"),
       py::arg("h0"), py::arg("c0"), py::arg("weights"), py::arg("lengths"),
@@ -1752,13 +1714,14 @@ void bind_layernorm(py::module_& m) {
               std::to_string(dy.shape(2)));
         RnnDesc d = ln_desc(cell, dy.shape(0), dy.shape(1), I, H, L, bidirectional,
                             !weights[2].is_none());
-        if (is_f64(dy))
-          return ln_backward_impl<double>(
-              d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
-              LnMasks<double>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
-        return ln_backward_impl<float>(
-            d, dy, dhn, dcn, weights, dweights, lengths, reserve, scratch,
-            LnMasks<float>(d, rec_masks, zone_h, zone_c, drop_masks, 0.0));
+        if (is_f64(dy)) {
+          const LnMasks<double> m(d, rec_masks, zone_h, zone_c, drop_masks, 0.0);
+          return backward_impl<LnKernel<double>>(d, ln_args(m), dy, dhn, dcn, weights,
+                                                 dweights, lengths, reserve, scratch);
+        }
+        const LnMasks<float> m(d, rec_masks, zone_h, zone_c, drop_masks, 0.0);
+        return backward_impl<LnKernel<float>>(d, ln_args(m), dy, dhn, dcn, weights,
+                                              dweights, lengths, reserve, scratch);
       },
       py::arg("cell"), py::arg("num_layers"), py::arg("bidirectional"),
       py::arg("input_size"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
