@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _core, _layernorm, _lstmp
 from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import kernel_masks
 from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
 
@@ -35,24 +36,11 @@ class _Ctx:
 
 
 def _masks(layer: Any, train: bool) -> dict[str, Any]:
-    """The option masks of this call as ``_core`` keywords (the mask contract):
-    ``rec_masks``, ``zone_h``, ``zone_c`` (bool as uint8 views), ``drop_masks``;
-    only those of options that are on, only in training (``layer._call_masks``,
-    drawn or checked by the layer)."""
+    """The option masks of this call as ``_core`` keywords (the mask contract,
+    :func:`rnnkit._workspace.kernel_masks`); only in training
+    (``layer._call_masks``, drawn or checked by the layer)."""
     m = layer._call_masks if train else None
-    if m is None:
-        return {}
-    o = layer.options
-    out: dict[str, Any] = {}
-    if o.recurrent_dropout:
-        out["rec_masks"] = [cm.recurrent for cm in m.cells]
-    if o.zoneout:
-        out["zone_h"] = [cm.zoneout_h.view(np.uint8) for cm in m.cells]
-        if layer.spec.has_cell_state:
-            out["zone_c"] = [cm.zoneout_c.view(np.uint8) for cm in m.cells]
-    if o.dropout and layer.num_layers > 1:
-        out["drop_masks"] = list(m.dropout)
-    return out
+    return kernel_masks(m, layer.dtype)
 
 
 def _sizes(layer: Any, T: int, B: int, mode: Any, masks: dict[str, Any]) -> Any:

@@ -53,10 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _cells, _core
+from . import _core
 from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import kernel_masks
 from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
+from ._workspace import weight_list as _weight_list
 
 KINDS = (
     "weight_ih",
@@ -88,13 +90,7 @@ class LNContext:
 def weight_list(layer: Any, store: Any) -> list[np.ndarray | None]:
     """The kernels' weight list: :data:`KINDS` per (layer, direction), absent
     entries (biases without bias, the GRU's ``ln_*_c``) None."""
-    D = 2 if layer.bidirectional else 1
-    return [
-        store.get(kind + _cells.suffix(k, d))
-        for k in range(layer.num_layers)
-        for d in range(D)
-        for kind in KINDS
-    ]
+    return _weight_list(layer, store, KINDS)
 
 
 def _check(layer: Any, train: bool, masks: Any) -> None:
@@ -113,44 +109,6 @@ def _check(layer: Any, train: bool, masks: Any) -> None:
             f"a training forward with {', '.join(rates)} needs its masks "
             "(the layer-norm kernel draws none)"
         )
-
-
-def mask_lists(layer: Any, masks: Any) -> dict[str, Any]:
-    """The shared mask contract's lists (keywords of ``_core.ln_forward``) from a
-    :class:`~rnnkit.reference.options.Masks`-like ``masks`` (or None): None
-    where no entry is given, bool zoneout masks as uint8 views."""
-    out: dict[str, Any] = {
-        "rec_masks": None,
-        "zone_h": None,
-        "zone_c": None,
-        "drop_masks": None,
-    }
-    if masks is None:
-        return out
-    dt = np.dtype(layer.dtype)
-
-    def real(a: Any) -> np.ndarray | None:
-        return None if a is None else np.ascontiguousarray(a, dtype=dt)
-
-    def flags(a: Any) -> np.ndarray | None:
-        if a is None:
-            return None
-        a = np.ascontiguousarray(a)
-        return a.view(np.uint8) if a.dtype == np.bool_ else a.astype(np.uint8)
-
-    cells = list(getattr(masks, "cells", None) or [])
-    for key, field, conv in (
-        ("rec_masks", "recurrent", real),
-        ("zone_h", "zoneout_h", flags),
-        ("zone_c", "zoneout_c", flags),
-    ):
-        arrays = [conv(getattr(cm, field, None)) for cm in cells]
-        if any(a is not None for a in arrays):
-            out[key] = arrays
-    drops = [real(a) for a in (getattr(masks, "dropout", None) or [])]
-    if any(a is not None for a in drops):
-        out["drop_masks"] = drops
-    return out
 
 
 def _sizes(layer: Any, T: int, B: int, mode: Any) -> tuple[int, int]:
@@ -203,7 +161,7 @@ def forward(
     reserve = _reserve(layer, reserve_bytes) if train else None
     scratch = _scratch(scratch_bytes, np.dtype(np.uint8))
     weights = weight_list(layer, layer._forward_params() if train else layer.params)
-    lists = mask_lists(layer, masks if train else None)
+    lists = kernel_masks(masks, layer.dtype) if train else {}
     y, hn, cn = _core.ln_forward(
         layer.cell,
         layer.num_layers,

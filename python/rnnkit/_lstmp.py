@@ -47,11 +47,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _cells, _core
+from . import _core
+from ._workspace import DTYPE_NAMES as _DTYPE_NAMES
+from ._workspace import kernel_masks
 from ._workspace import reserve as _reserve
 from ._workspace import scratch as _scratch
+from ._workspace import weight_list as _weight_list
 
-_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
@@ -76,17 +78,7 @@ def proj_size(layer: Any) -> int:
 def weight_list(layer: Any, store: Mapping[str, np.ndarray]) -> list[np.ndarray | None]:
     """[W_ih, W_hh, b_ih, b_hh, W_hr] per (layer, direction), biases None without
     bias, in the kernels' order ``l*D + d``."""
-    D = 2 if layer.bidirectional else 1
-    out: list[np.ndarray | None] = []
-    for k in range(layer.num_layers):
-        for d in range(D):
-            s = _cells.suffix(k, d)
-            for kind in _KINDS:
-                if kind.startswith("bias") and not layer.bias:
-                    out.append(None)
-                else:
-                    out.append(store[kind + s])
-    return out
+    return _weight_list(layer, store, _KINDS)
 
 
 def _sizes(
@@ -119,25 +111,6 @@ def _workspace(
     )
 
 
-def _masks(masks: Any) -> dict[str, Any]:
-    """The mask keywords of ``_core.lstmp_forward`` from a reference-style
-    :class:`~rnnkit.reference.options.Masks` (or None)."""
-    if masks is None:
-        return {}
-    cells = list(getattr(masks, "cells", []))
-    out: dict[str, Any] = {
-        "rec_masks": [c.recurrent for c in cells],
-        "zone_h": [
-            None if c.zoneout_h is None else c.zoneout_h.view(np.uint8) for c in cells
-        ],
-        "zone_c": [
-            None if c.zoneout_c is None else c.zoneout_c.view(np.uint8) for c in cells
-        ],
-        "drop_masks": list(getattr(masks, "dropout", [])),
-    }
-    return {k: v for k, v in out.items() if any(m is not None for m in v)}
-
-
 def forward(
     layer: Any,
     x: np.ndarray,
@@ -158,7 +131,7 @@ def forward(
     """
     T, B = x.shape[0], x.shape[1]
     mode = _core.Mode.TRAIN_FORWARD if train else _core.Mode.INFERENCE
-    given = _masks(masks) if train else {}
+    given = kernel_masks(masks, layer.dtype) if train else {}
     flags = {k: k in given for k in ("rec_masks", "zone_h", "zone_c", "drop_masks")}
     reserve_bytes, scratch_bytes = _workspace(layer, T, B, mode, flags)
     reserve = _reserve(layer, reserve_bytes) if train else None
