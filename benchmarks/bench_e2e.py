@@ -14,7 +14,7 @@ ratio rnnkit/torch.
 
 Command (the coordinator's run; a few minutes on 2 cores)::
 
-    python benchmarks/bench_e2e.py --out benchmarks/results
+    python benchmarks/bench_e2e.py --repeat 3 --out benchmarks/results
 
 Smoke run::
 
@@ -22,7 +22,9 @@ Smoke run::
         --seq-len 16 --out /tmp/e2e
 
 Writes ``e2e.md`` (a table and the machine) and ``e2e.json`` (everything) into
-``--out``; files are written atomically.
+``--out`` (``e2e_avx2.*`` with ``--simd avx2``); files are written atomically.
+``--repeat N`` runs each side N times, alternating which goes first, and reports
+medians and the median paired ratio: this VM's speed drifts by tens of percent.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def worker(side: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
     model = _model(cell, H, L, V)
     losses: list[float] = []
     times: list[float] = []
+    simd = rk.get_simd()
     if side == "rnnkit":
         from rnnkit.train import train_step
 
@@ -115,6 +118,7 @@ def worker(side: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
+        simd = torch.backends.cpu.get_cpu_capability()
         tm = rk.to_torch(model).train()
         opt_t = torch.optim.Adam(tm.parameters(), lr=LR)
         ce = torch.nn.CrossEntropyLoss()
@@ -140,17 +144,32 @@ def worker(side: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         "loss_last10": float(np.mean(losses[-10:])),
         "losses": losses,
         "threads": {"rnnkit": rk.get_num_threads(), **_sysinfo.openblas_info()},
+        "simd": simd,
         "cpu_s": time.process_time(),
     }
 
 
-def _child_env(threads: int) -> dict[str, str]:
+#: --simd avx2: the same instruction set for both sides on an AVX-512 machine
+#: (rnnkit's run-time choice; torch's ATen kernels, oneDNN and MKL by their own
+#: documented switches), to measure what an AVX2-only machine would see.
+SIMD_ENV = {
+    "avx2": {
+        "RNNKIT_SIMD": "avx2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    },
+}
+
+
+def _child_env(threads: int, simd: str | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     }
     env["RNNKIT_NUM_THREADS"] = str(threads)
+    env.update(SIMD_ENV.get(simd or "", {}))
     return env
 
 
@@ -192,6 +211,14 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _simd_line(results: list[dict[str, Any]]) -> str:
+    """The instruction set each side ran (rk.get_simd(), torch's CPU capability)."""
+    seen: dict[str, set[str]] = {}
+    for r in results:
+        seen.setdefault(r["side"], set()).add(str(r.get("simd", "?")))
+    return ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in seen.items())
+
+
 def _run_side(
     name: str, side: str, args: argparse.Namespace, results: list[dict[str, Any]]
 ) -> None:
@@ -200,7 +227,7 @@ def _run_side(
     for flag in ("steps", "warmup", "batch", "seq_len", "threads"):
         cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     out = subprocess.run(
-        cmd, env=_child_env(args.threads), capture_output=True, text=True
+        cmd, env=_child_env(args.threads, args.simd), capture_output=True, text=True
     )
     if out.returncode != 0:
         print(f"{name} {side}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -232,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         help="runs of each side per configuration, alternating which side goes "
         "first; the table gives medians and the median paired ratio",
     )
+    p.add_argument(
+        "--simd",
+        choices=sorted(SIMD_ENV),
+        default=None,
+        help="run both sides on this instruction set (default: each its best)",
+    )
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--side", help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
@@ -260,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.steps} timed steps after {args.warmup}, {args.threads} threads, "
         f"{max(1, args.repeat)} run(s) of each side)\n\n"
         f"Machine: {_sysinfo.summary_line(args.threads)}\n\n"
+        f"Instruction sets: {_simd_line(results)}\n\n"
         f"Command: `python benchmarks/bench_e2e.py {cmdline}`\n\n"
         + table(results)
         + "\n\nchars/s: median over the runs; ratio: median of rnnkit/torch over "
@@ -268,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         "see the same batches.\n"
     )
     out_dir = Path(args.out)
-    _write(out_dir / "e2e.md", md)
+    stem = f"e2e_{args.simd}" if args.simd else "e2e"  # e2e.md, or e2e_avx2.md
+    _write(out_dir / f"{stem}.md", md)
     _write(
-        out_dir / "e2e.json",
+        out_dir / f"{stem}.json",
         json.dumps({"args": vars(args), "machine": info, "results": results}, indent=1),
     )
     print(md)
