@@ -283,6 +283,22 @@ struct FusedKernel {
   }
 };
 
+// (reserve, scratch) bytes of kernel family K (FusedKernel, LnKernel) for the
+// dtype named, with the active SIMD path.
+template <template <class> class K>
+py::tuple workspace_tuple(const std::string& dtype, const RnnDesc& d,
+                          rnnkit::Mode mode) {
+  const int isa = rnnkit::isa_active();
+  rnnkit::WorkspaceSize w;
+  if (dtype == "float32")
+    w = K<float>::size(isa, d, mode);
+  else if (dtype == "float64")
+    w = K<double>::size(isa, d, mode);
+  else
+    throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  return py::make_tuple(w.reserve, w.scratch);
+}
+
 template <class Real>
 const Real* in_arg(const char* n, py::handle o, std::vector<int64_t> s) {
   return in_ptr<Real>(n, o, s);
@@ -974,16 +990,7 @@ PYBIND11_MODULE(_core, m) {
         d.rdrop = recurrent_dropout;
         d.zone = zoneout && mode != rnnkit::Mode::kInference;
         d.drop = dropout && L > 1 && mode != rnnkit::Mode::kInference;
-        const int isa = rnnkit::isa_active();
-        rnnkit::WorkspaceSize w;
-        if (dtype == "float32")
-          w = rnnkit::workspace_size<float>(isa, d, mode);
-        else if (dtype == "float64")
-          w = rnnkit::workspace_size<double>(isa, d, mode);
-        else
-          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
-                               "'");
-        return py::make_tuple(w.reserve, w.scratch);
+        return workspace_tuple<FusedKernel>(dtype, d, mode);
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
       py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
@@ -1638,17 +1645,8 @@ void bind_layernorm(py::module_& m) {
       [](const std::string& cell, const std::string& dtype, int64_t T, int64_t B,
          int64_t I, int64_t H, int64_t L, bool bidirectional, bool bias,
          rnnkit::Mode mode) {
-        RnnDesc d = ln_desc(cell, T, B, I, H, L, bidirectional, bias);
-        const int isa = rnnkit::isa_active();
-        rnnkit::WorkspaceSize w;
-        if (dtype == "float32")
-          w = rnnkit::ln_workspace_size<float>(isa, d, mode);
-        else if (dtype == "float64")
-          w = rnnkit::ln_workspace_size<double>(isa, d, mode);
-        else
-          throw py::type_error("dtype must be 'float32' or 'float64', got '" + dtype +
-                               "'");
-        return py::make_tuple(w.reserve, w.scratch);
+        return workspace_tuple<LnKernel>(
+            dtype, ln_desc(cell, T, B, I, H, L, bidirectional, bias), mode);
       },
       py::arg("cell"), py::arg("dtype"), py::arg("T"), py::arg("B"), py::arg("I"),
       py::arg("H"), py::arg("num_layers"), py::arg("bidirectional"), py::arg("bias"),
